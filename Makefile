@@ -1,0 +1,27 @@
+# Makefile - the two commands a user needs on a fresh machine:
+#   make run    install missing packages, build, run the quickstart example
+#   make test   install missing packages, build, run every suite (ctest)
+# Variables: BUILD (build directory), SANITIZE (e.g. address,undefined),
+# TYPE (CMake build type). `make bench` prints the benchmark figures.
+BUILD ?= build
+TYPE ?= RelWithDebInfo
+SANITIZE ?=
+JOBS := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run test bench deps build
+
+run: build
+	$(BUILD)/swit run examples/quickstart/swit.yaml --exit-when-idle
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	$(BUILD)/bench/bench_pipeline
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) -DSWIT_SANITIZE=$(SANITIZE) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)

@@ -1,0 +1,97 @@
+/*
+ * ffi_exports.c - the C functions Lua calls through ffi.C, as declared in
+ * swit_ffi.h. Each is a thin, lua_State-free wrapper over the core: it
+ * checks its arguments, calls the core, and reports through an int code
+ * and out-parameters. Called on the worker thread that owns the state.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "swit_ffi.h"
+#include "host_int.h"
+#include "msg_int.h"
+
+/* A worker with no host, for states that only load scripts (swit check). */
+static swit__worker placeholder;
+
+int swit_ffi_abi(void)
+{
+  return SWIT_FFI_ABI;
+}
+
+swit_ffi_worker *swit_ffi_worker_current(void)
+{
+  return swit__current_worker ? &swit__current_worker->ffi
+                              : &placeholder.ffi;
+}
+
+int swit_ffi_msg_header(const swit_ffi_msg *m, const char *name,
+                        size_t name_len, const char **val, size_t *vlen)
+{
+  const swit_header *h = swit__msg_header_find(m, name, name_len);
+  if (!h) return SWIT_E_NOTFOUND;
+  *val = h->value;
+  *vlen = h->value_len;
+  return 0;
+}
+
+int swit_ffi_msg_header_at(const swit_ffi_msg *m, uint32_t i,
+                           const char **name, size_t *name_len,
+                           const char **val, size_t *vlen)
+{
+  const swit_header *h = swit__msg_header_at(m, i);
+  if (!h) return SWIT_E_NOTFOUND;
+  *name = h->name;
+  *name_len = h->name_len;
+  *val = h->value;
+  *vlen = h->value_len;
+  return 0;
+}
+
+int swit_ffi_msg_set_header(swit_ffi_worker *w, swit_ffi_msg *m,
+                            const char *name, size_t name_len,
+                            const char *val, size_t vlen)
+{
+  return swit__msg_set_header((swit__worker *)w, m, name, name_len, val, vlen);
+}
+
+int swit_ffi_msg_set_result(swit_ffi_worker *w, swit_ffi_msg *m, int code,
+                            const char *reason, size_t reason_len)
+{
+  return swit__msg_set_result((swit__worker *)w, m, code, reason, reason_len);
+}
+
+int swit_ffi_publish(swit_ffi_worker *fw, const char *topic, size_t topic_len,
+                     const char *key, size_t key_len,
+                     const char *payload, size_t payload_len,
+                     const swit_header *headers, uint32_t nheaders,
+                     char *err, size_t errlen)
+{
+  swit__worker *w = (swit__worker *)fw;
+  swit_msg_view v = {
+    .topic = topic, .topic_len = (uint32_t)topic_len,
+    .key = key, .key_len = (uint32_t)key_len,
+    .payload = payload, .payload_len = payload_len,
+    .headers = headers, .nheaders = nheaders, .partition = -1,
+  };
+
+  if (!w->host) {
+    snprintf(err, errlen, "swit.publish: the host is not running "
+             "(scripts are only being checked)");
+    return SWIT_E_STATE;
+  }
+  return swit__publish(w->host, &v, 0, NULL, err, errlen);
+}
+
+void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,
+                  size_t len)
+{
+  swit__worker *w = (swit__worker *)fw;
+  const swit__logger *lg = w->host ? &w->host->log : NULL;
+
+  if (len > 1900) len = 1900;
+  if (w->host)
+    swit__log(lg, level, "[worker %u] %.*s", w->id, (int)len, text);
+  else
+    swit__log(lg, level, "%.*s", (int)len, text);
+}

@@ -1,0 +1,117 @@
+/*
+ * broker.h - the contract between the core and a broker adapter.
+ *
+ * An adapter (brokers/<name>/) exports one `const swit_broker_ops
+ * swit_broker_<name>`. It only translates between a client library and
+ * this vtable: retry, backoff, batching policy, threading of the handlers
+ * and logging policy live in host/.
+ *
+ * Threads: the adapter calls the sink from its own thread(s), never
+ * holding a lock the core could wait for, and never calls Lua. The core
+ * calls every op from any thread; ops must be thread-safe. pause/resume
+ * may be called from inside a sink call.
+ *
+ * Ownership: a delivered message's view and the memory behind it belong
+ * to the adapter until the core settles it (ack or nack) by token. Exactly
+ * one settle per delivery.
+ */
+#ifndef SWIT_BROKER_H
+#define SWIT_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "swit/swit.h"
+#include "swit_ffi.h"
+#include "config.h"
+
+typedef struct swit_broker swit_broker; /* an adapter instance */
+
+/* One received message handed to the sink. */
+typedef struct swit_delivery {
+  const swit_msg_view *msg; /* valid until settled */
+  uint64_t token;           /* the adapter's settle handle */
+} swit_delivery;
+
+/* Called by the adapter for received messages, in arrival order for each
+ * subscription. `sink_ud` is what the core passed to subscribe(). The
+ * core takes every delivery (it blocks the calling thread if its queues
+ * are full beyond their slack) and pauses the subscription when they
+ * cross the high-water mark. */
+typedef void (*swit_sink_fn)(void *sink_ud, const swit_delivery *d, size_t n);
+
+typedef struct swit_sub_spec {
+  const char *topic;
+  const char *group;
+  int ordering;            /* SWIT_ORDER_* */
+  uint32_t prefetch;       /* broker-side prefetch hint */
+  int64_t ack_deadline_ms;
+} swit_sub_spec;
+
+enum { SWIT_SETTLE_ACK = 0, SWIT_SETTLE_REQUEUE = 1, SWIT_SETTLE_DROP = 2 };
+
+typedef struct swit_settle {
+  uint64_t token;
+  int action; /* SWIT_SETTLE_* */
+} swit_settle;
+
+/* How long a publish may wait for room or for the broker's confirm;
+ * 0 = never wait (SWIT_E_FULL at once). */
+typedef struct swit_publish_opts {
+  int timeout_ms;
+} swit_publish_opts;
+
+/* Logging from adapters goes through the host. */
+typedef void (*swit_log_fn)(void *ud, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+typedef struct swit_broker_env {
+  const swit_config *cfg; /* whole config; adapters read messaging.broker */
+  const void *settings;   /* filled from `config_fields`, NULL if none */
+  swit_log_fn log;
+  void *log_ud;
+} swit_broker_env;
+
+enum {
+  SWIT_CAP_REQUEUE = 1, /* nack with requeue redelivers */
+  SWIT_CAP_CONFIRM = 2  /* publish returns a broker confirm id */
+};
+
+typedef struct swit_broker_ops {
+  const char *name;
+  unsigned caps;                        /* SWIT_CAP_* */
+  const swit_cfg_field *config_fields;  /* messaging.broker.config keys; NULL = passthrough */
+  size_t settings_size;                 /* size of the struct config_fields fills */
+
+  int (*create)(swit_broker **out, const swit_broker_env *env,
+                char *err, size_t errlen);
+  void (*destroy)(swit_broker *b);      /* accepts NULL */
+  int (*connect)(swit_broker *b, char *err, size_t errlen);
+  int (*disconnect)(swit_broker *b);
+  /* 0 healthy, else SWIT_E_BROKER with detail */
+  int (*health)(swit_broker *b, char *detail, size_t len);
+
+  int (*subscribe)(swit_broker *b, const swit_sub_spec *spec,
+                   swit_sink_fn sink, void *sink_ud, void **handle,
+                   char *err, size_t errlen);
+  int (*pause)(swit_broker *b, void *handle);
+  int (*resume)(swit_broker *b, void *handle);
+  /* No sink call for `handle` starts after this returns; unsettled
+   * deliveries may still be settled afterwards. */
+  int (*unsubscribe)(swit_broker *b, void *handle);
+  /* Settle a batch of deliveries of one subscription. */
+  int (*settle)(swit_broker *b, void *handle, const swit_settle *s, size_t n);
+
+  /* Publish n messages (n > 1 is a batch). Message views are read during
+   * the call only. confirm_ids (may be NULL) receive the broker's confirm
+   * sequence for each message once accepted. */
+  int (*publish)(swit_broker *b, const swit_msg_view *msgs, size_t n,
+                 const swit_publish_opts *o, uint64_t *confirm_ids,
+                 char *err, size_t errlen);
+  int (*flush)(swit_broker *b, int timeout_ms);
+} swit_broker_ops;
+
+#endif /* SWIT_BROKER_H */

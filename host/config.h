@@ -1,0 +1,184 @@
+/*
+ * config.h - swit's configuration: the typed structs, the field tables
+ * that describe them, and the YAML loader.
+ *
+ * The loader (config.c, config_yaml.c) parses YAML with libyaml, expands
+ * ${VAR} and ${VAR:-default} in scalars, and walks the document against
+ * the field tables in config_schema.c: each field has a name, a type,
+ * an offset into its struct, a default, bounds and a description. The
+ * same tables fill defaults, reject unknown keys, and print the reference
+ * (`swit config-reference`). Errors read "file:line:col: key: expected...".
+ *
+ * A loaded swit_config is immutable and owned by whoever loaded it; free
+ * it with swit__config_free(). It is read from any thread.
+ */
+#ifndef SWIT_CONFIG_H
+#define SWIT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------
+ * Field tables */
+
+typedef enum swit_cfg_type {
+  SWIT_CFG_STR,         /* char * (owned by the config) */
+  SWIT_CFG_BOOL,        /* int (0/1): true/false/yes/no/on/off */
+  SWIT_CFG_INT,         /* int64_t, within [min, max] */
+  SWIT_CFG_DOUBLE,      /* double */
+  SWIT_CFG_DURATION,    /* int64_t milliseconds: "250ms", "30s", "5m", "1h", or a bare number of ms */
+  SWIT_CFG_SIZE,        /* int64_t bytes: "512", "64KB", "10MB", "1GB" (1024-based) */
+  SWIT_CFG_ENUM,        /* int: index into `choices` */
+  SWIT_CFG_LIST,        /* swit_cfg_list (strings); a scalar is a one-item list */
+  SWIT_CFG_SECTION,     /* nested struct described by `fields` */
+  SWIT_CFG_NAMED,       /* swit_cfg_named: map of name -> section (`fields`, `elem_size`) */
+  SWIT_CFG_PASSTHROUGH  /* swit_cfg_kvlist: any keys, scalar values kept as strings */
+} swit_cfg_type;
+
+typedef struct swit_cfg_field {
+  const char *name;
+  swit_cfg_type type;
+  size_t offset;                       /* into the enclosing struct */
+  const char *dflt;                    /* default as YAML text, NULL = none */
+  int64_t min, max;                    /* INT/DURATION/SIZE bounds (min==max==0: none) */
+  const char *const *choices;          /* ENUM: NULL-terminated */
+  const struct swit_cfg_field *fields; /* SECTION/NAMED: NULL-name-terminated */
+  size_t elem_size;                    /* NAMED: sizeof the element struct */
+  const char *desc;                    /* one line for the reference */
+} swit_cfg_field;
+
+/* Where a value came from, for error messages after loading. */
+typedef struct swit_cfg_mark {
+  const char *file; /* points into the config (owned by it) */
+  int line, col;    /* 1-based; 0 when defaulted */
+} swit_cfg_mark;
+
+typedef struct swit_cfg_list {
+  char **items;
+  size_t n;
+} swit_cfg_list;
+
+typedef struct swit_cfg_kv {
+  char *key;
+  char *value;
+  swit_cfg_mark mark;
+} swit_cfg_kv;
+
+typedef struct swit_cfg_kvlist {
+  swit_cfg_kv *items;
+  size_t n;
+  swit_cfg_mark mark; /* of the map itself */
+} swit_cfg_kvlist;
+
+typedef struct swit_cfg_named {
+  char **names;
+  void *elems;  /* n elements of elem_size bytes */
+  size_t n;
+} swit_cfg_named;
+
+/* ---------------------------------------------------------------------
+ * The configuration (keys of seed-design.md plus `lua`) */
+
+typedef struct swit_cfg_publisher {
+  int64_t retry_attempts;   /* 3 */
+  int64_t retry_delay_ms;   /* "1s" */
+  int64_t batch_size;       /* 100 */
+  int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
+} swit_cfg_publisher;
+
+typedef struct swit_cfg_subscriber {
+  int64_t concurrency;      /* 10 */
+  int64_t prefetch;         /* 100 */
+  int64_t ack_deadline_ms;  /* "30s" */
+  int64_t max_attempts;     /* 3: handler attempts before dead-lettering */
+  int64_t retry_delay_ms;   /* "100ms": first retry backoff */
+  int64_t retry_max_delay_ms; /* "30s" */
+  double retry_multiplier;  /* 2.0 */
+  double retry_jitter;      /* 0.2: +/- fraction of the delay */
+} swit_cfg_subscriber;
+
+enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
+       SWIT_BROKER_NATS };
+
+typedef struct swit_config {
+  char *path;        /* file name as given, or "<string>" */
+  char *base_dir;    /* directory scripts are relative to */
+
+  struct {
+    char *name;      /* "swit" */
+    char *version;   /* "0.0.0" */
+    int64_t shutdown_timeout_ms; /* "30s": drain deadline of a stop */
+  } server;
+
+  struct {
+    int enabled;     /* true */
+    struct {
+      int type;                 /* SWIT_BROKER_*; "memory" */
+      swit_cfg_mark type_mark;
+      swit_cfg_list endpoints;
+      swit_cfg_kvlist config;   /* passthrough; validated by the adapter */
+    } broker;
+    swit_cfg_named publishers;  /* of swit_cfg_publisher; "default" always present */
+    swit_cfg_named subscribers; /* of swit_cfg_subscriber; "default" always present */
+    struct {
+      struct { int64_t max_per_broker; int64_t idle_timeout_ms; } connections; /* 10, "5m" */
+      struct { int64_t pool_size; int64_t buffer_size; int64_t flush_interval_ms; } publishers; /* 20, 1000, "100ms" */
+      struct { int64_t worker_pool_size; int64_t prefetch_count; int64_t max_in_flight; } subscribers; /* 50, 100, 1000 */
+      struct { int64_t max_message_size; int64_t buffer_pool_size; } memory; /* "10MB", "100MB" */
+    } resources;
+    struct {
+      struct {
+        struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true */
+      } transport;
+      struct { char *type; char *mechanism; char *username; char *password; } authentication; /* type: none|sasl|... */
+      struct {
+        struct { int enabled; char *algorithm; char *key_provider; } encryption; /* false, "AES-256-GCM", "" */
+        struct { int enabled; char *algorithm; } signing;                       /* false, "HMAC-SHA256" */
+      } message;
+      struct { int enabled; int log_publishes; int log_consumes; swit_cfg_list sensitive_fields; } audit;
+    } security;
+  } messaging;
+
+  struct {
+    swit_cfg_list scripts;        /* resolved against base_dir at load */
+    swit_cfg_list package_path;   /* directories or ?.lua patterns */
+    int64_t batch_size;           /* 256: messages per lua_pcall */
+    swit_cfg_mark scripts_mark;
+  } lua;
+} swit_config;
+
+extern const swit_cfg_field swit__config_fields[];      /* the top level */
+extern const swit_cfg_field swit__publisher_fields[];
+extern const swit_cfg_field swit__subscriber_fields[];
+
+/* Load from a file or a string (base_dir NULL = working directory).
+ * 0 and *out set, or SWIT_E_CONFIG / SWIT_E_NOMEM with the message in err. */
+int swit__config_load_file(swit_config **out, const char *path,
+                           char *err, size_t errlen);
+int swit__config_load_string(swit_config **out, const char *yaml,
+                             const char *base_dir, char *err, size_t errlen);
+void swit__config_free(swit_config *cfg);
+
+/* Validate a passthrough map against a field table (an adapter's own
+ * settings) and fill `out` (defaults applied first). Errors carry the
+ * kv's mark and "messaging.broker.config.<key>". */
+int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
+                       void *out, char *err, size_t errlen);
+/* Free what swit__config_apply (or the loader) allocated in `obj`. */
+void swit__config_free_fields(const swit_cfg_field *fields, void *obj);
+
+/* Lookups: the named publisher/subscriber, falling back to "default". */
+const swit_cfg_publisher *swit__config_publisher(const swit_config *cfg,
+                                                 const char *name);
+const swit_cfg_subscriber *swit__config_subscriber(const swit_config *cfg,
+                                                   const char *name);
+
+/* Parse helpers (exposed for tests and for the CLI's --exit-when-idle). */
+int swit__parse_duration_ms(const char *s, int64_t *out);
+int swit__parse_size(const char *s, int64_t *out);
+
+/* Write the reference of a field table as Markdown (docs/config.md). */
+void swit__config_reference(const swit_cfg_field *fields, const char *prefix,
+                            void (*emit)(void *ud, const char *line), void *ud);
+
+#endif /* SWIT_CONFIG_H */

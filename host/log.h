@@ -1,0 +1,32 @@
+/*
+ * log.h - the host's log (stderr) and the monotonic clock.
+ *
+ * One line per call, written with a single write so lines from different
+ * threads never interleave. Safe from any thread. Handler output (print)
+ * goes to stdout and never through here.
+ */
+#ifndef SWIT_LOG_H
+#define SWIT_LOG_H
+
+#include <stdint.h>
+
+typedef struct swit__logger {
+  int level;       /* SWIT_LOG_*: lines below it are dropped */
+} swit__logger;
+
+void swit__log(const swit__logger *lg, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The same, for adapters (swit_log_fn shape: ud is a swit__logger). */
+void swit__log_cb(void *ud, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+int64_t swit__now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
+
+#endif /* SWIT_LOG_H */

@@ -1,0 +1,346 @@
+-- lua/swit/init.lua - the Lua API of swit: require "swit".
+--
+-- Loaded once into every worker's lua_State (the host embeds this file in
+-- its binary and preloads it). It declares the FFI surface from the
+-- host's own copy of bindings/swit_ffi.h, checks the ABI number, records
+-- what the user's scripts register (swit.on, swit.use, ...), and runs the
+-- per-batch dispatch loop that the host enters with one lua_pcall.
+--
+-- Ownership: a msg is a borrowed view into the worker's batch, valid for
+-- the handler call only; msg:payload() and friends return Lua strings
+-- (copies) that can be kept.
+local ffi = require "ffi"
+local json_safe = require "cjson.safe"
+
+local C = ffi.C
+local ABI = 1
+
+ffi.cdef "const char *swit_ffi_cdef(void);"
+if not pcall(function() return C.swit_ffi_cdef end) then
+  error("swit: the host's FFI symbols are not visible to ffi.C " ..
+        "(link the program with -rdynamic, or use libswit.so)", 0)
+end
+ffi.cdef(ffi.string(C.swit_ffi_cdef()))
+if C.swit_ffi_abi() ~= ABI then
+  error(("swit: Lua module expects FFI ABI %d, host provides %d")
+        :format(ABI, C.swit_ffi_abi()), 0)
+end
+
+local W = C.swit_ffi_worker_current()
+local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
+local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
+
+local swit = { _VERSION = "0.1.0", ABI = ABI }
+
+local reg = {
+  subs = {},      -- { topic, group, ordering, max_attempts, dead_letter, fn }
+  seen = {},      -- topic .. "\0" .. group -> true
+  middleware = {},
+  on_start = {},
+  timers = {},
+}
+
+---------------------------------------------------------------------------
+-- Messages (cdata metatype over swit_ffi_msg)
+
+local str_out = ffi.new("const char *[2]")
+local len_out = ffi.new("size_t[2]")
+
+local Msg = {}
+
+function Msg.topic(m)
+  return ffi.string(m.v.topic, m.v.topic_len)
+end
+
+function Msg.key(m)
+  if m.v.key_len == 0 then return nil end
+  return ffi.string(m.v.key, m.v.key_len)
+end
+
+function Msg.payload(m)
+  return ffi.string(m.v.payload, m.v.payload_len)
+end
+
+function Msg.attempt(m)
+  return tonumber(m.attempt_no)
+end
+
+function Msg.header(m, name)
+  if C.swit_ffi_msg_header(m, name, #name, str_out, len_out) ~= 0 then
+    return nil
+  end
+  return ffi.string(str_out[0], len_out[0])
+end
+
+function Msg.headers(m)
+  local t, i = {}, 0
+  while C.swit_ffi_msg_header_at(m, i, str_out, len_out,
+                                 str_out + 1, len_out + 1) == 0 do
+    t[ffi.string(str_out[0], len_out[0])] = ffi.string(str_out[1], len_out[1])
+    i = i + 1
+  end
+  return t
+end
+
+function Msg.set_header(m, name, value)
+  if type(name) ~= "string" or type(value) ~= "string" then
+    error("msg:set_header(name, value): both must be strings", 2)
+  end
+  if C.swit_ffi_msg_set_header(W, m, name, #name, value, #value) ~= 0 then
+    error("msg:set_header: out of memory", 2)
+  end
+end
+
+local decode = json_safe.decode
+
+function Msg.json(m)
+  local v, err = decode(ffi.string(m.v.payload, m.v.payload_len))
+  if v == nil then
+    error("msg:json(): invalid JSON payload: " .. tostring(err), 2)
+  end
+  return v
+end
+
+ffi.metatype("swit_ffi_msg", { __index = Msg })
+
+---------------------------------------------------------------------------
+-- Results
+
+local Result = {}
+Result.__index = Result
+
+local function result(code, reason, default)
+  if reason == nil then reason = default end
+  return setmetatable({ code = code, reason = tostring(reason) }, Result)
+end
+
+function swit.retry(err) return result(RES_RETRY, err, "retry requested") end
+function swit.reject(reason) return result(RES_REJECT, reason, "rejected") end
+function swit.fatal(reason) return result(RES_FATAL, reason, "fatal") end
+
+---------------------------------------------------------------------------
+-- Registration
+
+local ORDERINGS = { key = true, none = true }
+local ON_OPTS = { group = "string", ordering = "string",
+                  max_attempts = "number", dead_letter = "string" }
+
+local function check_opts(opts)
+  for k, v in pairs(opts) do
+    local want = ON_OPTS[k]
+    if not want then
+      error(("swit.on: unknown option '%s' (expected group, ordering, " ..
+             "max_attempts, dead_letter)"):format(tostring(k)), 3)
+    end
+    if type(v) ~= want then
+      error(("swit.on: option '%s' must be a %s, got %s")
+            :format(k, want, type(v)), 3)
+    end
+  end
+  if opts.ordering and not ORDERINGS[opts.ordering] then
+    error(("swit.on: ordering must be \"key\" or \"none\", got %q")
+          :format(opts.ordering), 3)
+  end
+  local n = opts.max_attempts
+  if n and (n < 1 or n ~= math.floor(n)) then
+    error("swit.on: max_attempts must be an integer >= 1", 3)
+  end
+end
+
+function swit.on(topic, opts, fn)
+  if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
+  if type(topic) ~= "string" or topic == "" then
+    error("swit.on(topic, [opts], fn): topic must be a non-empty string", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("swit.on(topic, [opts], fn): opts must be a table", 2)
+  end
+  if type(fn) ~= "function" then
+    error("swit.on(topic, [opts], fn): fn must be a function", 2)
+  end
+  opts = opts or {}
+  check_opts(opts)
+  local id = topic .. "\0" .. (opts.group or "")
+  if reg.seen[id] then
+    error(("swit.on: topic '%s' already has a handler for group '%s'")
+          :format(topic, opts.group or "(default)"), 2)
+  end
+  reg.seen[id] = true
+  reg.subs[#reg.subs + 1] = {
+    topic = topic, group = opts.group, ordering = opts.ordering or "key",
+    max_attempts = opts.max_attempts, dead_letter = opts.dead_letter,
+    fn = fn,
+  }
+end
+
+function swit.use(fn)
+  if type(fn) ~= "function" then
+    error("swit.use(fn): fn must be a function(msg, next)", 2)
+  end
+  reg.middleware[#reg.middleware + 1] = fn
+end
+
+function swit.on_start(fn)
+  if type(fn) ~= "function" then error("swit.on_start(fn): fn must be a function", 2) end
+  reg.on_start[#reg.on_start + 1] = fn
+end
+
+function swit.every(ms, fn)
+  if type(ms) ~= "number" or ms < 1 then
+    error("swit.every(duration_ms, fn): duration_ms must be a number >= 1", 2)
+  end
+  if type(fn) ~= "function" then error("swit.every(duration_ms, fn): fn must be a function", 2) end
+  reg.timers[#reg.timers + 1] = { ms = ms, fn = fn, due = nil }
+end
+
+---------------------------------------------------------------------------
+-- Publishing and logging
+
+local errbuf = ffi.new("char[256]")
+local hdr_cap = 16
+local hdrs = ffi.new("swit_header[?]", hdr_cap)
+
+local function fill_headers(t)
+  local n = 0
+  for k, v in pairs(t) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      return nil, "headers must map strings to strings"
+    end
+    if n == hdr_cap then
+      local bigger = ffi.new("swit_header[?]", hdr_cap * 2)
+      ffi.copy(bigger, hdrs, ffi.sizeof("swit_header") * hdr_cap)
+      hdrs, hdr_cap = bigger, hdr_cap * 2
+    end
+    local h = hdrs[n]
+    h.name, h.name_len, h.value, h.value_len = k, #k, v, #v
+    n = n + 1
+  end
+  return n
+end
+
+function swit.publish(topic, payload, opts)
+  if type(topic) ~= "string" or topic == "" then
+    return nil, "swit.publish: topic must be a non-empty string"
+  end
+  local pt = type(payload)
+  if pt == "table" then
+    local s, err = json_safe.encode(payload)
+    if not s then return nil, "swit.publish: cannot encode payload as JSON: " .. err end
+    payload = s
+  elseif pt ~= "string" then
+    return nil, "swit.publish: payload must be a string or a table, got " .. pt
+  end
+  local key, nh = nil, 0
+  if opts ~= nil then
+    if type(opts) ~= "table" then return nil, "swit.publish: opts must be a table" end
+    key = opts.key
+    if key ~= nil and type(key) ~= "string" then
+      return nil, "swit.publish: opts.key must be a string"
+    end
+    if opts.headers ~= nil then
+      local err
+      nh, err = fill_headers(opts.headers)
+      if not nh then return nil, "swit.publish: " .. err end
+    end
+  end
+  local rc = C.swit_ffi_publish(W, topic, #topic, key, key and #key or 0,
+                                payload, #payload, hdrs, nh, errbuf, 256)
+  if rc ~= 0 then return nil, ffi.string(errbuf) end
+  return true
+end
+
+local LEVELS = { debug = C.SWIT_LOG_DEBUG, info = C.SWIT_LOG_INFO,
+                 warn = C.SWIT_LOG_WARN, error = C.SWIT_LOG_ERROR }
+
+function swit.log(level, fmt, ...)
+  local lv = LEVELS[level]
+  if not lv then
+    error("swit.log(level, fmt, ...): level must be debug, info, warn or error", 2)
+  end
+  local s = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+  C.swit_ffi_log(W, lv, s, #s)
+end
+
+function swit.worker_id()
+  return tonumber(W.id)
+end
+
+---------------------------------------------------------------------------
+-- Host entry points (called by the host through the Lua C API)
+
+local handlers = {}   -- sub id -> handler wrapped in the middleware chain
+
+local function chain(fn)
+  local h = fn
+  for i = #reg.middleware, 1, -1 do
+    local mw, nxt = reg.middleware[i], h
+    h = function(m) return mw(m, nxt) end
+  end
+  return h
+end
+
+-- After all scripts ran: freeze the registrations, build the chains.
+function swit._finalize()
+  for i, s in ipairs(reg.subs) do handlers[i] = chain(s.fn) end
+  local out = {}
+  for i, s in ipairs(reg.subs) do
+    out[i] = { topic = s.topic, group = s.group, ordering = s.ordering,
+               max_attempts = s.max_attempts, dead_letter = s.dead_letter }
+  end
+  return out
+end
+
+local function set_result(m, r)
+  local code, reason
+  if getmetatable(r) == Result then
+    code, reason = r.code, r.reason
+  elseif r == false then
+    code, reason = RES_RETRY, "handler returned false"
+  else
+    code, reason = RES_RETRY, "handler returned a " .. type(r) ..
+      " (return nothing or true to ack, or swit.retry/reject/fatal)"
+  end
+  C.swit_ffi_msg_set_result(W, m, code, reason, #reason)
+end
+
+-- One call per batch: messages from..n-1 of W.msgs. A Lua error aborts
+-- the loop; the host marks W.cursor's message for retry and calls again
+-- from the next one.
+function swit._dispatch(from, n)
+  local msgs = W.msgs
+  for i = from, n - 1 do
+    W.cursor = i
+    local m = msgs[i]
+    if m.flags == 0 then
+      local r = handlers[m.sub](m)
+      if r ~= nil and r ~= true then set_result(m, r) end
+    end
+  end
+end
+
+-- Runs every on_start function; returns nil or the first error.
+function swit._on_start()
+  for _, fn in ipairs(reg.on_start) do
+    local ok, err = pcall(fn)
+    if not ok then return "swit.on_start: " .. tostring(err) end
+  end
+  return nil
+end
+
+-- Runs the swit.every timers that are due; returns the next due time in
+-- ms (monotonic), or -1 when there are none.
+function swit._timers(now)
+  local next_due = -1
+  for _, t in ipairs(reg.timers) do
+    if t.due == nil then t.due = now + t.ms end
+    if now >= t.due then
+      local ok, err = pcall(t.fn)
+      if not ok then swit.log("error", "swit.every: %s", tostring(err)) end
+      t.due = now + t.ms
+    end
+    if next_due < 0 or t.due < next_due then next_due = t.due end
+  end
+  return next_due
+end
+
+return swit

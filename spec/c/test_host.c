@@ -1,0 +1,301 @@
+/*
+ * test_host.c - the public C API (swit.h only, linked against libswit.so)
+ * on the memory broker: C handlers, results and retries, dead-lettering
+ * with its headers, per-key order, backpressure without loss, draining
+ * stop, Lua and C handlers side by side, and errors from bad input.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "swit/swit.h"
+
+#define NKEYS 16
+
+typedef struct counter {
+  atomic_int calls;
+  atomic_int last_seq[NKEYS]; /* per key: last sequence seen */
+  atomic_int out_of_order;
+  int mode;                   /* what the handler returns, see below */
+  int sleep_us;
+} counter;
+
+enum { MODE_ACK, MODE_RETRY_TWICE, MODE_REJECT, MODE_RETRY_ALWAYS };
+
+static int count_handler(swit_msg_t *m, void *ud)
+{
+  counter *c = ud;
+  size_t len;
+  const char *p = swit_msg_payload(m, &len);
+  char text[32];
+  int key = 0, seq = 0;
+
+  atomic_fetch_add(&c->calls, 1);
+  if (len >= sizeof text) len = sizeof text - 1;
+  memcpy(text, p, len); /* payloads are not NUL-terminated */
+  text[len] = '\0';
+  if (sscanf(text, "%d:%d", &key, &seq) == 2 && key >= 0 && key < NKEYS) {
+    if (seq <= atomic_load(&c->last_seq[key])) atomic_fetch_add(&c->out_of_order, 1);
+    atomic_store(&c->last_seq[key], seq);
+  }
+  if (c->sleep_us) usleep((useconds_t)c->sleep_us);
+  switch (c->mode) {
+  case MODE_RETRY_TWICE:
+    return swit_msg_attempt(m) < 3 ? SWIT_RETRY : SWIT_ACK;
+  case MODE_REJECT:
+    swit_msg_set_error(m, "no thanks");
+    return SWIT_REJECT;
+  case MODE_RETRY_ALWAYS:
+    return SWIT_RETRY;
+  default:
+    return SWIT_ACK;
+  }
+}
+
+typedef struct dlq_seen {
+  atomic_int calls;
+  char error[64], attempts[8], origin[64];
+} dlq_seen;
+
+static void copy_header(const swit_msg_t *m, const char *name, char *out,
+                        size_t cap)
+{
+  size_t len;
+  const char *v = swit_msg_header(m, name, &len);
+  if (!v) return;
+  if (len >= cap) len = cap - 1;
+  memcpy(out, v, len);
+  out[len] = '\0';
+}
+
+static int dlq_handler(swit_msg_t *m, void *ud)
+{
+  dlq_seen *d = ud;
+  copy_header(m, "x-swit-error", d->error, sizeof d->error);
+  copy_header(m, "X-Swit-Attempts", d->attempts, sizeof d->attempts);
+  copy_header(m, "x-swit-origin-topic", d->origin, sizeof d->origin);
+  atomic_fetch_add(&d->calls, 1);
+  return SWIT_ACK;
+}
+
+static const char base_yaml[] =
+  "server: {name: test}\n"
+  "messaging:\n"
+  "  subscribers:\n"
+  "    default: {max_attempts: 3, retry_delay: 5ms, retry_max_delay: 20ms}\n"
+  "  resources:\n"
+  "    subscribers: {worker_pool_size: 3, max_in_flight: %d}\n"
+  "lua:\n"
+  "  batch_size: 32\n"
+  "%s";
+
+static swit_host_t *new_host(int max_in_flight, const char *extra)
+{
+  char yaml[2048], err[512];
+  swit_host_t *h = NULL;
+
+  snprintf(yaml, sizeof yaml, base_yaml, max_in_flight, extra);
+  if (swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) != 0)
+    fprintf(stderr, "new_host: %s\n", err);
+  return h;
+}
+
+static void publish_keyed(swit_host_t *h, const char *topic, int n)
+{
+  char payload[32], key[8];
+  char err[256];
+
+  for (int i = 0; i < n; i++) {
+    int k = i % NKEYS;
+    snprintf(key, sizeof key, "k%d", k);
+    snprintf(payload, sizeof payload, "%d:%d", k, i / NKEYS + 1);
+    if (swit_host_publish(h, topic, key, strlen(key), payload, strlen(payload),
+                          NULL, NULL, err, sizeof err) != 0) {
+      fprintf(stderr, "publish: %s\n", err);
+      CHECK(0);
+      return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_c_handler_gets_everything_in_key_order(void)
+{
+  counter c = {.mode = MODE_ACK};
+  swit_host_t *h = new_host(1000, "");
+  char err[256];
+
+  CHECK(h != NULL);
+  CHECK(swit_host_handle(h, "orders", NULL, SWIT_ORDER_KEY, count_handler, &c,
+                         err, sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "orders", 20000);
+  CHECK(swit_host_wait_idle(h, 100, 30000) == 0);
+  CHECK(atomic_load(&c.calls) == 20000);
+  CHECK(atomic_load(&c.out_of_order) == 0);
+  CHECK(swit_host_stop(h, 5000) == 0);
+  CHECK(swit_host_stop(h, 5000) == 0);  /* idempotent */
+  swit_host_free(h);
+}
+
+/* Runs n keyed messages on "jobs" through count_handler, with a
+ * dead-letter handler on "jobs.dlq", until idle. */
+static void run_jobs(counter *c, dlq_seen *d, int n)
+{
+  swit_host_t *h = new_host(1000, "");
+  char err[256];
+
+  swit_host_handle(h, "jobs", NULL, SWIT_ORDER_KEY, count_handler, c, err, sizeof err);
+  swit_host_handle(h, "jobs.dlq", NULL, SWIT_ORDER_KEY, dlq_handler, d, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "jobs", n);
+  CHECK(swit_host_wait_idle(h, 100, 30000) == 0);
+  swit_host_free(h);
+}
+
+static void test_retry_then_ack(void)
+{
+  counter c = {.mode = MODE_RETRY_TWICE};
+  dlq_seen d = {0};
+
+  run_jobs(&c, &d, 10);
+  CHECK(atomic_load(&c.calls) == 30);    /* 3 attempts each */
+  CHECK(atomic_load(&d.calls) == 0);
+}
+
+static void test_exhausted_retries_dead_letter_with_headers(void)
+{
+  counter c = {.mode = MODE_RETRY_ALWAYS};
+  dlq_seen d = {0};
+
+  run_jobs(&c, &d, 4);
+  CHECK(atomic_load(&c.calls) == 12);
+  CHECK(atomic_load(&d.calls) == 4);
+  CHECK(strcmp(d.error, "retry") == 0);
+  CHECK(strcmp(d.attempts, "3") == 0);
+  CHECK(strcmp(d.origin, "jobs") == 0);
+}
+
+static void test_reject_dead_letters_at_once(void)
+{
+  counter c = {.mode = MODE_REJECT};
+  dlq_seen d = {0};
+
+  run_jobs(&c, &d, 5);
+  CHECK(atomic_load(&c.calls) == 5);
+  CHECK(atomic_load(&d.calls) == 5);
+  CHECK(strcmp(d.error, "no thanks") == 0);
+  CHECK(strcmp(d.attempts, "1") == 0);
+}
+
+static void test_backpressure_loses_nothing(void)
+{
+  counter c = {.mode = MODE_ACK, .sleep_us = 20};
+  swit_host_t *h = new_host(64, "");
+  char err[256];
+
+  swit_host_handle(h, "slow", NULL, SWIT_ORDER_NONE, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "slow", 5000);
+  CHECK(swit_host_wait_idle(h, 100, 60000) == 0);
+  CHECK(atomic_load(&c.calls) == 5000);
+  swit_host_free(h);
+}
+
+/* Stop pauses intake, lets every delivered message finish, and returns
+ * only when no handler runs any more. (What the memory broker had not yet
+ * delivered stays in it; see docs/brokers/memory.md.) */
+static void test_stop_drains_in_flight(void)
+{
+  counter c = {.mode = MODE_ACK, .sleep_us = 100};
+  swit_host_t *h = new_host(100000, "");
+  char err[256];
+  int after_stop;
+
+  swit_host_handle(h, "work", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "work", 2000);
+  while (atomic_load(&c.calls) < 100) usleep(1000);
+  CHECK(swit_host_stop(h, 30000) == 0);
+  after_stop = atomic_load(&c.calls);
+  usleep(50000);
+  CHECK(atomic_load(&c.calls) == after_stop);
+  CHECK(after_stop >= 100);
+  swit_host_free(h);
+}
+
+static void test_duplicate_handler_is_refused(void)
+{
+  counter c = {0};
+  swit_host_t *h = new_host(1000, "");
+  char err[256] = "";
+
+  swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == SWIT_E_EXISTS);
+  CHECK(strstr(err, "topic 't' has two handlers for group 'g'") != NULL);
+  swit_host_free(h);
+}
+
+static void test_lua_and_c_handlers_side_by_side(void)
+{
+  char dir[] = "/tmp/swit-test-XXXXXX", path[128], extra[256], err[512];
+  counter c = {.mode = MODE_ACK};
+  swit_host_t *h;
+  FILE *f;
+
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/relay.lua", dir);
+  f = fopen(path, "w");
+  fputs("local swit = require 'swit'\n"
+        "swit.on('in', function(msg)\n"
+        "  assert(swit.publish('out', msg:payload(), {key = msg:key()}))\n"
+        "end)\n", f);
+  fclose(f);
+  snprintf(extra, sizeof extra, "  scripts: [%s]\n", path);
+  h = new_host(1000, extra);
+  CHECK(h != NULL);
+  swit_host_handle(h, "out", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "in", 3000);
+  CHECK(swit_host_wait_idle(h, 100, 30000) == 0);
+  CHECK(atomic_load(&c.calls) == 3000);
+  CHECK(atomic_load(&c.out_of_order) == 0);
+  swit_host_free(h);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void test_config_errors_name_the_place(void)
+{
+  swit_host_t *h = NULL;
+  char err[512] = "";
+
+  CHECK(swit_host_new_from_string(&h, "messaging:\n  brokr: {}\n", NULL, err,
+                                  sizeof err) == SWIT_E_CONFIG);
+  CHECK(h == NULL);
+  CHECK(strstr(err, "<string>:2:3: messaging.brokr: unknown key") != NULL);
+  CHECK(swit_host_new(&h, "/nonexistent/swit.yaml", err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "/nonexistent/swit.yaml") != NULL);
+  CHECK(strcmp(swit_strerror(SWIT_E_FULL), "queue full") == 0);
+  CHECK(strcmp(swit_strerror(12345), "unknown error") == 0);
+  swit_host_free(NULL);
+}
+
+int main(void)
+{
+  test_config_errors_name_the_place();
+  test_c_handler_gets_everything_in_key_order();
+  test_retry_then_ack();
+  test_exhausted_retries_dead_letter_with_headers();
+  test_reject_dead_letters_at_once();
+  test_backpressure_loses_nothing();
+  test_stop_drains_in_flight();
+  test_duplicate_handler_is_refused();
+  test_lua_and_c_handlers_side_by_side();
+  return check_done("host");
+}
