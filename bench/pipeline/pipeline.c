@@ -8,10 +8,14 @@
  * idle window). Cases: (a) trivial Lua handler, (b) the same as a C
  * handler, (c) a Lua handler decoding a ~200-byte JSON payload, and a
  * CPU-bound Lua handler; each with 1 and 2 workers. Prints messages/s and
- * the Lua/C and 2-worker/1-worker ratios. Figures only; nothing asserted.
+ * the Lua/C and 2-worker/1-worker ratios. Each figure is the median of
+ * --repeat runs (2 cores shared by producer, delivery and worker threads
+ * make single runs noisy); the spread is printed beside it. Figures only;
+ * nothing asserted.
  *
  *   bench_pipeline [--messages N] [--case a|b|c|d] [--workers 1|2]
- *   (default: 4,000,000 messages, every case, 1 and 2 workers)
+ *                  [--repeat R]
+ *   (default: 4,000,000 messages, every case, 1 and 2 workers, 5 runs)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,42 +100,69 @@ static const char *const names[4] = {
   "(a) trivial Lua handler", "(b) trivial C handler",
   "(c) Lua handler, msg:json() ~200 B", "(d) CPU-bound Lua handler"};
 
-static double run_named(int c, int workers, long n)
+static int cmp_double(const void *a, const void *b)
 {
-  /* the JSON and CPU-bound cases are slower: a quarter of the messages */
-  return run_case(scripts[c], workers, c == 2 ? order_json : "x",
-                  c >= 2 ? n / 4 : n);
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median of `repeat` runs of case c; min and max to *lo and *hi. */
+static double run_named(int c, int workers, long n, int repeat, double *lo,
+                        double *hi)
+{
+  double v[repeat];
+
+  for (int i = 0; i < repeat; i++) {
+    /* the JSON and CPU-bound cases are slower: a quarter of the messages */
+    v[i] = run_case(scripts[c], workers, c == 2 ? order_json : "x",
+                    c >= 2 ? n / 4 : n);
+    if (v[i] < 0) return -1;
+  }
+  qsort(v, (size_t)repeat, sizeof *v, cmp_double);
+  *lo = v[0];
+  *hi = v[repeat - 1];
+  return v[repeat / 2];
 }
 
 int main(int argc, char **argv)
 {
   long n = 4000000;
-  int only = -1, wmin = 1, wmax = 2;
-  double r[4][2];
+  int only = -1, wmin = 1, wmax = 2, repeat = 5;
+  double r[4][2], lo[4][2], hi[4][2];
 
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--messages") == 0) n = atol(argv[i + 1]);
     else if (strcmp(argv[i], "--case") == 0) only = argv[i + 1][0] - 'a';
     else if (strcmp(argv[i], "--workers") == 0) wmin = wmax = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
     else n = -1;
   }
   if (n <= 0 || (argc % 2) == 0 || only < -1 || only > 3 || wmin < 1 ||
-      wmax > 2) {
+      wmax > 2 || repeat < 1) {
     fprintf(stderr, "usage: bench_pipeline [--messages N] [--case a|b|c|d] "
-            "[--workers 1|2]\n");
+            "[--workers 1|2] [--repeat R]\n");
     return 2;
   }
   printf("swit pipeline benchmark: memory broker, %ld messages per case "
-         "(a quarter for c and d), batch 256, 1 producer thread\n", n);
+         "(a quarter for c and d), batch 256, 1 producer thread,\n"
+         "median of %d runs [min-max], messages/s\n", n, repeat);
   printf("json payload: %zu bytes\n\n", strlen(order_json));
-  printf("%-38s %14s %14s %8s\n", "case", "1 worker", "2 workers", "2w/1w");
+  printf("%-36s %26s %26s %6s\n", "case", "1 worker", "2 workers", "2w/1w");
   for (int c = 0; c < 4; c++) {
+    char col[2][64];
     if (only >= 0 && c != only) continue;
     for (int w = 1; w <= 2; w++) {
-      r[c][w - 1] = w >= wmin && w <= wmax ? run_named(c, w, n) : 0;
+      int on = w >= wmin && w <= wmax;
+      r[c][w - 1] = on ? run_named(c, w, n, repeat, &lo[c][w - 1],
+                                   &hi[c][w - 1]) : 0;
       if (r[c][w - 1] < 0) return 1;
+      if (on)
+        snprintf(col[w - 1], sizeof col[0], "%.2fM [%.2f-%.2f]",
+                 r[c][w - 1] / 1e6, lo[c][w - 1] / 1e6, hi[c][w - 1] / 1e6);
+      else
+        snprintf(col[w - 1], sizeof col[0], "-");
     }
-    printf("%-38s %12.0f/s %12.0f/s %7.2fx\n", names[c], r[c][0], r[c][1],
+    printf("%-36s %26s %26s %5.2fx\n", names[c], col[0], col[1],
            r[c][0] > 0 ? r[c][1] / r[c][0] : 0);
   }
   if (only < 0)
