@@ -39,7 +39,8 @@ enum {
 
 /* swit_ffi_msg.flags */
 enum {
-  SWIT_MSG_F_CHANDLER = 1 /* handled by a C handler: Lua skips it */
+  SWIT_MSG_F_CHANDLER = 1, /* handled by a C handler: Lua skips it */
+  SWIT_MSG_F_REJECTED = 2  /* refused before any handler (result set) */
 };
 
 /* One header: name and value are byte slices (not NUL-terminated). */

@@ -31,6 +31,11 @@ typedef struct swit_broker swit_broker; /* an adapter instance */
 typedef struct swit_delivery {
   const swit_msg_view *msg; /* valid until settled */
   uint64_t token;           /* the adapter's settle handle */
+  /* NULL, or why the message must not reach a handler (e.g. larger than
+   * messaging.resources.memory.max_message_size): the host dead-letters
+   * it with this reason and then acks it. Static or adapter-owned until
+   * the settle. */
+  const char *reject;
 } swit_delivery;
 
 /* Called by the adapter for received messages, in arrival order for each
@@ -46,6 +51,8 @@ typedef struct swit_sub_spec {
   int ordering;            /* SWIT_ORDER_* */
   uint32_t prefetch;       /* broker-side prefetch hint */
   int64_t ack_deadline_ms;
+  int exactly_once;        /* swit.on{exactly_once = true} (Kafka) */
+  int jetstream;           /* swit.on{jetstream = ...}: -1 unset, 0, 1 (NATS) */
 } swit_sub_spec;
 
 enum { SWIT_SETTLE_ACK = 0, SWIT_SETTLE_REQUEUE = 1, SWIT_SETTLE_DROP = 2 };
@@ -68,11 +75,36 @@ typedef void (*swit_log_fn)(void *ud, int level, const char *fmt, ...)
 #endif
     ;
 
+/* The connection state machine every adapter reports through (seed
+ * design, "Connection Management"):
+ *   Disconnected -> Connecting -> Connected
+ *   Connecting -> BackingOff (failure) -> Connecting (retry)
+ *   Connected -> Reconnecting (lost) -> Connected | BackingOff
+ *   BackingOff -> Failed (reconnect.max_attempts reached)
+ *   Connected -> Disconnected (disconnect)
+ * The host logs every transition, counts reconnect attempts and answers
+ * health from the last state. */
+typedef enum swit_conn_state {
+  SWIT_CONN_DISCONNECTED = 0,
+  SWIT_CONN_CONNECTING,
+  SWIT_CONN_CONNECTED,
+  SWIT_CONN_RECONNECTING,
+  SWIT_CONN_BACKING_OFF,
+  SWIT_CONN_FAILED
+} swit_conn_state;
+
 typedef struct swit_broker_env {
   const swit_config *cfg; /* whole config; adapters read messaging.broker */
   const void *settings;   /* filled from `config_fields`, NULL if none */
   swit_log_fn log;
   void *log_ud;
+  /* Report a state change (any thread); `detail` may be NULL. */
+  void (*set_state)(void *host_ud, swit_conn_state state, const char *detail);
+  /* The host's reconnect policy: milliseconds to wait before attempt
+   * `attempt` (1-based) with jitter, or -1 when attempts are exhausted
+   * (the adapter then reports SWIT_CONN_FAILED). */
+  int64_t (*backoff_ms)(void *host_ud, uint32_t attempt);
+  void *host_ud;
 } swit_broker_env;
 
 enum {
@@ -89,11 +121,19 @@ typedef struct swit_broker_ops {
   int (*create)(swit_broker **out, const swit_broker_env *env,
                 char *err, size_t errlen);
   void (*destroy)(swit_broker *b);      /* accepts NULL */
+  /* Start connecting. An unreachable broker is not an error here: the
+   * adapter reports SWIT_CONN_BACKING_OFF and keeps trying with the
+   * host's backoff. Errors are for what retrying cannot fix (bad
+   * credentials format, bad client settings): SWIT_E_CONFIG. */
   int (*connect)(swit_broker *b, char *err, size_t errlen);
   int (*disconnect)(swit_broker *b);
   /* 0 healthy, else SWIT_E_BROKER with detail */
   int (*health)(swit_broker *b, char *detail, size_t len);
 
+  /* Returns once messages published after it returns will be delivered
+   * (queued at the adapter if the connection is not up yet). A bad
+   * subscription (unknown option value, topic the broker refuses) is
+   * SWIT_E_CONFIG with the reason. */
   int (*subscribe)(swit_broker *b, const swit_sub_spec *spec,
                    swit_sink_fn sink, void *sink_ud, void **handle,
                    char *err, size_t errlen);
@@ -106,8 +146,13 @@ typedef struct swit_broker_ops {
   int (*settle)(swit_broker *b, void *handle, const swit_settle *s, size_t n);
 
   /* Publish n messages (n > 1 is a batch). Message views are read during
-   * the call only. confirm_ids (may be NULL) receive the broker's confirm
-   * sequence for each message once accepted. */
+   * the call only. o->timeout_ms bounds the wait for room in a full
+   * client queue (0: SWIT_E_FULL at once). confirm_ids NULL: return once
+   * the client library accepted the messages. confirm_ids non-NULL: return
+   * only once the broker confirmed each one (durably accepted), waiting up
+   * to messaging.publishers.default.timeout, and store its confirm id
+   * (sequence/offset) there; the host asks for this before acking a
+   * dead-lettered message. */
   int (*publish)(swit_broker *b, const swit_msg_view *msgs, size_t n,
                  const swit_publish_opts *o, uint64_t *confirm_ids,
                  char *err, size_t errlen);

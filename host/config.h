@@ -97,6 +97,12 @@ typedef struct swit_cfg_subscriber {
   double retry_jitter;      /* 0.2: +/- fraction of the delay */
 } swit_cfg_subscriber;
 
+typedef struct swit_cfg_reconnect {
+  int64_t delay_ms;         /* "100ms": first reconnect backoff */
+  int64_t max_delay_ms;     /* "30s" */
+  int64_t max_attempts;     /* 0: retry forever */
+} swit_cfg_reconnect;
+
 enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
        SWIT_BROKER_NATS };
 
@@ -117,6 +123,7 @@ typedef struct swit_config {
       swit_cfg_mark type_mark;
       swit_cfg_list endpoints;
       swit_cfg_kvlist config;   /* passthrough; validated by the adapter */
+      swit_cfg_reconnect reconnect;
     } broker;
     swit_cfg_named publishers;  /* of swit_cfg_publisher; "default" always present */
     swit_cfg_named subscribers; /* of swit_cfg_subscriber; "default" always present */

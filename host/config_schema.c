@@ -81,6 +81,21 @@ static const char *const broker_types[] = { "memory", "kafka", "rabbitmq",
                                             "nats", NULL };
 
 #define BROKER messaging.broker
+#define RECONNECT messaging.broker.reconnect
+static const swit_cfg_field reconnect_fields[] = {
+  { .name = "delay", .type = SWIT_CFG_DURATION,
+    .offset = OFF(RECONNECT, delay_ms), .dflt = "100ms", .min = 0,
+    .max = MS_H, .desc = "Backoff before the first reconnect attempt" },
+  { .name = "max_delay", .type = SWIT_CFG_DURATION,
+    .offset = OFF(RECONNECT, max_delay_ms), .dflt = "30s", .min = 0,
+    .max = 24 * MS_H, .desc = "Upper limit of the reconnect backoff" },
+  { .name = "max_attempts", .type = SWIT_CFG_INT,
+    .offset = OFF(RECONNECT, max_attempts), .dflt = "0", .min = 0,
+    .max = 1000000, .desc = "Attempts before the connection is Failed "
+                            "(0 = keep trying)" },
+  { .name = NULL }
+};
+
 static const swit_cfg_field broker_fields[] = {
   { .name = "type", .type = SWIT_CFG_ENUM, .offset = OFF(BROKER, type),
     .dflt = "memory", .choices = broker_types, .desc = "Broker adapter" },
@@ -89,6 +104,9 @@ static const swit_cfg_field broker_fields[] = {
   { .name = "config", .type = SWIT_CFG_PASSTHROUGH,
     .offset = OFF(BROKER, config),
     .desc = "Broker-native settings, validated by the adapter" },
+  { .name = "reconnect", .type = SWIT_CFG_SECTION,
+    .offset = OFF(BROKER, reconnect), .fields = reconnect_fields,
+    .desc = "Reconnect backoff (exponential, with jitter)" },
   { .name = NULL }
 };
 

@@ -8,6 +8,7 @@
  *   key  - hash of the message key, else the broker's partition hint,
  *          else round-robin: the same key always lands on the same worker,
  *          in arrival order, while different keys run in parallel;
+ *   partition - the broker's partition hint only (strict partition order);
  *   none - round-robin.
  *
  * Pause/resume: a counter per subscription of queues above high-water,
@@ -55,10 +56,10 @@ void swit__sub_reconcile_pause(swit__sub *sub)
 static uint32_t pick_worker(swit__sub *sub, const swit_msg_view *m,
                             uint32_t nworkers, uint32_t *rr)
 {
-  if (sub->ordering == SWIT_ORDER_KEY) {
-    if (m->key_len) return swit__key_hash(m->key, m->key_len) % nworkers;
-    if (m->partition >= 0) return (uint32_t)m->partition % nworkers;
-  }
+  if (sub->ordering == SWIT_ORDER_KEY && m->key_len)
+    return swit__key_hash(m->key, m->key_len) % nworkers;
+  if (sub->ordering != SWIT_ORDER_NONE && m->partition >= 0)
+    return (uint32_t)m->partition % nworkers;
   return (*rr)++ % nworkers;
 }
 
@@ -84,7 +85,8 @@ static void route_chunk(swit_host_t *h, swit__sub *sub,
 
   for (size_t i = 0; i < n; i++) {
     items[i] = (swit__item){.msg = d[i].msg, .token = d[i].token,
-                            .sub = sub, .attempt = 1};
+                            .sub = sub, .reject = d[i].reject,
+                            .attempt = 1};
     target[i] = nw == 1 ? 0 : pick_worker(sub, d[i].msg, nw, &rr);
   }
   if (nw == 1) {

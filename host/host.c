@@ -106,10 +106,10 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
 {
   swit__chandler *v, *c;
 
-  if (!topic || !*topic || !cb ||
-      (ordering != SWIT_ORDER_KEY && ordering != SWIT_ORDER_NONE)) {
+  if (!topic || !*topic || !cb || ordering < SWIT_ORDER_KEY ||
+      ordering > SWIT_ORDER_PARTITION) {
     snprintf(err, errlen, "swit_host_handle: need a topic, a callback and "
-             "SWIT_ORDER_KEY or SWIT_ORDER_NONE");
+             "an ordering (SWIT_ORDER_KEY, _NONE or _PARTITION)");
     return SWIT_E_INVAL;
   }
   if (atomic_load(&h->state) != SWIT__NEW) {
@@ -165,6 +165,7 @@ int swit__subs_create(swit_host_t *h, size_t nlua)
     pthread_mutex_init(&s->pause_lock, NULL);
     s->id = (uint32_t)i + 1;
     s->host = h;
+    s->jetstream = -1;
     h->subs[i] = s;
     h->nsubs = i + 1;
     if (i < nlua) continue;
@@ -252,7 +253,8 @@ int swit_host_check(swit_host_t *h, char *err, size_t errlen)
               "(%s, ordering %s, max_attempts %u, dead letter '%s')",
               h->subs[i]->topic, h->subs[i]->group,
               h->subs[i]->ccb ? "C" : "Lua",
-              h->subs[i]->ordering == SWIT_ORDER_KEY ? "key" : "none",
+              h->subs[i]->ordering == SWIT_ORDER_KEY ? "key"
+              : h->subs[i]->ordering == SWIT_ORDER_NONE ? "none" : "partition",
               h->subs[i]->max_attempts, h->subs[i]->dead_letter);
   if (L) {
     w.L = L;
@@ -271,7 +273,10 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
     .cfg = h->cfg, .settings = h->broker_settings,
     .log = swit__log_cb, .log_ud = &h->log,
   };
-  int rc = h->ops->create(&h->broker, &env, err, errlen);
+  int rc;
+
+  swit__conn_env(h, &env);
+  rc = h->ops->create(&h->broker, &env, err, errlen);
   if (rc == 0) rc = h->ops->connect(h->broker, err, errlen);
   if (rc == 0) h->connected = 1;
   return rc;
@@ -285,6 +290,7 @@ static int subscribe_all(swit_host_t *h, char *err, size_t errlen)
       .topic = s->topic, .group = s->group, .ordering = s->ordering,
       .prefetch = (uint32_t)s->scfg->prefetch,
       .ack_deadline_ms = s->scfg->ack_deadline_ms,
+      .exactly_once = s->exactly_once, .jetstream = s->jetstream,
     };
     int rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
                                &s->handle, err, errlen);

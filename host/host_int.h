@@ -31,6 +31,8 @@ typedef struct swit__sub {
   char *group;
   char *dead_letter;          /* "<topic>.dlq" unless given */
   int ordering;               /* SWIT_ORDER_* */
+  int exactly_once;
+  int jetstream;              /* -1 unset */
   uint32_t max_attempts;
   const swit_cfg_subscriber *scfg;
   swit_handler_cb ccb;        /* C handler, or NULL for a Lua one */
@@ -43,11 +45,12 @@ typedef struct swit__sub {
   int adapter_paused;         /* under pause_lock */
 } swit__sub;
 
-/* One queued delivery: 32 bytes, copied by value into worker queues. */
+/* One queued delivery: 40 bytes, copied by value into worker queues. */
 typedef struct swit__item {
   const swit_msg_view *msg;
   uint64_t token;
   swit__sub *sub;
+  const char *reject;         /* from the adapter: dead-letter unhandled */
   uint32_t attempt;
   uint32_t pad;
 } swit__item;
@@ -161,6 +164,9 @@ struct swit_host_s {
   atomic_int_fast64_t inflight;      /* delivered, not yet settled */
   atomic_int_fast64_t last_activity_ms;
   atomic_int on_start_done;   /* 0 pending, 1 ok, -1 failed */
+  atomic_int conn_state;      /* swit_conn_state, reported by the adapter */
+  atomic_uint reconnects;     /* reconnect attempts so far */
+  atomic_uint_fast64_t jitter_seed;
   pthread_mutex_t lock;       /* start/stop */
 };
 
@@ -232,6 +238,10 @@ typedef struct swit__lua_module {
   size_t len;
 } swit__lua_module;
 extern const swit__lua_module swit__lua_modules[]; /* name == NULL ends */
+
+/* conn.c */
+void swit__conn_env(struct swit_host_s *h, swit_broker_env *env);
+const char *swit__conn_state_name(int state);
 
 /* brokers.c (generated list of compiled-in adapters) */
 const swit_broker_ops *swit__broker_find(const char *name);

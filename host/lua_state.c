@@ -165,11 +165,16 @@ static int read_registration(lua_State *L, swit__sub *s)
   s->dead_letter = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
   lua_getfield(L, -4, "ordering");
   ordering = lua_tostring(L, -1);
-  s->ordering = ordering && strcmp(ordering, "none") == 0 ? SWIT_ORDER_NONE
-                                                         : SWIT_ORDER_KEY;
+  s->ordering = !ordering || !strcmp(ordering, "key") ? SWIT_ORDER_KEY
+              : !strcmp(ordering, "none")             ? SWIT_ORDER_NONE
+                                                      : SWIT_ORDER_PARTITION;
   lua_getfield(L, -5, "max_attempts");
   s->max_attempts = (uint32_t)lua_tointeger(L, -1);
-  lua_pop(L, 5);
+  lua_getfield(L, -6, "exactly_once");
+  s->exactly_once = lua_toboolean(L, -1);
+  lua_getfield(L, -7, "jetstream");
+  s->jetstream = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
+  lua_pop(L, 7);
   return s->topic ? 0 : SWIT_E_NOMEM;
 }
 

@@ -65,6 +65,7 @@ static int dead_letter(swit__worker *w, const swit__item *it,
   swit__sub *sub = it->sub;
   size_t need = o->nheaders + 3;
   char attempts[16], err[256];
+  uint64_t confirm;
   swit_msg_view v = *o;
   swit_header *hv;
   int rc;
@@ -88,7 +89,7 @@ static int dead_letter(swit__worker *w, const swit__item *it,
   v.topic_len = (uint32_t)strlen(sub->dead_letter);
   v.headers = hv;
   v.nheaders = (uint32_t)need;
-  rc = swit__publish(w->host, &v, 0, NULL, err, sizeof err);
+  rc = swit__publish(w->host, &v, 0, &confirm, err, sizeof err);
   if (rc != 0)
     swit__log(&w->host->log, SWIT_LOG_ERROR,
               "[worker %u] cannot dead-letter a message of '%s' to '%s' "

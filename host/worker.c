@@ -90,6 +90,13 @@ static void fill_batch(swit__worker *w, size_t n, size_t *nlua)
     m->sub = it->sub->id;
     m->result = SWIT_RES_ACK;
     m->flags = it->sub->ccb ? SWIT_MSG_F_CHANDLER : 0;
+    if (it->reject) {
+      m->flags |= SWIT_MSG_F_REJECTED;
+      m->result = SWIT_RES_REJECT;
+      m->reason = it->reject;
+      m->reason_len = (uint32_t)strlen(it->reject);
+      continue;
+    }
     *nlua += it->sub->ccb == NULL;
   }
   w->ffi.n = (uint32_t)n;
@@ -102,7 +109,7 @@ static void run_c_handlers(swit__worker *w, size_t n)
     swit__sub *sub = w->items[i].sub;
     int r;
 
-    if (!sub->ccb) continue;
+    if (!sub->ccb || (m->flags & SWIT_MSG_F_REJECTED)) continue;
     r = sub->ccb(m, sub->cud);
     if (r < SWIT_ACK || r > SWIT_FATAL) {
       char why[80];
@@ -120,7 +127,7 @@ static void run_batch(swit__worker *w, size_t n)
   size_t nlua;
 
   fill_batch(w, n, &nlua);
-  if (nlua < n) run_c_handlers(w, n);
+  if (w->host->nsubs > w->host->nlua_subs) run_c_handlers(w, n);
   if (nlua) swit__lua_dispatch(w, (uint32_t)n);
   swit__settle_batch(w, n);
   arena_reset(w);

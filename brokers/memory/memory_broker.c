@@ -180,6 +180,12 @@ fail:
   return rc;
 }
 
+static void report(swit_broker *b, swit_conn_state state)
+{
+  if (b->env.set_state)
+    b->env.set_state(b->env.host_ud, state, NULL);
+}
+
 static int mem_connect(swit_broker *b, char *err, size_t errlen)
 {
   if (!b)
@@ -194,6 +200,7 @@ static int mem_connect(swit_broker *b, char *err, size_t errlen)
     } else {
       b->running = 1;
       atomic_store(&b->connected, 1);
+      report(b, SWIT_CONN_CONNECTED);
     }
   }
   pthread_mutex_unlock(&b->life);
@@ -211,6 +218,7 @@ static int mem_disconnect(swit_broker *b)
     atomic_store(&b->connected, 0);
     swit__mem_delivery_stop(b);
     b->running = 0;
+    report(b, SWIT_CONN_DISCONNECTED);
   }
   pthread_mutex_unlock(&b->life);
   return 0;

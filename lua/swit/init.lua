@@ -121,16 +121,18 @@ function swit.fatal(reason) return result(RES_FATAL, reason, "fatal") end
 ---------------------------------------------------------------------------
 -- Registration
 
-local ORDERINGS = { key = true, none = true }
+local ORDERINGS = { key = true, none = true, partition = true }
 local ON_OPTS = { group = "string", ordering = "string",
-                  max_attempts = "number", dead_letter = "string" }
+                  max_attempts = "number", dead_letter = "string",
+                  exactly_once = "boolean", jetstream = "boolean" }
 
 local function check_opts(opts)
   for k, v in pairs(opts) do
     local want = ON_OPTS[k]
     if not want then
       error(("swit.on: unknown option '%s' (expected group, ordering, " ..
-             "max_attempts, dead_letter)"):format(tostring(k)), 3)
+             "max_attempts, dead_letter, exactly_once, jetstream)")
+            :format(tostring(k)), 3)
     end
     if type(v) ~= want then
       error(("swit.on: option '%s' must be a %s, got %s")
@@ -138,7 +140,7 @@ local function check_opts(opts)
     end
   end
   if opts.ordering and not ORDERINGS[opts.ordering] then
-    error(("swit.on: ordering must be \"key\" or \"none\", got %q")
+    error(("swit.on: ordering must be \"key\", \"partition\" or \"none\", got %q")
           :format(opts.ordering), 3)
   end
   local n = opts.max_attempts
@@ -169,6 +171,7 @@ function swit.on(topic, opts, fn)
   reg.subs[#reg.subs + 1] = {
     topic = topic, group = opts.group, ordering = opts.ordering or "key",
     max_attempts = opts.max_attempts, dead_letter = opts.dead_letter,
+    exactly_once = opts.exactly_once, jetstream = opts.jetstream,
     fn = fn,
   }
 end
@@ -285,7 +288,8 @@ function swit._finalize()
   local out = {}
   for i, s in ipairs(reg.subs) do
     out[i] = { topic = s.topic, group = s.group, ordering = s.ordering,
-               max_attempts = s.max_attempts, dead_letter = s.dead_letter }
+               max_attempts = s.max_attempts, dead_letter = s.dead_letter,
+               exactly_once = s.exactly_once, jetstream = s.jetstream }
   end
   return out
 end

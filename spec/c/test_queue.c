@@ -195,7 +195,7 @@ static void test_dispatch_same_key_same_worker_in_order(void)
   make_host(&h, &sub, SWIT_ORDER_KEY);
   for (int i = 0; i < 800; i++) {
     views[i] = view(keys[i % 8]);
-    d[i] = (swit_delivery){&views[i], (uint64_t)i};
+    d[i] = (swit_delivery){&views[i], (uint64_t)i, NULL};
   }
   swit__dispatch_sink(&sub, d, 800);
   CHECK(atomic_load(&h.inflight) == 800);
@@ -222,10 +222,18 @@ static void test_dispatch_none_round_robin(void)
   swit_host_t h;
   swit__sub sub;
 
+  swit__item out[100];
+  uint32_t resumed[2];
+  size_t nres;
+
   make_host(&h, &sub, SWIT_ORDER_NONE);
-  for (int i = 0; i < 400; i++) d[i] = (swit_delivery){&v, (uint64_t)i};
+  for (int i = 0; i < 400; i++) d[i] = (swit_delivery){&v, (uint64_t)i, i % 2 ? "too big" : NULL};
   swit__dispatch_sink(&sub, d, 400);
   for (int w = 0; w < 4; w++) CHECK(swit__queue_depth(&h.workers[w].q) == 100);
+  /* an adapter's refusal travels with the message */
+  CHECK(swit__queue_pop(&h.workers[0].q, out, 100, 0, resumed, &nres) == 100);
+  for (int i = 0; i < 100; i++)
+    CHECK((out[i].token % 2 == 1) == (out[i].reject != NULL));
   free_host(&h, &sub);
 }
 
@@ -242,7 +250,7 @@ static void test_dispatch_pauses_at_high_water_and_resumes(void)
 
   make_host(&h, &sub, SWIT_ORDER_KEY);
   w = swit__key_hash("k", 1) % 4;
-  for (int i = 0; i < 256; i++) d[i] = (swit_delivery){&v, (uint64_t)i};
+  for (int i = 0; i < 256; i++) d[i] = (swit_delivery){&v, (uint64_t)i, NULL};
   atomic_store(&pauses, 0);
   atomic_store(&resumes, 0);
   for (int i = 0; i < 8; i++) swit__dispatch_sink(&sub, d, 256);  /* 2048 */

@@ -56,7 +56,8 @@ enum {
 /* Subscription ordering. */
 enum {
   SWIT_ORDER_KEY = 0, /* same key -> same worker, in order (default) */
-  SWIT_ORDER_NONE = 1 /* any worker, round-robin */
+  SWIT_ORDER_NONE = 1, /* any worker, round-robin */
+  SWIT_ORDER_PARTITION = 2 /* the broker's partition: strict partition order */
 };
 
 typedef struct swit_host_s swit_host_t;

@@ -1,0 +1,8 @@
+-- spec/conformance/brokers/memory.lua - how the conformance suite runs
+-- against the embedded memory broker.
+return {
+  -- the messaging.broker section of the config (YAML, indented 2)
+  broker = "  broker: {type: memory}\n",
+  -- how long the host must see nothing before --exit-when-idle exits
+  idle = "200ms",
+}

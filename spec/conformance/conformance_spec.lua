@@ -1,0 +1,161 @@
+-- spec/conformance/conformance_spec.lua - the behaviours every broker
+-- adapter must show, one spec body for all of them. ctest runs this file
+-- once per compiled-in broker with SWIT_TEST_BROKER=<name>; the broker's
+-- descriptor in spec/conformance/brokers/<name>.lua gives its config
+-- section (endpoints come from SWIT_TEST_* variables set by the broker's
+-- test fixture) and its idle window. Topics get a per-run prefix so runs
+-- against a long-lived server never see each other's messages.
+package.path = "spec/support/?.lua;spec/conformance/brokers/?.lua;" .. package.path
+local t = require "swit_run"
+
+local name = os.getenv("SWIT_TEST_BROKER") or "memory"
+local broker = require(name)
+
+local run_id = 0
+local function prefix()
+  run_id = run_id + 1
+  return ("c%d%04d%d."):format(os.time(), math.random(0, 9999), run_id)
+end
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
+
+-- Runs `script` with topic names prefixed: the script sees the prefix as
+-- the global-free upvalue P (first line of the chunk).
+local function run(script, workers)
+  local p = prefix()
+  local yaml = ([[
+server: {name: conformance}
+messaging:
+%s  subscribers:
+    default: {max_attempts: 3, retry_delay: 10ms, retry_max_delay: 50ms}
+  resources:
+    subscribers: {worker_pool_size: %d}
+lua:
+  scripts: [s.lua]
+]]):format(broker.broker, workers or 2)
+  local code, out, err = t.run_scripts(yaml, {
+    ["s.lua"] = ("local P = %q\n"):format(p) .. script }, broker.idle)
+  return code, out, err
+end
+
+describe("broker conformance: " .. name, function()
+  it("delivers every published message exactly once", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "orders", function(msg) print("got " .. msg:payload()) end)
+swit.on_start(function()
+  for i = 1, 300 do assert(swit.publish(P .. "orders", tostring(i))) end
+end)
+]])
+    assert.equal(0, code, err)
+    local seen = {}
+    for _, line in ipairs(t.lines(out)) do
+      local n = tonumber(line:match("^got (%d+)$"))
+      assert.is_nil(seen[n], "delivered twice: " .. tostring(n))
+      seen[n] = true
+    end
+    for i = 1, 300 do assert.is_true(seen[i], "lost " .. i) end
+  end)
+
+  it("keeps per-key order while different keys run on different workers", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "k", function(msg)
+  print(("%s %s %d"):format(msg:key(), msg:payload(), swit.worker_id()))
+end)
+swit.on_start(function()
+  for i = 1, 1000 do assert(swit.publish(P .. "k", tostring(i), { key = "key" .. (i % 8) })) end
+end)
+]], 2)
+    assert.equal(0, code, err)
+    local last, workers, n = {}, {}, 0
+    for _, line in ipairs(t.lines(out)) do
+      local k, v, w = line:match("^(%S+) (%d+) (%d+)$")
+      v = tonumber(v)
+      assert.is_true(v > (last[k] or 0), "order broken for " .. k)
+      last[k] = v
+      workers[w] = true
+      n = n + 1
+    end
+    assert.equal(1000, n)
+    assert.is_true(workers["0"] and workers["1"], "keys were not spread")
+  end)
+
+  it("retries a failing handler, then dead-letters it with the error headers", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "jobs", function(msg)
+  if msg:payload() == "bad" then error("cannot do " .. msg:payload()) end
+  print("done " .. msg:payload())
+end)
+swit.on(P .. "jobs.dlq", function(msg)
+  print(("dlq %s attempts=%s origin=%s error=%s"):format(msg:payload(),
+    msg:header("x-swit-attempts"), msg:header("x-swit-origin-topic"):sub(#P + 1),
+    msg:header("x-swit-error")))
+end)
+swit.on_start(function()
+  for _, p in ipairs({ "a", "bad", "b" }) do assert(swit.publish(P .. "jobs", p)) end
+end)
+]])
+    assert.equal(0, code, err)
+    assert.matches("done a", out)
+    assert.matches("done b", out)
+    assert.matches("dlq bad attempts=3 origin=jobs error=[^\n]*cannot do bad", out)
+  end)
+
+  it("dead-letters a rejected message at once", function()
+    local code, out, err = run([[
+local swit = require "swit"
+local calls = 0
+swit.on(P .. "r", function(msg) calls = calls + 1 return swit.reject("nope " .. calls) end)
+swit.on(P .. "r.dlq", function(msg)
+  print(("dlq %s %s %s"):format(msg:payload(), msg:header("x-swit-attempts"), msg:header("x-swit-error")))
+end)
+swit.on_start(function() assert(swit.publish(P .. "r", "x")) end)
+]], 1)
+    assert.equal(0, code, err)
+    assert.matches("dlq x 1 nope 1", out)
+  end)
+
+  it("publishes from handlers along a chain", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "a", function(msg) assert(swit.publish(P .. "b", msg:payload() .. "b", { key = msg:key() })) end)
+swit.on(P .. "b", function(msg) assert(swit.publish(P .. "c", msg:payload() .. "c", { key = msg:key() })) end)
+swit.on(P .. "c", function(msg) print("end " .. msg:key() .. " " .. msg:payload()) end)
+swit.on_start(function()
+  for i = 1, 20 do assert(swit.publish(P .. "a", "a", { key = "k" .. i })) end
+end)
+]])
+    assert.equal(0, code, err)
+    assert.equal(20, t.count(out, "^end k%d+ abc$"))
+  end)
+
+  it("carries headers, keys and binary payloads byte for byte", function()
+    local code, out, err = run([[
+local swit = require "swit"
+local blob = "\0\1\2\127\128\255 payload \0"
+swit.on(P .. "bin", function(msg)
+  local ok = msg:payload() == blob and msg:key() == "k\0\255" and
+             msg:header("x-one") == "1" and msg:header("x-two") == "two words"
+  print(ok and "intact" or "damaged")
+end)
+swit.on_start(function()
+  assert(swit.publish(P .. "bin", blob, { key = "k\0\255", headers = { ["x-one"] = "1", ["x-two"] = "two words" } }))
+end)
+]])
+    assert.equal(0, code, err)
+    assert.equal("intact\n", out)
+  end)
+
+  it("gives every group every message", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "g", { group = "one" }, function(msg) print("one " .. msg:payload()) end)
+swit.on(P .. "g", { group = "two" }, function(msg) print("two " .. msg:payload()) end)
+swit.on_start(function() for i = 1, 40 do assert(swit.publish(P .. "g", tostring(i))) end end)
+]])
+    assert.equal(0, code, err)
+    assert.equal(40, t.count(out, "^one %d+$"))
+    assert.equal(40, t.count(out, "^two %d+$"))
+  end)
+end)
