@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SWIT_FFI_ABI = 1 };
+enum { SWIT_FFI_ABI = 2 };
 
 /* Handler results (same values as SWIT_ACK.. in swit.h). */
 enum {
@@ -88,7 +88,7 @@ typedef struct swit_ffi_worker {
   uint32_t n;
   uint32_t cursor;
   uint32_t id;             /* 0-based worker index */
-  uint32_t reserved;
+  uint32_t generation;     /* code generation the state runs (1 at start) */
 } swit_ffi_worker;
 
 /* --- exports (swit_ffi_*) ------------------------------------------- */

@@ -150,6 +150,10 @@ typedef struct swit_config {
     swit_cfg_list scripts;        /* resolved against base_dir at load */
     swit_cfg_list package_path;   /* directories or ?.lua patterns */
     int64_t batch_size;           /* 256: messages per lua_pcall */
+    struct {
+      int watch;                  /* false: reload when a script changes */
+      int64_t debounce_ms;        /* "200ms": quiet time before reloading */
+    } hot_reload;
     swit_cfg_mark scripts_mark;
   } lua;
 } swit_config;

@@ -322,6 +322,17 @@ static const swit_cfg_field messaging_fields[] = {
   { .name = NULL }
 };
 
+#define HOT lua.hot_reload
+static const swit_cfg_field hot_reload_fields[] = {
+  { .name = "watch", .type = SWIT_CFG_BOOL, .offset = OFF(HOT, watch),
+    .dflt = "false",
+    .desc = "Reload when a script or a module on package_path changes" },
+  { .name = "debounce", .type = SWIT_CFG_DURATION,
+    .offset = OFF(HOT, debounce_ms), .dflt = "200ms", .min = 0, .max = MS_H,
+    .desc = "Quiet time after the last change before reloading" },
+  { .name = NULL }
+};
+
 static const swit_cfg_field lua_fields[] = {
   { .name = "scripts", .type = SWIT_CFG_LIST, .offset = OFF(lua, scripts),
     .desc = "Handler scripts, relative to the config file" },
@@ -331,6 +342,9 @@ static const swit_cfg_field lua_fields[] = {
   { .name = "batch_size", .type = SWIT_CFG_INT, .offset = OFF(lua, batch_size),
     .dflt = "256", .min = 1, .max = 65536,
     .desc = "Messages handed to Lua per call" },
+  { .name = "hot_reload", .type = SWIT_CFG_SECTION,
+    .offset = OFF(lua, hot_reload), .fields = hot_reload_fields,
+    .desc = "Reloading the scripts while running" },
   { .name = NULL }
 };
 

@@ -40,7 +40,7 @@ void swit__sub_reconcile_pause(swit__sub *sub)
 
   pthread_mutex_lock(&sub->pause_lock);
   want = atomic_load(&sub->paused_by) > 0;
-  if (want != sub->adapter_paused && sub->handle) {
+  if (want != sub->adapter_paused && atomic_load(&sub->subscribed)) {
     if (want)
       h->ops->pause(h->broker, sub->handle);
     else
@@ -111,6 +111,7 @@ void swit__dispatch_sink(void *ud, const swit_delivery *d, size_t n)
   swit__sub *sub = ud;
   swit_host_t *h = sub->host;
 
+  atomic_fetch_add(&sub->inflight, (int_fast64_t)n);
   atomic_fetch_add(&h->inflight, (int_fast64_t)n);
   atomic_store(&h->last_activity_ms, swit__now_ms());
   while (n > 0) {

@@ -3,11 +3,12 @@
  * check, start, wait for idle, stop, free.
  *
  * Wires config -> broker adapter -> workers and their Lua states ->
- * subscriptions. Startup order (DESIGN.md, "Lifecycle"): connect, load
- * scripts into every worker's state, subscribe, start the workers (worker
- * 0 runs on_start first). Shutdown: pause intake, drain in-flight work up
- * to the deadline, unsubscribe, stop the workers (which requeue what they
- * still hold), flush, disconnect.
+ * subscriptions. Startup order (DESIGN.md, "Lifecycle"): connect,
+ * validate the scripts (first code generation) and build every worker's
+ * state, subscribe, start the workers (worker 0 runs on_start first).
+ * Shutdown: pause intake, drain in-flight work up to the deadline, flush,
+ * unsubscribe, stop the workers (which give back what they still hold),
+ * disconnect.
  *
  * The embedder's thread calls these; start and stop are serialised by
  * h->lock. The host owns its config, adapter, workers and subscriptions.
@@ -22,6 +23,11 @@
 const char *swit_version(void)
 {
   return SWIT_VERSION_STRING;
+}
+
+int swit_parse_duration_ms(const char *text, int64_t *ms)
+{
+  return swit__parse_duration_ms(text, ms) == 0 ? 0 : SWIT_E_INVAL;
 }
 
 const char *swit_strerror(int code)
@@ -58,6 +64,9 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   h->log.level = SWIT_LOG_INFO;
   h->batch_size = (uint32_t)cfg->lua.batch_size;
   pthread_mutex_init(&h->lock, NULL);
+  pthread_mutex_init(&h->reload_lock, NULL);
+  pthread_mutex_init(&h->swap_lock, NULL);
+  pthread_cond_init(&h->swap_cv, NULL);
   h->ops = swit__broker_find(type);
   if (!h->ops) {
     snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
@@ -132,140 +141,85 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
 }
 
 /* ------------------------------------------------------------------ */
-/* Subscriptions */
+/* Check and start */
 
-static void sub_free(swit__sub *s)
+/* The C handlers registered with swit_host_handle, as subscriptions. */
+static int add_chandlers(swit_host_t *h, char *err, size_t errlen)
 {
-  if (!s) return;
-  pthread_mutex_destroy(&s->pause_lock);
-  free(s->topic);
-  free(s->group);
-  free(s->dead_letter);
-  free(s);
-}
-
-static void subs_free(swit_host_t *h)
-{
-  for (size_t i = 0; i < h->nsubs; i++) sub_free(h->subs[i]);
-  free(h->subs);
-  h->subs = NULL;
-  h->nsubs = h->nlua_subs = 0;
-}
-
-int swit__subs_create(swit_host_t *h, size_t nlua)
-{
-  size_t n = nlua + h->nchandlers;
-
-  h->subs = calloc(n ? n : 1, sizeof *h->subs);
-  if (!h->subs) return SWIT_E_NOMEM;
-  h->nlua_subs = nlua;
-  for (size_t i = 0; i < n; i++) {
-    swit__sub *s = calloc(1, sizeof *s);
-    if (!s) return SWIT_E_NOMEM;
-    pthread_mutex_init(&s->pause_lock, NULL);
-    s->id = (uint32_t)i + 1;
-    s->host = h;
-    s->jetstream = -1;
-    h->subs[i] = s;
-    h->nsubs = i + 1;
-    if (i < nlua) continue;
-    const swit__chandler *c = &h->chandlers[i - nlua];
-    s->topic = strdup(c->topic);
-    s->group = c->group ? strdup(c->group) : NULL;
-    s->ordering = c->ordering;
-    s->ccb = c->cb;
-    s->cud = c->ud;
-    if (!s->topic || (c->group && !s->group)) return SWIT_E_NOMEM;
+  for (size_t i = 0; i < h->nchandlers; i++) {
+    const swit__chandler *c = &h->chandlers[i];
+    swit__subdef d = {.topic = c->topic, .group = c->group,
+                      .ordering = c->ordering, .jetstream = -1};
+    uint32_t id = 0;
+    int rc = swit__subdef_defaults(h, &d);
+    if (rc == 0) rc = swit__subs_resolve(h, &d, 1, &id, err, errlen);
+    if (rc == 0 && id) {
+      snprintf(err, errlen, "topic '%s' has two handlers for group '%s'",
+               d.topic, d.group);
+      rc = SWIT_E_EXISTS;
+    }
+    if (rc == 0) rc = swit__subs_add(h, &d, c->cb, c->ud, &id);
+    if (d.group != c->group) free(d.group);
+    free(d.dead_letter);
+    if (rc) return rc;
   }
   return 0;
 }
 
-/* Fill defaults (group, dead letter, retry policy) and reject a topic and
- * group registered twice (by scripts and C handlers together). */
-static int subs_finish(swit_host_t *h, char *err, size_t errlen)
+/* Validate the scripts (first generation) and create the subscription
+ * table: Lua registrations first, then the C handlers. */
+static int first_generation(swit_host_t *h, char *err, size_t errlen)
 {
-  for (size_t i = 0; i < h->nsubs; i++) {
-    swit__sub *s = h->subs[i];
-    if (!s->group && !(s->group = strdup(h->cfg->server.name)))
-      return SWIT_E_NOMEM;
-    if (!s->dead_letter) {
-      size_t len = strlen(s->topic) + 5;
-      if (!(s->dead_letter = malloc(len))) return SWIT_E_NOMEM;
-      snprintf(s->dead_letter, len, "%s.dlq", s->topic);
-    }
-    s->scfg = swit__config_subscriber(h->cfg, s->group);
-    if (!s->max_attempts) s->max_attempts = (uint32_t)s->scfg->max_attempts;
-    for (size_t j = 0; j < i; j++) {
-      if (strcmp(h->subs[j]->topic, s->topic) ||
-          strcmp(h->subs[j]->group, s->group))
-        continue;
-      snprintf(err, errlen, "topic '%s' has two handlers for group '%s' "
-               "(%s and %s)", s->topic, s->group,
-               h->subs[j]->ccb ? "a C handler" : "a Lua handler",
-               s->ccb ? "a C handler" : "a Lua handler");
-      return SWIT_E_EXISTS;
-    }
-  }
-  return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Scripts */
-
-static int load_scripts(swit_host_t *h, char *err, size_t errlen)
-{
+  swit__subdef *defs = NULL;
+  uint32_t *ids = NULL;
+  size_t n = 0;
   int rc;
 
-  if (h->cfg->lua.scripts.n == 0) return swit__subs_create(h, 0);
-  for (size_t i = 0; i < h->nworkers; i++) {
-    swit__worker *w = &h->workers[i];
-    if (!(w->L = swit__lua_new_state(h, w, err, errlen))) return SWIT_E_SCRIPT;
-    if ((rc = swit__lua_registrations(h, w->L, err, errlen))) return rc;
-    if ((rc = swit__lua_bind_dispatch(w))) {
-      snprintf(err, errlen, "swit module has no _dispatch");
-      return rc;
-    }
+  if ((rc = swit__subs_init(h))) return rc;
+  if (h->cfg->lua.scripts.n) {
+    if ((rc = swit__codeset_read(h->cfg, &h->code, err, errlen))) return rc;
+    rc = swit__generation_validate(h, h->code, &defs, &n, err, errlen);
   }
-  return 0;
+  if (rc == 0 && !(ids = calloc(n ? n : 1, sizeof *ids))) rc = SWIT_E_NOMEM;
+  if (rc == 0) rc = swit__subs_resolve(h, defs, n, ids, err, errlen);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    rc = swit__subs_add(h, &defs[i], NULL, NULL, &ids[i]);
+  swit__subdefs_free(defs, n);
+  free(ids);
+  if (rc == 0) rc = add_chandlers(h, err, errlen);
+  if (rc == SWIT_E_FULL)
+    snprintf(err, errlen, "more than %d subscriptions", SWIT__MAX_SUBS);
+  atomic_store(&h->generation, 1);
+  return rc;
+}
+
+static void log_handlers(swit_host_t *h)
+{
+  static const char *const orders[] = {"key", "none", "partition"};
+  for (size_t i = 0; i < h->nsubs; i++) {
+    const swit__sub *s = h->subs[i];
+    swit__log(&h->log, SWIT_LOG_INFO, "handler: topic '%s' group '%s' (%s, "
+              "ordering %s, max_attempts %u, dead letter '%s')", s->topic,
+              s->group, s->ccb ? "C" : "Lua", orders[s->ordering],
+              s->max_attempts, s->dead_letter);
+  }
 }
 
 int swit_host_check(swit_host_t *h, char *err, size_t errlen)
 {
-  lua_State *L = NULL;
-  swit__worker w;
-  int rc = 0;
+  int rc;
 
   if (atomic_load(&h->state) != SWIT__NEW || h->subs) {
-    snprintf(err, errlen, "swit_host_check: only before start");
+    snprintf(err, errlen, "swit_host_check: only once, before start");
     return SWIT_E_STATE;
   }
-  memset(&w, 0, sizeof w);
-  if (h->cfg->lua.scripts.n) {
-    /* no host pointer in w: publishing from a checked script fails */
-    if (!(L = swit__lua_new_state(h, NULL, err, errlen))) return SWIT_E_SCRIPT;
-    rc = swit__lua_registrations(h, L, err, errlen);
-  } else {
-    rc = swit__subs_create(h, 0);
-  }
-  if (rc == 0) rc = subs_finish(h, err, errlen);
-  for (size_t i = 0; rc == 0 && i < h->nsubs; i++)
-    swit__log(&h->log, SWIT_LOG_INFO, "handler: topic '%s' group '%s' "
-              "(%s, ordering %s, max_attempts %u, dead letter '%s')",
-              h->subs[i]->topic, h->subs[i]->group,
-              h->subs[i]->ccb ? "C" : "Lua",
-              h->subs[i]->ordering == SWIT_ORDER_KEY ? "key"
-              : h->subs[i]->ordering == SWIT_ORDER_NONE ? "none" : "partition",
-              h->subs[i]->max_attempts, h->subs[i]->dead_letter);
-  if (L) {
-    w.L = L;
-    swit__lua_close(&w);
-  }
-  subs_free(h);
+  rc = first_generation(h, err, errlen);
+  if (rc == 0) log_handlers(h);
+  swit__subs_free(h);
+  swit__codeset_free(h->code);
+  h->code = NULL;
   return rc;
 }
-
-/* ------------------------------------------------------------------ */
-/* Start */
 
 static int connect_broker(swit_host_t *h, char *err, size_t errlen)
 {
@@ -278,22 +232,28 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
   swit__conn_env(h, &env);
   rc = h->ops->create(&h->broker, &env, err, errlen);
   if (rc == 0) rc = h->ops->connect(h->broker, err, errlen);
-  if (rc == 0) h->connected = 1;
+  if (rc == 0) atomic_store(&h->connected, 1);
   return rc;
+}
+
+static int build_states(swit_host_t *h, char *err, size_t errlen)
+{
+  for (size_t i = 0; i < h->nworkers; i++) {
+    swit__worker *w = &h->workers[i];
+    w->ffi.generation = 1;
+    atomic_store(&w->seen_gen, 1);
+    if (!h->code) continue;
+    int rc = swit__generation_build(h, w, h->code, &w->L, err, errlen);
+    if (rc) return rc;
+    w->dispatch_ref = swit__lua_dispatch_ref(w->L);
+  }
+  return 0;
 }
 
 static int subscribe_all(swit_host_t *h, char *err, size_t errlen)
 {
   for (size_t i = 0; i < h->nsubs; i++) {
-    swit__sub *s = h->subs[i];
-    swit_sub_spec spec = {
-      .topic = s->topic, .group = s->group, .ordering = s->ordering,
-      .prefetch = (uint32_t)s->scfg->prefetch,
-      .ack_deadline_ms = s->scfg->ack_deadline_ms,
-      .exactly_once = s->exactly_once, .jetstream = s->jetstream,
-    };
-    int rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
-                               &s->handle, err, errlen);
+    int rc = swit__subs_subscribe(h, h->subs[i], err, errlen);
     if (rc) return rc;
   }
   return 0;
@@ -301,36 +261,41 @@ static int subscribe_all(swit_host_t *h, char *err, size_t errlen)
 
 static void unsubscribe_all(swit_host_t *h)
 {
-  for (size_t i = 0; i < h->nsubs; i++) {
-    swit__sub *s = h->subs[i];
-    if (!s->handle) continue;
-    h->ops->unsubscribe(h->broker, s->handle);
-  }
+  for (size_t i = 0; i < h->nsubs; i++) swit__subs_unsubscribe(h, h->subs[i]);
 }
 
 static int start_locked(swit_host_t *h, char *err, size_t errlen)
 {
   int rc;
 
+  if (!h->cfg->messaging.enabled) {
+    snprintf(err, errlen, "%s: messaging.enabled is false: there is nothing "
+             "for swit to run", h->cfg->path);
+    return SWIT_E_CONFIG;
+  }
   if ((rc = swit__workers_create(h, err, errlen))) return rc;
   if ((rc = connect_broker(h, err, errlen))) return rc;
-  if ((rc = load_scripts(h, err, errlen))) return rc;
-  if ((rc = subs_finish(h, err, errlen))) return rc;
+  if ((rc = first_generation(h, err, errlen))) return rc;
+  if ((rc = build_states(h, err, errlen))) return rc;
   if ((rc = swit__workers_init_queues(h, err, errlen))) return rc;
   atomic_store(&h->last_activity_ms, swit__now_ms());
   if ((rc = subscribe_all(h, err, errlen))) return rc;
-  return swit__workers_start(h, err, errlen);
+  if ((rc = swit__workers_start(h, err, errlen))) return rc;
+  if (h->cfg->lua.hot_reload.watch && h->code)
+    return swit__watch_start(h, err, errlen);
+  return 0;
 }
 
+/* Stop order (DESIGN.md, "Lifecycle"): intake was paused and in-flight
+ * work drained by the caller; flush publishers, unsubscribe, stop the
+ * workers (they give back what they still hold), disconnect. */
 static void teardown(swit_host_t *h)
 {
-  if (h->connected) h->ops->flush(h->broker, 5000);
-  unsubscribe_all(h);
+  swit__watch_stop(h);
+  if (atomic_load(&h->connected)) h->ops->flush(h->broker, 5000);
+  if (h->subs) unsubscribe_all(h);
   swit__workers_stop(h);
-  if (h->connected) {
-    h->ops->disconnect(h->broker);
-    h->connected = 0;
-  }
+  if (atomic_exchange(&h->connected, 0)) h->ops->disconnect(h->broker);
 }
 
 int swit_host_start(swit_host_t *h, char *err, size_t errlen)
@@ -387,7 +352,7 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 
 static void pause_all(swit_host_t *h)
 {
-  for (size_t i = 0; i < h->nsubs; i++) {
+  for (size_t i = 0; h->subs && i < h->nsubs; i++) {
     atomic_fetch_add(&h->subs[i]->paused_by, 1);
     swit__sub_reconcile_pause(h->subs[i]);
   }
@@ -425,7 +390,9 @@ void swit_host_free(swit_host_t *h)
   if (!h) return;
   swit_host_stop(h, -1);
   swit__workers_free(h);
-  subs_free(h);
+  swit__subs_free(h);
+  swit__codeset_free(h->code);
+  swit__codeset_free(h->prev_code);
   if (h->ops) h->ops->destroy(h->broker);
   if (h->broker_settings) {
     swit__config_free_fields(h->ops->config_fields, h->broker_settings);
@@ -438,5 +405,8 @@ void swit_host_free(swit_host_t *h)
   free(h->chandlers);
   swit__config_free(h->cfg);
   pthread_mutex_destroy(&h->lock);
+  pthread_mutex_destroy(&h->reload_lock);
+  pthread_mutex_destroy(&h->swap_lock);
+  pthread_cond_destroy(&h->swap_cv);
   free(h);
 }

@@ -22,6 +22,40 @@
 
 typedef struct lua_State lua_State;
 
+/* Subscription ids are stable for the life of a host (never reused), so a
+ * reload can add and remove handlers without renumbering: at most this
+ * many distinct subscriptions per host. */
+#define SWIT__MAX_SUBS 1024
+
+/* ---------------------------------------------------------------------
+ * Code generations (codeset.c, generation.c, reload.c) */
+
+typedef struct swit__chunk {
+  char *name;   /* module name; NULL for a script */
+  char *path;   /* file it was read from (the chunk name) */
+  char *src;
+  size_t len;
+} swit__chunk;
+
+typedef struct swit__codeset {
+  swit__chunk *scripts;
+  size_t nscripts;
+  swit__chunk *modules; /* required while loading; served from memory */
+  size_t nmodules;
+} swit__codeset;
+
+typedef struct swit__buf {
+  char *data;
+  size_t len, cap;
+} swit__buf;
+
+/* A registration as read from Lua (defaults not yet applied). */
+typedef struct swit__subdef {
+  char *topic, *group, *dead_letter;
+  int ordering, exactly_once, jetstream;
+  uint32_t max_attempts;
+} swit__subdef;
+
 /* ---------------------------------------------------------------------
  * Subscriptions */
 
@@ -38,7 +72,11 @@ typedef struct swit__sub {
   swit_handler_cb ccb;        /* C handler, or NULL for a Lua one */
   void *cud;
   struct swit_host_s *host;
-  void *handle;               /* the adapter's, once subscribed */
+  void *handle;               /* the adapter's; kept after unsubscribe for
+                                 settles of what is still in flight */
+  atomic_int subscribed;      /* the adapter delivers to handle */
+  atomic_int active;          /* subscribed; 0 once a reload removed it */
+  atomic_int_fast64_t inflight; /* delivered, not settled */
   atomic_uint rr;             /* round-robin cursor */
   atomic_int paused_by;       /* workers above high-water for this sub */
   pthread_mutex_t pause_lock; /* serialises adapter pause/resume */
@@ -68,15 +106,14 @@ typedef struct swit__queue {
   int consumer_waiting;
   int producers_waiting;
   int closed;
-  uint8_t *paused;            /* [nsubs + 1]: this queue paused sub i */
+  uint8_t *paused;            /* [SWIT__MAX_SUBS + 1]: this queue paused sub i */
   uint32_t npaused;
-  uint32_t nsubs;
   int kicked;
 } swit__queue;
 
 void swit__mutex_init_fast(pthread_mutex_t *m);
 int swit__queue_init(swit__queue *q, uint32_t cap, uint32_t high,
-                     uint32_t low, uint32_t nsubs);
+                     uint32_t low);
 void swit__queue_destroy(swit__queue *q);
 
 /* ---------------------------------------------------------------------
@@ -119,6 +156,7 @@ typedef struct swit__worker {
   swit__queue q;
   lua_State *L;               /* NULL when no Lua scripts */
   int dispatch_ref;           /* swit._dispatch in the registry */
+  atomic_uint seen_gen;       /* last generation this worker acted on */
   swit__item *items;          /* the batch, parallel to ffi.msgs */
   swit__arena_chunk *arena;   /* set_header / reason copies, reset per batch */
   swit__retry_heap retries;
@@ -147,13 +185,14 @@ struct swit_host_s {
   const swit_broker_ops *ops;
   swit_broker *broker;
   void *broker_settings;
-  int connected;
+  atomic_int connected;
 
   swit__chandler *chandlers;
   size_t nchandlers;
 
-  swit__sub **subs;           /* subs[i]->id == i + 1 */
-  size_t nsubs, nlua_subs;
+  swit__sub **subs;           /* [SWIT__MAX_SUBS]; subs[i]->id == i + 1 */
+  size_t nsubs;               /* ever created; only `active` ones run */
+  int has_chandlers;
 
   swit__worker *workers;
   size_t nworkers;
@@ -168,9 +207,21 @@ struct swit_host_s {
   atomic_uint reconnects;     /* reconnect attempts so far */
   atomic_uint_fast64_t jitter_seed;
   pthread_mutex_t lock;       /* start/stop */
+
+  /* code generations (reload.c) */
+  swit__codeset *code;        /* current generation's code, NULL: no Lua */
+  swit__codeset *prev_code;   /* the previous good generation (rollback) */
+  atomic_uint generation;     /* 1 at start, +1 per accepted reload */
+  pthread_mutex_t reload_lock;/* one reload at a time; others queue */
+  pthread_mutex_t swap_lock;  /* with swap_cv: workers report swaps */
+  pthread_cond_t swap_cv;
+  atomic_uint reloads_ok, reloads_failed;
+  struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
 };
 
-/* time.c-style helpers live in log.h: swit__now_ms(). */
+/* A result only the host sets: give the message back to the broker
+ * unhandled (its subscription was removed by a reload). */
+#define SWIT__RES_GIVE_BACK 16
 
 /* dispatch.c */
 void swit__dispatch_sink(void *sub, const swit_delivery *d, size_t n);
@@ -186,7 +237,7 @@ int swit__queue_push(swit__queue *q, const swit__sub *sub,
 /* Pop up to max items; waits until something arrives, `deadline_ms`
  * (monotonic, -1 = none) passes, or the queue is closed or kicked. Sub ids
  * this queue had paused and that may now resume are written to
- * `resumed` (room for nsubs) and counted in *nresumed. */
+ * `resumed` (room for SWIT__MAX_SUBS) and counted in *nresumed. */
 size_t swit__queue_pop(swit__queue *q, swit__item *out, size_t max,
                        int64_t deadline_ms, uint32_t *resumed,
                        size_t *nresumed);
@@ -217,18 +268,64 @@ int swit__publish(struct swit_host_s *h, const swit_msg_view *m,
 
 /* lua_state.c */
 lua_State *swit__lua_new_state(struct swit_host_s *h, swit__worker *w,
+                               const swit__codeset *code, int capture,
                                char *err, size_t errlen);
-int swit__lua_registrations(struct swit_host_s *h, lua_State *L,
+int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
                             char *err, size_t errlen);
+int swit__lua_capture(lua_State *L, swit__codeset *code);
+int swit__lua_bind(lua_State *L, const uint32_t *ids, size_t n, char *err,
+                   size_t errlen);
+int swit__lua_on_load(lua_State *L, char *err, size_t errlen);
+int swit__lua_handover(lua_State *from, lua_State *to, char *err,
+                       size_t errlen);
 int swit__lua_dispatch(swit__worker *w, uint32_t n);
 int swit__lua_on_start(swit__worker *w);
 int64_t swit__lua_timers(swit__worker *w, int64_t now_ms);
 void swit__lua_close(swit__worker *w);
-int swit__lua_bind_dispatch(swit__worker *w);
+int swit__lua_dispatch_ref(lua_State *L);
+void swit__lua_close_state(lua_State *L);
 
-/* host.c: allocate the subscription table for `nlua` Lua registrations
- * followed by the C handlers registered with swit_host_handle(). */
-int swit__subs_create(struct swit_host_s *h, size_t nlua);
+/* serialize.c: a Lua value as bytes, between states */
+int swit__serialize(lua_State *L, int idx, swit__buf *out, char *err,
+                    size_t errlen);
+int swit__deserialize(lua_State *L, const char *data, size_t len);
+
+/* codeset.c */
+int swit__codeset_read(const swit_config *cfg, swit__codeset **out,
+                       char *err, size_t errlen);
+int swit__codeset_add_module(swit__codeset *cs, const char *name,
+                             const char *path, const char *src, size_t len);
+void swit__codeset_free(swit__codeset *cs);
+
+/* subs.c: the subscription table */
+int swit__subs_init(struct swit_host_s *h);
+void swit__subs_free(struct swit_host_s *h);
+void swit__subdefs_free(swit__subdef *defs, size_t n);
+/* Apply defaults (group, dead letter, max_attempts) in place. */
+int swit__subdef_defaults(struct swit_host_s *h, swit__subdef *d);
+/* Map each def to an existing active subscription id, or 0 when new.
+ * Errors: the same topic and group twice, a C handler's topic and group,
+ * or an existing subscription with different options. */
+int swit__subs_resolve(struct swit_host_s *h, const swit__subdef *defs,
+                       size_t n, uint32_t *ids, char *err, size_t errlen);
+int swit__subs_add(struct swit_host_s *h, const swit__subdef *d,
+                   swit_handler_cb cb, void *ud, uint32_t *id);
+int swit__subs_subscribe(struct swit_host_s *h, swit__sub *s, char *err,
+                         size_t errlen);
+void swit__subs_unsubscribe(struct swit_host_s *h, swit__sub *s);
+
+/* generation.c: validating and building a generation's states */
+int swit__generation_validate(struct swit_host_s *h, swit__codeset *code,
+                              swit__subdef **defs, size_t *n, char *err,
+                              size_t errlen);
+int swit__generation_build(struct swit_host_s *h, swit__worker *w,
+                           const swit__codeset *code, lua_State **out,
+                           char *err, size_t errlen);
+void swit__generation_swap(swit__worker *w);
+
+/* watch.c: lua.hot_reload.watch */
+int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);
+void swit__watch_stop(struct swit_host_s *h);
 
 /* The Lua modules compiled into the binary (generated by the build). */
 typedef struct swit__lua_module {

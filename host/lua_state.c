@@ -3,7 +3,8 @@
  *
  * A state gets the standard libraries, the swit modules compiled into the
  * binary (package.preload), lua.package_path, a line-atomic print, and
- * then runs the user's scripts in config order. The host enters Lua
+ * then runs the scripts of a code generation (codeset.c) in config
+ * order, requiring modules through the generation's loader. The host enters Lua
  * through the Lua C API only: one lua_pcall per batch (swit._dispatch),
  * plus on_start and timer calls on worker 0.
  *
@@ -12,6 +13,7 @@
  * captures the right one; afterwards only that worker's thread uses it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -93,28 +95,60 @@ static int call(lua_State *L, int nargs, int nres, char *err, size_t errlen)
   return SWIT_E_SCRIPT;
 }
 
-static int setup(lua_State *L, swit_host_t *h, char *err, size_t errlen)
+/* package.loaders gets the generation's searcher (lua/swit/loader.lua):
+ * modules of `code` load from memory; with `capture`, modules required
+ * from disk are recorded in the registry's "swit.captured" list. */
+static int install_loader(lua_State *L, const swit__codeset *code, int capture,
+                          char *err, size_t errlen)
 {
-  const swit_config *c = h->cfg;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "swit.loader");
+  if (call(L, 1, 1, err, errlen)) return SWIT_E_SCRIPT;
+  lua_createtable(L, 0, (int)code->nmodules);
+  for (size_t i = 0; i < code->nmodules; i++) {
+    const swit__chunk *m = &code->modules[i];
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, m->src, m->len);
+    lua_setfield(L, -2, "src");
+    lua_pushstring(L, m->path);
+    lua_setfield(L, -2, "path");
+    lua_setfield(L, -2, m->name);
+  }
+  if (capture) {
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "swit.captured");
+  } else {
+    lua_pushnil(L);
+  }
+  return call(L, 2, 0, err, errlen);
+}
+
+static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
+                 int capture, char *err, size_t errlen)
+{
   int rc;
 
   luaL_openlibs(L);
   lua_pushcfunction(L, on_error);                   /* stack index 1 */
   if ((rc = preload_modules(L, err, errlen))) return rc;
-  set_package_path(L, c);
+  set_package_path(L, h->cfg);
   if (luaL_loadbuffer(L, print_src, sizeof print_src - 1, "=swit.print") ||
       lua_pcall(L, 0, 1, 1)) {
     snprintf(err, errlen, "%s", lua_tostring(L, -1));
     return SWIT_E_SCRIPT;
   }
   lua_setglobal(L, "print");
+  if ((rc = install_loader(L, code, capture, err, errlen))) return rc;
   lua_getglobal(L, "require");
   lua_pushstring(L, "swit");
   if ((rc = call(L, 1, 1, err, errlen))) return rc;
   lua_setfield(L, LUA_REGISTRYINDEX, "swit.module");
-  for (size_t i = 0; i < c->lua.scripts.n; i++) {
-    const char *path = c->lua.scripts.items[i];
-    if (luaL_loadfile(L, path)) {
+  for (size_t i = 0; i < code->nscripts; i++) {
+    const swit__chunk *c = &code->scripts[i];
+    char chunkname[1024];
+    snprintf(chunkname, sizeof chunkname, "@%s", c->path);
+    if (luaL_loadbuffer(L, c->src, c->len, chunkname)) {
       snprintf(err, errlen, "%s", lua_tostring(L, -1));
       return SWIT_E_SCRIPT;
     }
@@ -123,8 +157,9 @@ static int setup(lua_State *L, swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
-lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w, char *err,
-                               size_t errlen)
+lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w,
+                               const swit__codeset *code, int capture,
+                               char *err, size_t errlen)
 {
   swit__worker *prev = swit__current_worker;
   lua_State *L = luaL_newstate();
@@ -134,12 +169,17 @@ lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w, char *err,
     return NULL;
   }
   swit__current_worker = w;
-  if (setup(L, h, err, errlen) != 0) {
+  if (setup(L, h, code, capture, err, errlen) != 0) {
     lua_close(L);
     L = NULL;
   }
   swit__current_worker = prev;
   return L;
+}
+
+void swit__lua_close_state(lua_State *L)
+{
+  if (L) lua_close(L);
 }
 
 /* ------------------------------------------------------------------ */
@@ -152,70 +192,149 @@ static void push_fn(lua_State *L, const char *name)
   lua_remove(L, -2);
 }
 
-/* Reads one registration table at the top of the stack into a sub. */
-static int read_registration(lua_State *L, swit__sub *s)
+static char *dup_field(lua_State *L, int idx, const char *key)
 {
-  const char *ordering;
-
-  lua_getfield(L, -1, "topic");
-  s->topic = strdup(lua_tostring(L, -1));
-  lua_getfield(L, -2, "group");
-  s->group = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
-  lua_getfield(L, -3, "dead_letter");
-  s->dead_letter = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
-  lua_getfield(L, -4, "ordering");
-  ordering = lua_tostring(L, -1);
-  s->ordering = !ordering || !strcmp(ordering, "key") ? SWIT_ORDER_KEY
-              : !strcmp(ordering, "none")             ? SWIT_ORDER_NONE
-                                                      : SWIT_ORDER_PARTITION;
-  lua_getfield(L, -5, "max_attempts");
-  s->max_attempts = (uint32_t)lua_tointeger(L, -1);
-  lua_getfield(L, -6, "exactly_once");
-  s->exactly_once = lua_toboolean(L, -1);
-  lua_getfield(L, -7, "jetstream");
-  s->jetstream = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
-  lua_pop(L, 7);
-  return s->topic ? 0 : SWIT_E_NOMEM;
+  char *v = NULL;
+  lua_getfield(L, idx, key);
+  if (lua_isstring(L, -1)) v = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return v;
 }
 
-/* Finalize the registrations of state L. With h->subs unset, create the
- * subscriptions from them; otherwise check they match (every state runs
- * the same scripts, so a mismatch means the scripts register
- * nondeterministically). */
-int swit__lua_registrations(swit_host_t *h, lua_State *L, char *err,
-                            size_t errlen)
+/* Reads the registration table at the top of the stack. */
+static int read_registration(lua_State *L, swit__subdef *d)
 {
-  size_t n;
+  const char *ordering;
+  int t = lua_gettop(L);
+
+  d->topic = dup_field(L, t, "topic");
+  d->group = dup_field(L, t, "group");
+  d->dead_letter = dup_field(L, t, "dead_letter");
+  lua_getfield(L, t, "ordering");
+  ordering = lua_tostring(L, -1);
+  d->ordering = !ordering || !strcmp(ordering, "key") ? SWIT_ORDER_KEY
+              : !strcmp(ordering, "none")             ? SWIT_ORDER_NONE
+                                                      : SWIT_ORDER_PARTITION;
+  lua_getfield(L, t, "max_attempts");
+  d->max_attempts = (uint32_t)lua_tointeger(L, -1);
+  lua_getfield(L, t, "exactly_once");
+  d->exactly_once = lua_toboolean(L, -1);
+  lua_getfield(L, t, "jetstream");
+  d->jetstream = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
+  lua_settop(L, t);
+  return d->topic ? 0 : SWIT_E_NOMEM;
+}
+
+/* The state's registrations, in registration order (defaults not yet
+ * applied). The caller frees *defs with swit__subdefs_free. */
+int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
+                            char *err, size_t errlen)
+{
   int rc;
 
+  *defs = NULL;
+  *n = 0;
   push_fn(L, "_finalize");
   if ((rc = call(L, 0, 1, err, errlen))) return rc;
-  n = lua_objlen(L, -1);
-  if (h->subs && n != h->nlua_subs) {
-    snprintf(err, errlen, "scripts registered %zu handlers in one worker "
-             "and %zu in another: registration must not depend on the "
-             "worker", h->nlua_subs, n);
+  *n = lua_objlen(L, -1);
+  *defs = calloc(*n ? *n : 1, sizeof **defs);
+  rc = *defs ? 0 : SWIT_E_NOMEM;
+  for (size_t i = 0; rc == 0 && i < *n; i++) {
+    lua_rawgeti(L, -1, (int)i + 1);
+    rc = read_registration(L, &(*defs)[i]);
     lua_pop(L, 1);
-    return SWIT_E_SCRIPT;
   }
-  if (!h->subs) {
-    rc = swit__subs_create(h, n);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-      lua_rawgeti(L, -1, (int)i + 1);
-      rc = read_registration(L, h->subs[i]);
-      lua_pop(L, 1);
-    }
-    if (rc) snprintf(err, errlen, "out of memory reading registrations");
+  lua_pop(L, 1);
+  if (rc) snprintf(err, errlen, "out of memory reading registrations");
+  return rc;
+}
+
+/* Copy what the validation state's loader captured into the code set. */
+int swit__lua_capture(lua_State *L, swit__codeset *code)
+{
+  int rc = 0;
+  size_t n;
+
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.captured");
+  n = lua_objlen(L, -1);
+  for (size_t i = 1; rc == 0 && i <= n; i++) {
+    size_t len;
+    const char *src;
+    lua_rawgeti(L, -1, (int)i);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "path");
+    lua_getfield(L, -3, "src");
+    src = lua_tolstring(L, -1, &len);
+    rc = swit__codeset_add_module(code, lua_tostring(L, -3),
+                                  lua_tostring(L, -2), src, len);
+    lua_pop(L, 4);
   }
   lua_pop(L, 1);
   return rc;
 }
 
-int swit__lua_bind_dispatch(swit__worker *w)
+int swit__lua_bind(lua_State *L, const uint32_t *ids, size_t n, char *err,
+                   size_t errlen)
 {
-  push_fn(w->L, "_dispatch");
-  w->dispatch_ref = luaL_ref(w->L, LUA_REGISTRYINDEX);
-  return w->dispatch_ref == LUA_REFNIL ? SWIT_E_SCRIPT : 0;
+  push_fn(L, "_bind");
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushinteger(L, ids[i]);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  return call(L, 1, 0, err, errlen);
+}
+
+/* Runs a function of the swit module that returns nil or an error. */
+static int call_checked(lua_State *L, const char *fn, int nargs, char *err,
+                        size_t errlen)
+{
+  int rc, ok;
+
+  push_fn(L, fn);
+  lua_insert(L, -1 - nargs);
+  if ((rc = call(L, nargs, 1, err, errlen))) return rc;
+  ok = lua_isnil(L, -1);
+  if (!ok) snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return ok ? 0 : SWIT_E_SCRIPT;
+}
+
+int swit__lua_on_load(lua_State *L, char *err, size_t errlen)
+{
+  return call_checked(L, "_on_load", 0, err, errlen);
+}
+
+/* swit.export() of `from` -> bytes -> swit.import() of `to`. */
+int swit__lua_handover(lua_State *from, lua_State *to, char *err,
+                       size_t errlen)
+{
+  swit__buf buf = {0};
+  int rc;
+
+  push_fn(from, "_export");
+  if ((rc = call(from, 0, 1, err, errlen))) return rc;
+  if (lua_isnil(from, -1)) {
+    lua_pop(from, 1);
+    return 0;
+  }
+  rc = swit__serialize(from, -1, &buf, err, errlen);
+  lua_pop(from, 1);
+  if (rc == 0 && swit__deserialize(to, buf.data, buf.len) != 0) {
+    snprintf(err, errlen, "swit.import: cannot read the handed-over state");
+    rc = SWIT_E_INVAL;
+  }
+  free(buf.data);
+  if (rc) return rc;
+  push_fn(to, "_import");
+  lua_insert(to, -2);
+  return call(to, 1, 0, err, errlen);
+}
+
+int swit__lua_dispatch_ref(lua_State *L)
+{
+  push_fn(L, "_dispatch");
+  return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* One lua_pcall for the batch; a Lua error marks the message at the
@@ -246,18 +365,10 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
 
 int swit__lua_on_start(swit__worker *w)
 {
-  lua_State *L = w->L;
   char err[1024];
-
-  push_fn(L, "_on_start");
-  if (call(L, 0, 1, err, sizeof err) == 0) {
-    int ok = lua_isnil(L, -1);
-    if (!ok) snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (ok) return 0;
-  }
-  swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
-  return SWIT_E_SCRIPT;
+  int rc = call_checked(w->L, "_on_start", 0, err, sizeof err);
+  if (rc) swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
+  return rc;
 }
 
 int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)

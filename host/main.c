@@ -5,19 +5,20 @@
  *   swit check CONFIG
  *   swit --version | --help
  *
- * The main thread blocks SIGINT/SIGTERM before the host starts its
- * threads (so they inherit the mask) and waits for them with sigwait;
- * a signal starts the graceful stop. Exit codes: 0 ok, 1 runtime
+ * The main thread blocks SIGINT/SIGTERM/SIGHUP/SIGUSR2 before the host
+ * starts its threads (so they inherit the mask) and takes them with
+ * sigtimedwait: SIGINT/SIGTERM start the graceful stop, SIGHUP reloads
+ * the scripts, SIGUSR2 rolls back to the previous generation. Exit codes: 0 ok, 1 runtime
  * failure, 2 config, script or usage error.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include "swit/swit.h"
-#include "config.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_CONFIG 2
@@ -44,6 +45,10 @@ static const char help[] =
   "                  for a retry. For tests, demos and batch jobs.\n"
   "  check CONFIG    validate CONFIG and compile and load its scripts\n"
   "                  without connecting; print the handlers they register.\n"
+  "\n"
+  "Signals: SIGINT/SIGTERM stop gracefully (drain, then exit 0); SIGHUP\n"
+  "reloads the Lua scripts without stopping (a failed reload keeps the\n"
+  "running code); SIGUSR2 rolls back to the previous code generation.\n"
   "\n"
   "Output: print() and io.write() in handlers go to stdout; the host's own\n"
   "log goes to stderr.\n"
@@ -85,16 +90,23 @@ static int cmd_check(const char *path)
   return exit_code_for(rc);
 }
 
-/* Wait for SIGINT/SIGTERM, or (idle_ms >= 0) for the host to go idle. */
+/* Wait for SIGINT/SIGTERM, or (idle_ms >= 0) for the host to go idle;
+ * SIGHUP reloads, SIGUSR2 rolls back (results are in the host's log). */
 static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
 {
   struct timespec tick = {0, 50 * 1000000L};
+  char err[1024];
 
   for (;;) {
     int sig = sigtimedwait(sigs, NULL, idle_ms >= 0 ? &tick : NULL);
     if (sig == SIGINT || sig == SIGTERM) {
       fprintf(stderr, "swit: %s received, stopping\n", strsignal(sig));
       return 0;
+    }
+    if (sig == SIGHUP || sig == SIGUSR2) {
+      swit_host_reload(h, sig == SIGUSR2 ? SWIT_RELOAD_ROLLBACK : 0, NULL,
+                       err, sizeof err);
+      continue;
     }
     if (idle_ms >= 0) {
       int rc = swit_host_wait_idle(h, idle_ms, 0);
@@ -113,6 +125,8 @@ static int cmd_run(const char *path, int idle_ms)
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -143,7 +157,7 @@ static int parse_idle(const char *arg, int *idle_ms)
     return 0;
   }
   if (strncmp(arg, "--exit-when-idle=", 17) != 0) return -1;
-  if (swit__parse_duration_ms(arg + 17, &ms) != 0 || ms > 86400000) {
+  if (swit_parse_duration_ms(arg + 17, &ms) != 0 || ms > 86400000) {
     fprintf(stderr, "swit: --exit-when-idle: expected a duration such as "
             "500ms or 2s, got '%s'\n", arg + 17);
     return -2;

@@ -27,7 +27,7 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   swit_publish_opts o = {.timeout_ms = timeout_ms};
   int rc;
 
-  if (!h->connected) {
+  if (!atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
              (int)m->topic_len, m->topic);
     return SWIT_E_STATE;

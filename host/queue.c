@@ -32,18 +32,17 @@ void swit__mutex_init_fast(pthread_mutex_t *m)
 }
 
 int swit__queue_init(swit__queue *q, uint32_t cap, uint32_t high,
-                     uint32_t low, uint32_t nsubs)
+                     uint32_t low)
 {
   pthread_condattr_t ca;
 
   memset(q, 0, sizeof *q);
   q->ring = calloc(cap, sizeof *q->ring);
-  q->paused = calloc(nsubs + 1, 1);
+  q->paused = calloc(SWIT__MAX_SUBS + 1, 1);
   if (!q->ring || !q->paused) goto fail;
   q->cap = cap;
   q->high = high;
   q->low = low;
-  q->nsubs = nsubs;
   swit__mutex_init_fast(&q->lock);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -153,7 +152,7 @@ size_t swit__queue_pop(swit__queue *q, swit__item *out, size_t max,
   ring_take(q, out, k);
   if (k && q->producers_waiting) pthread_cond_broadcast(&q->not_full);
   if (q->npaused && q->count <= q->low) {
-    for (uint32_t i = 1; i <= q->nsubs; i++) {
+    for (uint32_t i = 1; i <= SWIT__MAX_SUBS && *nresumed < q->npaused; i++) {
       if (!q->paused[i]) continue;
       q->paused[i] = 0;
       resumed[(*nresumed)++] = i;

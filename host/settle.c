@@ -32,6 +32,7 @@ static void run_flush(swit__worker *w, settle_run *r)
 
   if (r->n == 0) return;
   h->ops->settle(h->broker, r->sub->handle, w->settles, r->n);
+  atomic_fetch_sub(&r->sub->inflight, (int_fast64_t)r->n);
   atomic_fetch_sub(&h->inflight, (int_fast64_t)r->n);
   r->n = 0;
 }
@@ -175,6 +176,8 @@ void swit__settle_batch(swit__worker *w, size_t n)
 
     if (m->result == SWIT_RES_ACK)
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_ACK);
+    else if (m->result == SWIT__RES_GIVE_BACK)
+      run_add(w, &run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
     else
       settle_failure(w, &run, it, m);
   }

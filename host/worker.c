@@ -90,6 +90,11 @@ static void fill_batch(swit__worker *w, size_t n, size_t *nlua)
     m->sub = it->sub->id;
     m->result = SWIT_RES_ACK;
     m->flags = it->sub->ccb ? SWIT_MSG_F_CHANDLER : 0;
+    if (!atomic_load_explicit(&it->sub->active, memory_order_relaxed)) {
+      m->flags |= SWIT_MSG_F_REJECTED;      /* removed by a reload */
+      m->result = SWIT__RES_GIVE_BACK;
+      continue;
+    }
     if (it->reject) {
       m->flags |= SWIT_MSG_F_REJECTED;
       m->result = SWIT_RES_REJECT;
@@ -127,7 +132,7 @@ static void run_batch(swit__worker *w, size_t n)
   size_t nlua;
 
   fill_batch(w, n, &nlua);
-  if (w->host->nsubs > w->host->nlua_subs) run_c_handlers(w, n);
+  if (w->host->has_chandlers) run_c_handlers(w, n);
   if (nlua) swit__lua_dispatch(w, (uint32_t)n);
   swit__settle_batch(w, n);
   arena_reset(w);
@@ -183,7 +188,7 @@ static void *worker_main(void *arg)
 {
   swit__worker *w = arg;
   swit_host_t *h = w->host;
-  uint32_t resumed[h->nsubs + 1];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
 
   swit__current_worker = w;
   if (w->id == 0) run_on_start(w);
@@ -191,6 +196,7 @@ static void *worker_main(void *arg)
     int64_t now = swit__now_ms();
     size_t nres = 0, n;
 
+    swit__generation_swap(w);
     run_timers(w, now);
     n = take_due_retries(w, now, h->batch_size);
     if (n < h->batch_size) {
@@ -253,7 +259,7 @@ int swit__workers_init_queues(swit_host_t *h, char *err, size_t errlen)
 
   for (size_t i = 0; i < h->nworkers; i++) {
     if (swit__queue_init(&h->workers[i].q, high + 4 * h->batch_size, high,
-                         high / 4, (uint32_t)h->nsubs) != 0) {
+                         high / 4) != 0) {
       snprintf(err, errlen, "cannot allocate worker queues");
       return SWIT_E_NOMEM;
     }

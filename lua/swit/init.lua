@@ -13,7 +13,7 @@ local ffi = require "ffi"
 local json_safe = require "cjson.safe"
 
 local C = ffi.C
-local ABI = 1
+local ABI = 2
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
 if not pcall(function() return C.swit_ffi_cdef end) then
@@ -37,6 +37,7 @@ local reg = {
   seen = {},      -- topic .. "\0" .. group -> true
   middleware = {},
   on_start = {},
+  on_load = {},
   timers = {},
 }
 
@@ -188,6 +189,13 @@ function swit.on_start(fn)
   reg.on_start[#reg.on_start + 1] = fn
 end
 
+-- A self-check run once when a code generation is validated (at start
+-- and before a reload is accepted); an error rejects the generation.
+function swit.on_load(fn)
+  if type(fn) ~= "function" then error("swit.on_load(fn): fn must be a function", 2) end
+  reg.on_load[#reg.on_load + 1] = fn
+end
+
 function swit.every(ms, fn)
   if type(ms) ~= "number" or ms < 1 then
     error("swit.every(duration_ms, fn): duration_ms must be a number >= 1", 2)
@@ -268,6 +276,11 @@ function swit.worker_id()
   return tonumber(W.id)
 end
 
+-- The code generation running this call: 1 at start, +1 per reload.
+function swit.generation()
+  return tonumber(W.generation)
+end
+
 ---------------------------------------------------------------------------
 -- Host entry points (called by the host through the Lua C API)
 
@@ -282,9 +295,9 @@ local function chain(fn)
   return h
 end
 
--- After all scripts ran: freeze the registrations, build the chains.
+-- After all scripts ran: the registrations, for the host to map to its
+-- subscription ids (stable across generations).
 function swit._finalize()
-  for i, s in ipairs(reg.subs) do handlers[i] = chain(s.fn) end
   local out = {}
   for i, s in ipairs(reg.subs) do
     out[i] = { topic = s.topic, group = s.group, ordering = s.ordering,
@@ -292,6 +305,31 @@ function swit._finalize()
                exactly_once = s.exactly_once, jetstream = s.jetstream }
   end
   return out
+end
+
+-- ids[i] is the host's subscription id for registration i.
+function swit._bind(ids)
+  for i, s in ipairs(reg.subs) do handlers[ids[i]] = chain(s.fn) end
+end
+
+-- Runs every on_load self-check; returns nil or the first error.
+function swit._on_load()
+  for _, fn in ipairs(reg.on_load) do
+    local ok, err = pcall(fn)
+    if not ok then return "swit.on_load: " .. tostring(err) end
+  end
+  return nil
+end
+
+-- State hand-over between generations: the old state's swit.export()
+-- result goes (serialized by the host) to the new state's swit.import().
+function swit._export()
+  if type(swit.export) ~= "function" then return nil end
+  return swit.export()
+end
+
+function swit._import(t)
+  if type(swit.import) == "function" then swit.import(t) end
 end
 
 local function set_result(m, r)

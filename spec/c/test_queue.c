@@ -47,10 +47,10 @@ static void test_queue_fifo_and_wrap(void)
   swit__queue q;
   swit__sub sub = {.id = 1};
   swit__item in[10], out[10];
-  uint32_t resumed[2];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   size_t nres, n;
 
-  CHECK(swit__queue_init(&q, 8, 100, 1, 1) == 0);
+  CHECK(swit__queue_init(&q, 8, 100, 1) == 0);
   for (int round = 0; round < 3; round++) {
     for (int i = 0; i < 6; i++) in[i] = (swit__item){.token = (uint64_t)(round * 10 + i)};
     swit__queue_push(&q, &sub, in, 6);
@@ -69,10 +69,10 @@ static void test_queue_high_and_low_water(void)
   swit__queue q;
   swit__sub a = {.id = 1}, b = {.id = 2};
   swit__item in[8] = {{0}}, out[8];
-  uint32_t resumed[3];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   size_t nres;
 
-  CHECK(swit__queue_init(&q, 16, 4, 1, 2) == 0);
+  CHECK(swit__queue_init(&q, 16, 4, 1) == 0);
   CHECK(swit__queue_push(&q, &a, in, 3) == 0);
   CHECK(swit__queue_push(&q, &a, in, 1) == 1);  /* reaches high: pause a */
   CHECK(swit__queue_push(&q, &a, in, 1) == 0);  /* already paused by us */
@@ -89,7 +89,7 @@ static swit__queue blocking_q;
 static void *slow_consumer(void *arg)
 {
   swit__item out[4];
-  uint32_t resumed[2];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   size_t nres, got = 0;
 
   (void)arg;
@@ -105,7 +105,7 @@ static void test_queue_producer_waits_when_full(void)
   pthread_t t;
 
   for (int i = 0; i < 100; i++) in[i] = (swit__item){.token = (uint64_t)i};
-  CHECK(swit__queue_init(&blocking_q, 8, 6, 1, 1) == 0);
+  CHECK(swit__queue_init(&blocking_q, 8, 6, 1) == 0);
   pthread_create(&t, NULL, slow_consumer, NULL);
   swit__queue_push(&blocking_q, &sub, in, 100); /* returns once all fit */
   pthread_join(t, NULL);
@@ -163,7 +163,7 @@ static void make_host(swit_host_t *h, swit__sub *sub, int ordering)
   h->nsubs = 1;
   h->workers = calloc(4, sizeof *h->workers);
   for (int i = 0; i < 4; i++)
-    swit__queue_init(&h->workers[i].q, 4096, 2048, 512, 1);
+    swit__queue_init(&h->workers[i].q, 4096, 2048, 512);
   memset(sub, 0, sizeof *sub);
   sub->id = 1;
   sub->topic = "t";
@@ -171,6 +171,7 @@ static void make_host(swit_host_t *h, swit__sub *sub, int ordering)
   sub->host = h;
   sub->ordering = ordering;
   sub->handle = sub;
+  atomic_store(&sub->subscribed, 1);
   pthread_mutex_init(&sub->pause_lock, NULL);
 }
 
@@ -189,7 +190,7 @@ static void test_dispatch_same_key_same_worker_in_order(void)
   swit_host_t h;
   swit__sub sub;
   swit__item out[800];
-  uint32_t resumed[2];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   size_t nres, used = 0;
 
   make_host(&h, &sub, SWIT_ORDER_KEY);
@@ -223,7 +224,7 @@ static void test_dispatch_none_round_robin(void)
   swit__sub sub;
 
   swit__item out[100];
-  uint32_t resumed[2];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   size_t nres;
 
   make_host(&h, &sub, SWIT_ORDER_NONE);
@@ -242,7 +243,7 @@ static void test_dispatch_pauses_at_high_water_and_resumes(void)
   swit_msg_view v = view("k");
   swit_delivery d[256];
   swit__item out[4096];
-  uint32_t resumed[2];
+  uint32_t resumed[SWIT__MAX_SUBS + 1];
   swit_host_t h;
   swit__sub sub;
   size_t nres;

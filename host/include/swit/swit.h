@@ -127,6 +127,30 @@ int swit_host_publish_batch(swit_host_t *h, const char *topic,
                             const swit_pub_t *msgs, size_t n,
                             size_t *accepted, char *err, size_t errlen);
 
+/* swit_host_reload flags */
+enum {
+  SWIT_RELOAD_ROLLBACK = 1 /* back to the previous good generation's code */
+};
+
+/* Reload the Lua scripts while running (hot reload). The new code is
+ * validated in a scratch state first (load, registrations, every
+ * swit.on_load); if that fails the running code stays and err holds the
+ * reason with file:line (SWIT_E_SCRIPT). Otherwise each worker switches
+ * to the new code between two batches; no message is lost, handled
+ * twice or reordered within a key. Subscriptions the new code no longer
+ * has are drained by the old code and closed; new ones are opened once
+ * every worker runs the new code; unchanged ones keep their broker
+ * subscription. With SWIT_RELOAD_ROLLBACK the previous good generation
+ * comes back from memory, reading no file. *generation (may be NULL)
+ * receives the generation running afterwards. Thread-safe; a call made
+ * during another reload waits for it. Not from a handler. */
+int swit_host_reload(swit_host_t *h, int flags, unsigned *generation,
+                     char *err, size_t errlen);
+
+/* Parse a duration such as "250ms", "30s", "5m", "1h" into
+ * milliseconds. 0, or SWIT_E_INVAL. */
+int swit_parse_duration_ms(const char *text, int64_t *ms);
+
 /* Block until the host has been idle for `idle_ms`: on_start finished,
  * every subscription active, no message arrived, in flight or waiting for
  * a retry. Returns SWIT_E_TIMEDOUT after `timeout_ms` (<0: no limit). */
