@@ -3,7 +3,7 @@
  *
  * The C compiler reads this file as it is; the build turns it, minus its
  * '#' lines, into the cdef string that lua/swit hands to ffi.cdef (see
- * bindings/gen_cdef.cmake), so the two cannot drift. SWIT_FFI_ABI is
+ * cmake/embed.cmake, MODE=cdef), so the two cannot drift. SWIT_FFI_ABI is
  * checked by the Lua side at load: bump it on any change below.
  *
  * Rules (DESIGN.md, "Lua side"): exports are plain C, never touch a

@@ -188,7 +188,8 @@ const swit_cfg_subscriber *swit__config_subscriber(const swit_config *cfg,
 int swit__parse_duration_ms(const char *s, int64_t *out);
 int swit__parse_size(const char *s, int64_t *out);
 
-/* Write the reference of a field table as Markdown (docs/config.md). */
+/* Write the reference of a field table as Markdown table rows
+ * (`swit config-reference`, docs/configuration.md). */
 void swit__config_reference(const swit_cfg_field *fields, const char *prefix,
                             void (*emit)(void *ud, const char *line), void *ud);
 

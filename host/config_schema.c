@@ -148,7 +148,8 @@ static const swit_cfg_field res_subscribers_fields[] = {
   { .name = "max_in_flight", .type = SWIT_CFG_INT,
     .offset = OFF(RSUB, max_in_flight), .dflt = "1000", .min = 1,
     .max = 1000000,
-    .desc = "Unsettled messages in the host before intake pauses" },
+    .desc = "Unsettled messages per host, shared out among the workers as "
+            "their queues' high-water mark (at least 2 batches each)" },
   { .name = NULL }
 };
 
@@ -156,7 +157,9 @@ static const swit_cfg_field res_subscribers_fields[] = {
 static const swit_cfg_field memory_fields[] = {
   { .name = "max_message_size", .type = SWIT_CFG_SIZE,
     .offset = OFF(RMEM, max_message_size), .dflt = "10MB", .min = 1,
-    .max = GIB, .desc = "Largest payload accepted or published" },
+    .max = GIB, .desc = "Largest message (payload + key + headers) a "
+                         "broker accepts; larger ones are refused or "
+                         "dead-lettered" },
   { .name = "buffer_pool_size", .type = SWIT_CFG_SIZE,
     .offset = OFF(RMEM, buffer_pool_size), .dflt = "100MB", .min = 1,
     .max = 1024 * GIB, .desc = "Memory for message buffers in total" },
@@ -287,7 +290,7 @@ static const swit_cfg_field security_fields[] = {
 
 static const swit_cfg_field server_fields[] = {
   { .name = "name", .type = SWIT_CFG_STR, .offset = OFF(server, name),
-    .dflt = "swit", .desc = "Service name (logs, metrics, client ids)" },
+    .dflt = "swit", .desc = "Service name; the default subscription group" },
   { .name = "version", .type = SWIT_CFG_STR, .offset = OFF(server, version),
     .dflt = "0.0.0", .desc = "Service version" },
   { .name = "shutdown_timeout", .type = SWIT_CFG_DURATION,

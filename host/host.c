@@ -20,6 +20,9 @@
 
 #include "host_int.h"
 
+static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
+                                           "nats"};
+
 const char *swit_version(void)
 {
   return SWIT_VERSION_STRING;
@@ -28,6 +31,23 @@ const char *swit_version(void)
 int swit_parse_duration_ms(const char *text, int64_t *ms)
 {
   return swit__parse_duration_ms(text, ms) == 0 ? 0 : SWIT_E_INVAL;
+}
+
+void swit_config_reference(void (*emit)(void *ud, const char *line),
+                           void *ud)
+{
+  swit__config_reference(swit__config_fields, "", emit, ud);
+  for (size_t i = 0; i < 4; i++) {
+    const swit_broker_ops *ops = swit__broker_find(broker_names[i]);
+    char title[128];
+    if (!ops || !ops->config_fields) continue;
+    snprintf(title, sizeof title, "Keys of the %s broker:", ops->name);
+    emit(ud, "");
+    emit(ud, title);
+    emit(ud, "");
+    swit__config_reference(ops->config_fields, "messaging.broker.config",
+                           emit, ud);
+  }
 }
 
 const char *swit_strerror(int code)
@@ -43,9 +63,6 @@ const char *swit_strerror(int code)
 
 /* ------------------------------------------------------------------ */
 /* Creation */
-
-static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
-                                           "nats"};
 
 static int host_create(swit_host_t **out, swit_config *cfg, char *err,
                        size_t errlen)
@@ -125,8 +142,20 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
     snprintf(err, errlen, "swit_host_handle: the host is already started");
     return SWIT_E_STATE;
   }
+  for (size_t i = 0; i < h->nchandlers; i++) {
+    const swit__chandler *o = &h->chandlers[i];
+    const char *g1 = o->group ? o->group : h->cfg->server.name;
+    const char *g2 = group ? group : h->cfg->server.name;
+    if (strcmp(o->topic, topic) || strcmp(g1, g2)) continue;
+    snprintf(err, errlen, "topic '%s' has two handlers for group '%s'", topic,
+             g2);
+    return SWIT_E_EXISTS;
+  }
   v = realloc(h->chandlers, (h->nchandlers + 1) * sizeof *v);
-  if (!v) return SWIT_E_NOMEM;
+  if (!v) {
+    snprintf(err, errlen, "swit_host_handle: out of memory");
+    return SWIT_E_NOMEM;
+  }
   h->chandlers = v;
   c = &v[h->nchandlers];
   *c = (swit__chandler){strdup(topic), group ? strdup(group) : NULL,
@@ -134,6 +163,7 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
   if (!c->topic || (group && !c->group)) {
     free(c->topic);
     free(c->group);
+    snprintf(err, errlen, "swit_host_handle: out of memory");
     return SWIT_E_NOMEM;
   }
   h->nchandlers++;

@@ -27,6 +27,7 @@
 static const char usage[] =
   "usage: swit run CONFIG [--exit-when-idle[=DURATION]]\n"
   "       swit check CONFIG\n"
+  "       swit config-reference\n"
   "       swit --version | --help\n";
 
 static const char help[] =
@@ -45,6 +46,9 @@ static const char help[] =
   "                  for a retry. For tests, demos and batch jobs.\n"
   "  check CONFIG    validate CONFIG and compile and load its scripts\n"
   "                  without connecting; print the handlers they register.\n"
+  "  config-reference\n"
+  "                  print every config key with its type, default and\n"
+  "                  meaning (Markdown).\n"
   "\n"
   "Signals: SIGINT/SIGTERM stop gracefully (drain, then exit 0); SIGHUP\n"
   "reloads the Lua scripts without stopping (a failed reload keeps the\n"
@@ -166,6 +170,12 @@ static int parse_idle(const char *arg, int *idle_ms)
   return 0;
 }
 
+static void print_line(void *ud, const char *line)
+{
+  (void)ud;
+  puts(line);
+}
+
 int main(int argc, char **argv)
 {
   int idle_ms = -1;
@@ -181,6 +191,10 @@ int main(int argc, char **argv)
     return 0;
   }
   if (argc == 3 && !strcmp(argv[1], "check")) return cmd_check(argv[2]);
+  if (argc == 2 && !strcmp(argv[1], "config-reference")) {
+    swit_config_reference(print_line, NULL);
+    return 0;
+  }
   if ((argc == 3 || argc == 4) && !strcmp(argv[1], "run")) {
     if (argc == 4) {
       int rc = parse_idle(argv[3], &idle_ms);

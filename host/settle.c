@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "host_int.h"
 
@@ -59,17 +60,30 @@ static const char *result_name(int code)
 /* ------------------------------------------------------------------ */
 /* Dead-lettering */
 
+static int is_swit_header(const swit_header *h)
+{
+  static const char *const names[] = {"x-swit-error", "x-swit-attempts",
+                                      "x-swit-origin-topic"};
+  for (size_t i = 0; i < 3; i++)
+    if (h->name_len == strlen(names[i]) &&
+        strncasecmp(h->name, names[i], h->name_len) == 0)
+      return 1;
+  return 0;
+}
+
+/* The dead-letter copy: the original headers (less x-swit-* ones from an
+ * earlier dead-lettering, which this one replaces), then ours. */
 static int dead_letter(swit__worker *w, const swit__item *it,
-                       const char *reason, size_t reason_len)
+                       const char *reason, size_t reason_len, char *err,
+                       size_t errlen)
 {
   const swit_msg_view *o = it->msg;
   swit__sub *sub = it->sub;
-  size_t need = o->nheaders + 3;
-  char attempts[16], err[256];
+  size_t need = o->nheaders + 3, n = 0;
+  char attempts[16];
   uint64_t confirm;
   swit_msg_view v = *o;
   swit_header *hv;
-  int rc;
 
   if (w->dlq_headers_cap < need) {
     hv = realloc(w->dlq_headers, need * sizeof *hv);
@@ -78,38 +92,58 @@ static int dead_letter(swit__worker *w, const swit__item *it,
     w->dlq_headers_cap = need;
   }
   hv = w->dlq_headers;
-  if (o->nheaders) memcpy(hv, o->headers, o->nheaders * sizeof *hv);
+  for (uint32_t i = 0; i < o->nheaders; i++)
+    if (!is_swit_header(&o->headers[i])) hv[n++] = o->headers[i];
   snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
-  hv[o->nheaders] = (swit_header){"x-swit-error", reason, 12,
-                                  (uint32_t)reason_len};
-  hv[o->nheaders + 1] = (swit_header){"x-swit-attempts", attempts, 15,
-                                      (uint32_t)strlen(attempts)};
-  hv[o->nheaders + 2] = (swit_header){"x-swit-origin-topic", o->topic, 19,
-                                      o->topic_len};
+  hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
+  hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
+                          (uint32_t)strlen(attempts)};
+  hv[n++] = (swit_header){"x-swit-origin-topic", o->topic, 19, o->topic_len};
   v.topic = sub->dead_letter;
   v.topic_len = (uint32_t)strlen(sub->dead_letter);
   v.headers = hv;
-  v.nheaders = (uint32_t)need;
-  rc = swit__publish(w->host, &v, 0, &confirm, err, sizeof err);
-  if (rc != 0)
-    swit__log(&w->host->log, SWIT_LOG_ERROR,
-              "[worker %u] cannot dead-letter a message of '%s' to '%s' "
-              "(will try again): %s", w->id, sub->topic, sub->dead_letter,
-              err);
-  return rc;
+  v.nheaders = (uint32_t)n;
+  return swit__publish(w->host, &v, 0, &confirm, err, errlen);
 }
 
-/* Dead-letter now, or park the message to try the publish again later. */
+/* Errors that trying again later can cure. */
+static int transient(int rc)
+{
+  return rc == SWIT_E_FULL || rc == SWIT_E_BROKER || rc == SWIT_E_STATE ||
+         rc == SWIT_E_TIMEDOUT || rc == SWIT_E_NOMEM;
+}
+
+/* Dead-letter now; or, if the broker cannot take it right now, park the
+ * message and try again (never sooner than PARK_MIN_MS); or, if it can
+ * never take it (e.g. the copy with our headers exceeds the size limit),
+ * drop it with an error in the log: there is nowhere left to put it. */
+#define PARK_MIN_MS 100
+
 static void dead_letter_or_park(swit__worker *w, settle_run *run,
                                 const swit__item *it, const char *reason,
                                 size_t reason_len)
 {
-  if (dead_letter(w, it, reason, reason_len) == 0) {
+  int64_t delay = it->sub->scfg->retry_delay_ms;
+  char err[256];
+  int rc = dead_letter(w, it, reason, reason_len, err, sizeof err);
+
+  if (rc == 0) {
     run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
     return;
   }
+  if (!transient(rc)) {
+    swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] DROPPED a message "
+              "of '%s': it cannot be dead-lettered to '%s': %s (its error "
+              "was: %.*s)", w->id, it->sub->topic, it->sub->dead_letter, err,
+              (int)reason_len, reason);
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
+    return;
+  }
+  swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] cannot dead-letter "
+            "a message of '%s' to '%s' (will try again): %s", w->id,
+            it->sub->topic, it->sub->dead_letter, err);
   swit__retry r = {
-    .due_ms = swit__now_ms() + it->sub->scfg->retry_delay_ms,
+    .due_ms = swit__now_ms() + (delay > PARK_MIN_MS ? delay : PARK_MIN_MS),
     .item = *it,
     .dlq_reason = strndup(reason, reason_len),
   };

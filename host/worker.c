@@ -155,7 +155,10 @@ static size_t take_due_retries(swit__worker *w, int64_t now, size_t max)
   swit__retry r;
   size_t n = 0;
 
-  while (n < max && swit__retry_pop_due(&w->retries, now, &r)) {
+  /* bounded by `max` pops, parked dead-letter publishes included, so a
+   * refused publish that parks itself again cannot keep the worker here */
+  for (size_t popped = 0; popped < max &&
+                          swit__retry_pop_due(&w->retries, now, &r); popped++) {
     if (r.dlq_reason)
       swit__settle_retry_due(w, &r);
     else

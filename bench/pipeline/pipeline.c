@@ -2,7 +2,7 @@
  * pipeline.c - messages/s through swit on the embedded memory broker.
  *
  * For each case a fresh host is started with one handler on topic
- * "bench"; a producer thread publishes N messages with
+ * "bench"; the main thread publishes N messages with
  * swit_host_publish_batch (256 per call) while the workers consume; the
  * time runs from the first publish until the host is idle (minus the
  * idle window). Cases: (a) trivial Lua handler, (b) the same as a C

@@ -50,7 +50,6 @@
 enum { BS_TOPICS = 1, BS_LIFE = 2, BS_MU = 4, BS_WAKE = 8 };
 
 #define MEM_QUEUE_SIZE_MAX 10000000
-#define MEM_PUBLISH_TIMEOUT_MAX 86400000 /* one day */
 
 const swit_cfg_field swit__memory_config_fields[] = {
   { .name = "queue_size",
@@ -61,14 +60,6 @@ const swit_cfg_field swit__memory_config_fields[] = {
     .max = MEM_QUEUE_SIZE_MAX,
     .desc = "messages a topic retains (published, not yet acked by every "
             "group) before publishers wait" },
-  { .name = "publish_timeout",
-    .type = SWIT_CFG_DURATION,
-    .offset = offsetof(swit_memory_settings, publish_timeout_ms),
-    .dflt = "5s",
-    .min = 0,
-    .max = MEM_PUBLISH_TIMEOUT_MAX,
-    .desc = "how long a publish waits for room in a full topic when the "
-            "caller gives no timeout" },
   { .name = NULL }
 };
 
@@ -138,8 +129,7 @@ static int broker_sync_init(mem_broker *b)
 static int mem_create(swit_broker **out, const swit_broker_env *env,
                       char *err, size_t errlen)
 {
-  static const swit_memory_settings dflt = { .queue_size = 10000,
-                                             .publish_timeout_ms = 5000 };
+  static const swit_memory_settings dflt = { .queue_size = 10000 };
   mem_broker *b = NULL;
   int rc = SWIT_E_INVAL;
   if (!out || !env) {
@@ -153,11 +143,6 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
               "1..%d, got %lld", MEM_QUEUE_SIZE_MAX, (long long)st->queue_size);
     goto fail;
   }
-  if (st->publish_timeout_ms < 0 || st->publish_timeout_ms > MEM_PUBLISH_TIMEOUT_MAX) {
-    fail_with(err, errlen, rc, "messaging.broker.config.publish_timeout: "
-              "expected 0..24h, got %lld ms", (long long)st->publish_timeout_ms);
-    goto fail;
-  }
   rc = SWIT_E_NOMEM;
   if (!(b = calloc(1, sizeof *b))) {
     fail_with(err, errlen, rc, "memory broker: out of memory");
@@ -166,7 +151,6 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->env = *env;
   b->env.settings = NULL; /* copied below; the core may free them */
   b->queue_size = st->queue_size;
-  b->publish_timeout_ms = st->publish_timeout_ms;
   b->max_message_size =
       env->cfg ? env->cfg->messaging.resources.memory.max_message_size : 0;
   if ((rc = broker_sync_init(b))) {
@@ -492,9 +476,8 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
     return fail_with(err, errlen, SWIT_E_STATE,
                      "publish: memory broker not connected");
   int rc = check_batch(b, msgs, n, err, errlen);
-  publish_wait w = { .timeout_ms = !o || o->timeout_ms < 0
-                                       ? b->publish_timeout_ms
-                                       : o->timeout_ms };
+  publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
+                                                          : 0 };
   int64_t ts = now_ms(CLOCK_REALTIME);
   for (size_t i = 0, end; !rc && i < n; i = end) {
     end = run_end(msgs, i, n);

@@ -17,8 +17,6 @@
 /* messaging.broker.config keys of the memory broker. */
 typedef struct swit_memory_settings {
   int64_t queue_size;         /* queue_size: 10000, 1..10000000 messages per topic */
-  int64_t publish_timeout_ms; /* publish_timeout: "5s", wait for room when the
-                                 caller gives no timeout of its own */
 } swit_memory_settings;
 
 /* The field table behind swit_broker_memory.config_fields. */

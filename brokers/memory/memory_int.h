@@ -102,7 +102,6 @@ struct mem_topic {
 struct swit_broker {
   swit_broker_env env;
   int64_t queue_size;
-  int64_t publish_timeout_ms;
   int64_t max_message_size; /* <= 0: no limit */
   unsigned sync;            /* which of the locks below are initialised */
 

@@ -17,8 +17,8 @@ local ABI = 2
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
 if not pcall(function() return C.swit_ffi_cdef end) then
-  error("swit: the host's FFI symbols are not visible to ffi.C " ..
-        "(link the program with -rdynamic, or use libswit.so)", 0)
+  error("swit: the host's FFI symbols are not visible to ffi.C (link " ..
+        "libswit.so, or libswit.a with -Wl,--whole-archive and -rdynamic)", 0)
 end
 ffi.cdef(ffi.string(C.swit_ffi_cdef()))
 if C.swit_ffi_abi() ~= ABI then
@@ -31,6 +31,16 @@ local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
 local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
 
 local swit = { _VERSION = "0.1.0", ABI = ABI }
+
+-- Registrations are frozen once the scripts have loaded: swit.on and
+-- friends called later (say from on_start) would silently do nothing.
+local loaded = false
+local function while_loading(what)
+  if loaded then
+    error(what .. ": handlers, middleware and timers can only be " ..
+          "registered while the scripts load", 3)
+  end
+end
 
 local reg = {
   subs = {},      -- { topic, group, ordering, max_attempts, dead_letter, fn }
@@ -151,6 +161,7 @@ local function check_opts(opts)
 end
 
 function swit.on(topic, opts, fn)
+  while_loading("swit.on")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   if type(topic) ~= "string" or topic == "" then
     error("swit.on(topic, [opts], fn): topic must be a non-empty string", 2)
@@ -178,6 +189,7 @@ function swit.on(topic, opts, fn)
 end
 
 function swit.use(fn)
+  while_loading("swit.use")
   if type(fn) ~= "function" then
     error("swit.use(fn): fn must be a function(msg, next)", 2)
   end
@@ -185,6 +197,7 @@ function swit.use(fn)
 end
 
 function swit.on_start(fn)
+  while_loading("swit.on_start")
   if type(fn) ~= "function" then error("swit.on_start(fn): fn must be a function", 2) end
   reg.on_start[#reg.on_start + 1] = fn
 end
@@ -192,11 +205,13 @@ end
 -- A self-check run once when a code generation is validated (at start
 -- and before a reload is accepted); an error rejects the generation.
 function swit.on_load(fn)
+  while_loading("swit.on_load")
   if type(fn) ~= "function" then error("swit.on_load(fn): fn must be a function", 2) end
   reg.on_load[#reg.on_load + 1] = fn
 end
 
 function swit.every(ms, fn)
+  while_loading("swit.every")
   if type(ms) ~= "number" or ms < 1 then
     error("swit.every(duration_ms, fn): duration_ms must be a number >= 1", 2)
   end
@@ -298,6 +313,7 @@ end
 -- After all scripts ran: the registrations, for the host to map to its
 -- subscription ids (stable across generations).
 function swit._finalize()
+  loaded = true
   local out = {}
   for i, s in ipairs(reg.subs) do
     out[i] = { topic = s.topic, group = s.group, ordering = s.ordering,

@@ -192,6 +192,86 @@ static void test_reject_dead_letters_at_once(void)
   CHECK(strcmp(d.attempts, "1") == 0);
 }
 
+/* A message dead-lettered a second time carries only the newest x-swit-*
+ * headers (the older copies used to shadow them). */
+static int reject_again(swit_msg_t *m, void *ud)
+{
+  (void)m, (void)ud;
+  swit_msg_set_error(m, "second opinion");
+  return SWIT_REJECT;
+}
+
+static void test_second_dead_lettering_replaces_headers(void)
+{
+  counter c = {.mode = MODE_REJECT};
+  dlq_seen d = {0};
+  swit_host_t *h = new_host(1000, "");
+  char err[256];
+
+  swit_host_handle(h, "jobs", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  swit_host_handle(h, "jobs.dlq", NULL, SWIT_ORDER_KEY, reject_again, NULL, err, sizeof err);
+  swit_host_handle(h, "jobs.dlq.dlq", NULL, SWIT_ORDER_KEY, dlq_handler, &d, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "jobs", 1);
+  CHECK(swit_host_wait_idle(h, 100, 30000) == 0);
+  CHECK(atomic_load(&d.calls) == 1);
+  CHECK(strcmp(d.error, "second opinion") == 0);
+  CHECK(strcmp(d.origin, "jobs.dlq") == 0);
+  swit_host_free(h);
+}
+
+/* The dead-letter topic is full and retry_delay is 0: the refused
+ * publishes are parked and tried again later, and the worker neither
+ * spins nor blocks a stop (it used to loop on them forever). */
+static void test_full_dead_letter_topic_parks_without_spinning(void)
+{
+  counter c = {.mode = MODE_REJECT};
+  swit_host_t *h = NULL;
+  char err[256];
+  static const char yaml[] =
+    "messaging:\n"
+    "  broker: {type: memory, config: {queue_size: 4}}\n"
+    "  subscribers:\n"
+    "    default: {max_attempts: 1, retry_delay: 0ms}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1}\n";
+
+  CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
+  swit_host_handle(h, "jobs", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "jobs", 3);     /* room for 4 on each topic */
+  while (atomic_load(&c.calls) < 3) usleep(1000);
+  publish_keyed(h, "jobs", 3);     /* the dead-letter topic fills up */
+  CHECK(swit_host_wait_idle(h, 100, 300) == SWIT_E_TIMEDOUT); /* parked */
+  CHECK(swit_host_stop(h, 200) == 0);                          /* returns */
+  swit_host_free(h);
+}
+
+/* A message whose dead-letter copy can never be published (the copy with
+ * our headers exceeds max_message_size) is dropped with an error logged,
+ * not retried forever: the host goes idle. */
+static void test_undeliverable_dead_letter_is_dropped_loudly(void)
+{
+  counter c = {.mode = MODE_REJECT};
+  swit_host_t *h;
+  char yaml[512], err[256];
+  const char payload[] = "0:1 padding to fill most of the limit";
+
+  snprintf(yaml, sizeof yaml,
+           "messaging:\n"
+           "  resources:\n"
+           "    memory: {max_message_size: 64}\n"
+           "    subscribers: {worker_pool_size: 1}\n");
+  CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
+  swit_host_handle(h, "jobs", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  CHECK(swit_host_publish(h, "jobs", "k0", 2, payload, strlen(payload), NULL,
+                          NULL, err, sizeof err) == 0);
+  CHECK(swit_host_wait_idle(h, 100, 10000) == 0);
+  CHECK(atomic_load(&c.calls) == 1);
+  swit_host_free(h);
+}
+
 static void test_backpressure_loses_nothing(void)
 {
   counter c = {.mode = MODE_ACK, .sleep_us = 20};
@@ -234,10 +314,12 @@ static void test_duplicate_handler_is_refused(void)
   swit_host_t *h = new_host(1000, "");
   char err[256] = "";
 
-  swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
-  swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
-  CHECK(swit_host_start(h, err, sizeof err) == SWIT_E_EXISTS);
+  CHECK(swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err,
+                         sizeof err) == 0);
+  CHECK(swit_host_handle(h, "t", "g", SWIT_ORDER_KEY, count_handler, &c, err,
+                         sizeof err) == SWIT_E_EXISTS);
   CHECK(strstr(err, "topic 't' has two handlers for group 'g'") != NULL);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
   swit_host_free(h);
 }
 
@@ -293,6 +375,9 @@ int main(void)
   test_retry_then_ack();
   test_exhausted_retries_dead_letter_with_headers();
   test_reject_dead_letters_at_once();
+  test_second_dead_lettering_replaces_headers();
+  test_full_dead_letter_topic_parks_without_spinning();
+  test_undeliverable_dead_letter_is_dropped_loudly();
   test_backpressure_loses_nothing();
   test_stop_drains_in_flight();
   test_duplicate_handler_is_refused();

@@ -101,8 +101,7 @@ static swit_config test_cfg; /* zeroed but for max_message_size */
 
 static swit_broker *broker_new(int64_t queue_size, int64_t max_message_size)
 {
-  swit_memory_settings st = { .queue_size = queue_size,
-                              .publish_timeout_ms = 5000 };
+  swit_memory_settings st = { .queue_size = queue_size };
   test_cfg.messaging.resources.memory.max_message_size = max_message_size;
   swit_broker_env env = { .cfg = &test_cfg, .settings = &st,
                           .log = test_log };
@@ -914,7 +913,7 @@ static void test_lifecycle(void)
   ops->destroy(b);
   collector_free(&c);
 
-  swit_memory_settings bad = { .queue_size = 0, .publish_timeout_ms = 0 };
+  swit_memory_settings bad = { .queue_size = 0 };
   env.settings = &bad;
   b = NULL;
   CHECK_RC(ops->create(&b, &env, err, sizeof err), SWIT_E_CONFIG, err);
@@ -923,8 +922,7 @@ static void test_lifecycle(void)
   CHECK(strcmp(ops->name, "memory") == 0);
   CHECK(ops->settings_size == sizeof(swit_memory_settings));
   CHECK(strcmp(ops->config_fields[0].name, "queue_size") == 0);
-  CHECK(strcmp(ops->config_fields[1].name, "publish_timeout") == 0);
-  CHECK(ops->config_fields[2].name == NULL);
+  CHECK(ops->config_fields[1].name == NULL);
   it("connects, reports health, disconnects keeping messages, and "
      "rejects bad settings");
 }

@@ -21,6 +21,16 @@ describe("swit #e2e", function()
       end
     end)
 
+    it("prints the config reference from the field tables", function()
+      local code, out = t.swit({ "config-reference" })
+      assert.equal(0, code)
+      for _, want in ipairs({ "| `messaging.resources.subscribers.worker_pool_size` | integer",
+                              "`messaging.broker.config.queue_size`",
+                              "`lua.hot_reload.debounce`" }) do
+        assert.truthy(out:find(want, 1, true), want)
+      end
+    end)
+
     it("exits 2 with usage on bad arguments", function()
       local code, _, err = t.swit({ "frobnicate" })
       assert.equal(2, code)
@@ -79,6 +89,12 @@ describe("swit #e2e", function()
       local code, _, err = run_yaml("messaging:\n  broker:\n    type: kafak\n")
       assert.equal(2, code)
       assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of memory, kafka, rabbitmq, nats", err)
+    end)
+
+    it("refuses to run with messaging disabled", function()
+      local code, _, err = run_yaml("messaging:\n  enabled: false\n")
+      assert.equal(2, code)
+      assert.matches("messaging.enabled is false", err)
     end)
 
     it("reports a missing script file", function()

@@ -270,6 +270,18 @@ end)
       assert.equal("to stdout\n", out)
     end)
 
+    it("refuses registrations after the scripts have loaded", function()
+      local code, out, err = run([[
+local swit = require "swit"
+swit.on_start(function()
+  local ok, e = pcall(swit.on, "late", function() end)
+  print(ok, e)
+end)
+]])
+      assert.equal(0, code, err)
+      assert.matches("false\t[^\n]*swit.on: handlers, middleware and timers can only be registered while the scripts load", out)
+    end)
+
     it("rejects a bad log level", function()
       local code, _, err = run([[
 local swit = require "swit"

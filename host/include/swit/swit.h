@@ -95,8 +95,9 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
  * connecting (what `swit check` does). */
 int swit_host_check(swit_host_t *h, char *err, size_t errlen);
 
-/* Connect, start the workers, load the scripts, subscribe, run the
- * scripts' on_start. Returns once everything is running. On failure
+/* Connect, load the scripts into every worker, subscribe, start the
+ * workers. Returns once all of that runs; the scripts' on_start functions
+ * then run on worker 0 (swit_host_wait_idle waits for them). On failure
  * nothing keeps running and the host may only be freed. */
 int swit_host_start(swit_host_t *h, char *err, size_t errlen);
 
@@ -150,6 +151,12 @@ int swit_host_reload(swit_host_t *h, int flags, unsigned *generation,
 /* Parse a duration such as "250ms", "30s", "5m", "1h" into
  * milliseconds. 0, or SWIT_E_INVAL. */
 int swit_parse_duration_ms(const char *text, int64_t *ms);
+
+/* Every config key (and each compiled-in broker's own keys) as Markdown
+ * table rows, one line per emit call: the reference the loader checks
+ * against. */
+void swit_config_reference(void (*emit)(void *ud, const char *line),
+                           void *ud);
 
 /* Block until the host has been idle for `idle_ms`: on_start finished,
  * every subscription active, no message arrived, in flight or waiting for
