@@ -18,6 +18,7 @@ test: build
 
 bench: build
 	$(BUILD)/bench/bench_pipeline
+	$(BUILD)/bench/bench_reload
 
 deps:
 	@scripts/install-deps.sh
