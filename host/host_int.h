@@ -336,6 +336,13 @@ typedef struct swit__lua_module {
 } swit__lua_module;
 extern const swit__lua_module swit__lua_modules[]; /* name == NULL ends */
 
+/* C modules for the Lua side (bindings/lua_cmodules.c). */
+typedef struct swit__lua_cmodule {
+  const char *name;             /* "swit.json" */
+  int (*open)(lua_State *L);    /* a lua_CFunction returning the module */
+} swit__lua_cmodule;
+extern const swit__lua_cmodule swit__lua_cmodules[]; /* name == NULL ends */
+
 /* conn.c */
 void swit__conn_env(struct swit_host_s *h, swit_broker_env *env);
 const char *swit__conn_state_name(int state);

@@ -53,6 +53,10 @@ static int preload_modules(lua_State *L, char *err, size_t errlen)
     }
     lua_setfield(L, -2, m->name);
   }
+  for (const swit__lua_cmodule *c = swit__lua_cmodules; c->name; c++) {
+    lua_pushcfunction(L, c->open);
+    lua_setfield(L, -2, c->name);
+  }
   lua_pop(L, 2);
   return 0;
 }

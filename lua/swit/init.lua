@@ -10,7 +10,8 @@
 -- the handler call only; msg:payload() and friends return Lua strings
 -- (copies) that can be kept.
 local ffi = require "ffi"
-local json_safe = require "cjson.safe"
+local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
+local json_safe = require "cjson.safe"  -- encoder for table payloads
 
 local C = ffi.C
 local ABI = 2
@@ -30,7 +31,7 @@ local W = C.swit_ffi_worker_current()
 local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
 local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
 
-local swit = { _VERSION = "0.1.0", ABI = ABI }
+local swit = { _VERSION = "0.1.0", ABI = ABI, null = json.null }
 
 -- Registrations are frozen once the scripts have loaded: swit.on and
 -- friends called later (say from on_start) would silently do nothing.
@@ -102,7 +103,7 @@ function Msg.set_header(m, name, value)
   end
 end
 
-local decode = json_safe.decode
+local decode = json.decode
 
 function Msg.json(m)
   local v, err = decode(ffi.string(m.v.payload, m.v.payload_len))
