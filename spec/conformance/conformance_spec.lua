@@ -147,6 +147,65 @@ end)
     assert.equal("intact\n", out)
   end)
 
+  it("keeps its subscriptions and loses nothing across hot reloads", function()
+    local p = prefix()
+    local script = [[
+local P = %q
+local swit = require "swit"
+local sent, total = 0, 600
+swit.on(P .. "flow", function(msg)
+  print(("got %%s %%s %%d %%s"):format(msg:key(), msg:payload(), swit.generation(), "%s"))
+end)
+swit.every(10, function()
+  for _ = 1, 20 do
+    if sent == total then return end
+    sent = sent + 1
+    assert(swit.publish(P .. "flow", tostring(sent), { key = "k" .. (sent %% 6) }))
+  end
+  if sent == total then print("all sent") end
+end)
+function swit.export() return { sent = sent } end
+function swit.import(s) sent = s.sent end
+]]
+    local yaml = ([[
+server: {name: conformance}
+messaging:
+%s  resources:
+    subscribers: {worker_pool_size: 2}
+lua:
+  scripts: [s.lua]
+]]):format(broker.broker)
+    local proc = t.start({ ["swit.yaml"] = yaml, ["s.lua"] = script:format(p, "one") })
+    t.wait_for(proc, "out", "got k%d+ %d+ 1 one", 60)
+    for i, v in ipairs({ "two", "three", "four" }) do
+      t.save(proc, "s.lua", script:format(p, v))
+      t.signal(proc, "HUP")
+      t.wait_for(proc, "err", "now running code generation " .. (i + 1), 30)
+    end
+    t.wait_for(proc, "out", "all sent", 60)
+    local seen = {}
+    for _ = 1, 6000 do          -- wait for the last messages, bounded
+      local n = 0
+      for line in (t.read(proc.dir .. "/out") or ""):gmatch("got %S+ (%d+) ") do
+        if not seen[line] then seen[line] = true end
+      end
+      for _ in pairs(seen) do n = n + 1 end
+      if n == 600 then break end
+      os.execute("sleep 0.01")
+    end
+    local out, err = t.stop(proc)
+    local last = {}
+    for k, v in out:gmatch("got (%S+) (%d+) ") do
+      v = tonumber(v)
+      assert.is_true(v >= (last[k] or 0), "order broken for " .. k)
+      last[k] = v
+    end
+    for i = 1, 600 do assert.is_true(seen[tostring(i)], "lost " .. i) end
+    assert.matches("now running code generation 4", err)
+    assert.is_nil(err:find("unsubscribed"), "the unchanged subscription was closed")
+    assert.is_nil(err:find("reload: subscribed"), "the unchanged subscription was reopened")
+  end)
+
   it("gives every group every message", function()
     local code, out, err = run([[
 local swit = require "swit"

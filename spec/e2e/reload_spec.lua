@@ -5,48 +5,7 @@
 package.path = "spec/support/?.lua;" .. package.path
 local t = require "swit_run"
 
--- A running swit in a scratch dir; out/err files are read as they grow.
-local function start(files)
-  local dir = t.dir(files)
-  os.execute(("cd %s && (%s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(t.quote(dir), t.quote(t.bin)))
-  local pid = assert(tonumber(t.read(dir .. "/pid")))
-  return { dir = dir, pid = pid }
-end
-
-local function signal(p, sig)
-  os.execute(("kill -%s %d"):format(sig, p.pid))
-end
-
--- Wait (up to 10 s) until `pattern` is in the file; returns its text.
-local function wait_for(p, file, pattern)
-  for _ = 1, 1000 do
-    local s = t.read(p.dir .. "/" .. file) or ""
-    if s:find(pattern) then return s end
-    os.execute("sleep 0.01")
-  end
-  error(("timed out waiting for %q in %s:\n%s"):format(pattern, file,
-        t.read(p.dir .. "/" .. file) or ""))
-end
-
-local function stop(p)
-  signal(p, "TERM")
-  for _ = 1, 1000 do
-    if os.execute(("kill -0 %d 2>/dev/null"):format(p.pid)) ~= 0 then break end
-    os.execute("sleep 0.01")
-  end
-  local out, err = t.read(p.dir .. "/out"), t.read(p.dir .. "/err")
-  os.execute("rm -rf " .. t.quote(p.dir))
-  return out, err
-end
-
-local function save(p, name, text)  -- like an editor: write aside, rename over
-  local tmp = p.dir .. "/." .. name .. ".swp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(text)
-  f:close()
-  assert(os.rename(tmp, p.dir .. "/" .. name))
-end
+local start, signal, wait_for, stop, save = t.start, t.signal, t.wait_for, t.stop, t.save
 
 local function version(tag)
   return ([[

@@ -88,6 +88,54 @@ lua:
 %s]]):format(table.concat(list, ", "), extra or "")
 end
 
+-- A swit running in the background in a scratch dir made of `files`
+-- (`swit run swit.yaml`); out and err are files there, read as they grow.
+function M.start(files, env)
+  local dir = M.dir(files)
+  local prefix = ""
+  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. sh_quote(v) .. " " end
+  os.execute(("cd %s && (%s%s run swit.yaml >out 2>err & echo $! >pid)")
+             :format(sh_quote(dir), prefix, sh_quote(M.bin)))
+  return { dir = dir, pid = assert(tonumber(read(dir .. "/pid"))) }
+end
+
+function M.signal(p, sig)
+  os.execute(("kill -%s %d"):format(sig, p.pid))
+end
+
+-- Wait (up to `seconds`, default 10) until `pattern` is in the process's
+-- "out" or "err" file; returns the file's text.
+function M.wait_for(p, file, pattern, seconds)
+  for _ = 1, (seconds or 10) * 100 do
+    local s = read(p.dir .. "/" .. file) or ""
+    if s:find(pattern) then return s end
+    os.execute("sleep 0.01")
+  end
+  error(("timed out waiting for %q in %s:\n%s"):format(pattern, file,
+        read(p.dir .. "/" .. file) or ""))
+end
+
+-- SIGTERM, wait (up to 30 s) for the exit; returns out, err.
+function M.stop(p)
+  M.signal(p, "TERM")
+  for _ = 1, 3000 do
+    if os.execute(("kill -0 %d 2>/dev/null"):format(p.pid)) ~= 0 then break end
+    os.execute("sleep 0.01")
+  end
+  local out, err = read(p.dir .. "/out"), read(p.dir .. "/err")
+  os.execute("rm -rf " .. sh_quote(p.dir))
+  return out, err
+end
+
+-- Write a file the way editors do: aside, then rename over.
+function M.save(p, name, text)
+  local tmp = p.dir .. "/." .. name .. ".swp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(text)
+  f:close()
+  assert(os.rename(tmp, p.dir .. "/" .. name))
+end
+
 -- Lines of s as a list.
 function M.lines(s)
   local t = {}
