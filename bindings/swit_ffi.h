@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SWIT_FFI_ABI = 2 };
+enum { SWIT_FFI_ABI = 3 };
 
 /* Handler results (same values as SWIT_ACK.. in swit.h). */
 enum {
@@ -131,5 +131,34 @@ int swit_ffi_publish(swit_ffi_worker *w, const char *topic, size_t topic_len,
 /* Write one line to the host's log (stderr). */
 void swit_ffi_log(swit_ffi_worker *w, int level, const char *text,
                   size_t len);
+
+/* --- swit.metrics ---------------------------------------------------- */
+
+enum {
+  SWIT_METRIC_COUNTER = 0,
+  SWIT_METRIC_GAUGE = 1,
+  SWIT_METRIC_HISTOGRAM = 2
+};
+
+/* Register a series (name + labels rendered as `k="v",...`, may be
+ * empty); the same series registered again gets the same slot. Returns
+ * the slot (>= 0), or SWIT_E_INVAL (bad name: [a-zA-Z_:][a-zA-Z0-9_:]*,
+ * not starting with swit_), SWIT_E_EXISTS (name registered with another
+ * type), SWIT_E_FULL, SWIT_E_NOMEM. In a state with no host (swit check)
+ * returns 0 and updates do nothing. `bounds`: nb upper bounds, ascending
+ * (histograms, nb <= 16). */
+int swit_ffi_metric_register(swit_ffi_worker *w, int type, const char *name,
+                             size_t name_len, const char *help,
+                             size_t help_len, const char *labels,
+                             size_t labels_len, const double *bounds,
+                             uint32_t nb);
+/* Counter: add v (>= 0) on this worker's slot. */
+void swit_ffi_metric_add(swit_ffi_worker *w, int32_t slot, double v);
+/* Gauge: set (add == 0) or add to the shared value. */
+void swit_ffi_metric_gauge(swit_ffi_worker *w, int32_t slot, double v,
+                           int add);
+/* Histogram with nb bounds: count v on this worker's slots. */
+void swit_ffi_metric_observe(swit_ffi_worker *w, int32_t slot, uint32_t nb,
+                             const double *bounds, double v);
 
 #endif /* SWIT_FFI_H */

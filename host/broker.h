@@ -105,6 +105,15 @@ typedef struct swit_broker_env {
    * (the adapter then reports SWIT_CONN_FAILED). */
   int64_t (*backoff_ms)(void *host_ud, uint32_t attempt);
   void *host_ud;
+  /* Report consumer lag (messages between the group's position and the
+   * end of the partition) for /metrics as swit_consumer_lag{topic, group,
+   * partition}. Any thread, at any rate (the last value per topic, group
+   * and partition is kept); partition -1 when the broker has none. For
+   * Kafka, call it from the librdkafka statistics callback
+   * (statistics.interval.ms) with each partition's consumer_lag. May be
+   * NULL (older hosts): check before calling. */
+  void (*report_lag)(void *host_ud, const char *topic, const char *group,
+                     int32_t partition, int64_t lag);
 } swit_broker_env;
 
 enum {

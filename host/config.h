@@ -103,6 +103,8 @@ typedef struct swit_cfg_reconnect {
   int64_t max_attempts;     /* 0: retry forever */
 } swit_cfg_reconnect;
 
+enum { SWIT_LOG_FMT_TEXT, SWIT_LOG_FMT_JSON };
+
 enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
        SWIT_BROKER_NATS };
 
@@ -114,6 +116,11 @@ typedef struct swit_config {
     char *name;      /* "swit" */
     char *version;   /* "0.0.0" */
     int64_t shutdown_timeout_ms; /* "30s": drain deadline of a stop */
+    /* observability (admin.c, metrics.c, log.c, ingress.c) */
+    struct { char *listen; char *token; } admin; /* "127.0.0.1:9090" | "off", "" */
+    struct { int level; int format; } log;       /* SWIT_LOG_*, SWIT_LOG_FMT_* */
+    struct { char *listen; } http;               /* ingress: "off" */
+    struct { int enabled; } metrics;             /* true */
   } server;
 
   struct {
@@ -144,6 +151,13 @@ typedef struct swit_config {
       } message;
       struct { int enabled; int log_publishes; int log_consumes; swit_cfg_list sensitive_fields; } audit;
     } security;
+    struct {
+      int enabled;              /* false */
+      char *otlp_endpoint;      /* "" = spans are not exported */
+      double sampling_ratio;    /* 1.0 */
+      int64_t buffer_size;      /* 2048 spans waiting for export */
+      int64_t export_interval_ms; /* "1s" */
+    } tracing;
   } messaging;
 
   struct {
@@ -154,6 +168,9 @@ typedef struct swit_config {
       int watch;                  /* false: reload when a script changes */
       int64_t debounce_ms;        /* "200ms": quiet time before reloading */
     } hot_reload;
+    struct {
+      int64_t handler_timeout_ms; /* "30s": /healthz fails past it */
+    } limits;
     swit_cfg_mark scripts_mark;
   } lua;
 } swit_config;

@@ -288,6 +288,53 @@ static const swit_cfg_field security_fields[] = {
 /* ---------------------------------------------------------------------
  * Top level: server, messaging, lua */
 
+static const char *const log_levels[] = { "debug", "info", "warn", "error",
+                                          NULL };
+static const char *const log_formats[] = { "text", "json", NULL };
+
+#define ADMIN server.admin
+static const swit_cfg_field admin_fields[] = {
+  { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, listen),
+    .dflt = "127.0.0.1:9090",
+    .desc = "Admin HTTP server (health, metrics, status, reload): "
+            "host:port, port 0 = any free port, or off" },
+  { .name = "token", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, token),
+    .dflt = "", .desc = "Bearer token required by every state-changing "
+                         "admin endpoint (empty: those endpoints answer "
+                         "403); use ${VAR}" },
+  { .name = NULL }
+};
+
+#define LOG server.log
+static const swit_cfg_field log_fields[] = {
+  { .name = "level", .type = SWIT_CFG_ENUM, .offset = OFF(LOG, level),
+    .dflt = "info", .choices = log_levels,
+    .desc = "Lowest level written to stderr" },
+  { .name = "format", .type = SWIT_CFG_ENUM, .offset = OFF(LOG, format),
+    .dflt = "text", .choices = log_formats,
+    .desc = "text lines, or JSON lines (time, level, worker, topic, "
+            "trace_id, msg)" },
+  { .name = NULL }
+};
+
+#define HTTP server.http
+static const swit_cfg_field http_fields[] = {
+  { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(HTTP, listen),
+    .dflt = "off",
+    .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port, port 0 = "
+            "any free port, or off" },
+  { .name = NULL }
+};
+
+#define METRICS server.metrics
+static const swit_cfg_field metrics_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(METRICS, enabled),
+    .dflt = "true",
+    .desc = "Count messages for /metrics (off: the hot path counts "
+            "nothing and /metrics serves gauges only)" },
+  { .name = NULL }
+};
+
 static const swit_cfg_field server_fields[] = {
   { .name = "name", .type = SWIT_CFG_STR, .offset = OFF(server, name),
     .dflt = "swit", .desc = "Service name; the default subscription group" },
@@ -298,6 +345,40 @@ static const swit_cfg_field server_fields[] = {
     .min = 0, .max = MS_H,
     .desc = "How long a stop may drain in-flight messages before giving "
             "the rest back to the broker" },
+  { .name = "admin", .type = SWIT_CFG_SECTION, .offset = OFF(server, admin),
+    .fields = admin_fields, .desc = "Admin HTTP server" },
+  { .name = "log", .type = SWIT_CFG_SECTION, .offset = OFF(server, log),
+    .fields = log_fields, .desc = "The host's log (stderr)" },
+  { .name = "http", .type = SWIT_CFG_SECTION, .offset = OFF(server, http),
+    .fields = http_fields, .desc = "HTTP ingress beside messaging" },
+  { .name = "metrics", .type = SWIT_CFG_SECTION,
+    .offset = OFF(server, metrics), .fields = metrics_fields,
+    .desc = "Prometheus metrics" },
+  { .name = NULL }
+};
+
+#define TRACING messaging.tracing
+static const swit_cfg_field tracing_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(TRACING, enabled),
+    .dflt = "false",
+    .desc = "W3C trace context: a consumer span per handled message, a "
+            "child traceparent on everything handlers publish" },
+  { .name = "otlp_endpoint", .type = SWIT_CFG_STR,
+    .offset = OFF(TRACING, otlp_endpoint), .dflt = "",
+    .desc = "OTLP/HTTP JSON traces URL, e.g. "
+            "http://127.0.0.1:4318/v1/traces (empty: not exported)" },
+  { .name = "sampling_ratio", .type = SWIT_CFG_DOUBLE,
+    .offset = OFF(TRACING, sampling_ratio), .dflt = "1.0", .min = 0,
+    .max = 1, .desc = "Fraction of new traces sampled (incoming "
+                      "traceparent flags are followed)" },
+  { .name = "buffer_size", .type = SWIT_CFG_INT,
+    .offset = OFF(TRACING, buffer_size), .dflt = "2048", .min = 16,
+    .max = 1000000,
+    .desc = "Spans waiting for export; beyond it spans are dropped and "
+            "counted" },
+  { .name = "export_interval", .type = SWIT_CFG_DURATION,
+    .offset = OFF(TRACING, export_interval_ms), .dflt = "1s", .min = 10,
+    .max = MS_H, .desc = "Spans are exported at least this often" },
   { .name = NULL }
 };
 
@@ -322,6 +403,9 @@ static const swit_cfg_field messaging_fields[] = {
   { .name = "security", .type = SWIT_CFG_SECTION,
     .offset = OFF(messaging, security), .fields = security_fields,
     .desc = "TLS, authentication, message security, audit" },
+  { .name = "tracing", .type = SWIT_CFG_SECTION,
+    .offset = OFF(messaging, tracing), .fields = tracing_fields,
+    .desc = "Distributed tracing (W3C trace context, OTLP export)" },
   { .name = NULL }
 };
 
@@ -333,6 +417,16 @@ static const swit_cfg_field hot_reload_fields[] = {
   { .name = "debounce", .type = SWIT_CFG_DURATION,
     .offset = OFF(HOT, debounce_ms), .dflt = "200ms", .min = 0, .max = MS_H,
     .desc = "Quiet time after the last change before reloading" },
+  { .name = NULL }
+};
+
+#define LIMITS lua.limits
+static const swit_cfg_field limits_fields[] = {
+  { .name = "handler_timeout", .type = SWIT_CFG_DURATION,
+    .offset = OFF(LIMITS, handler_timeout_ms), .dflt = "30s", .min = 1,
+    .max = 24 * MS_H,
+    .desc = "A worker in one batch of handlers longer than this fails "
+            "/healthz (named with its topic)" },
   { .name = NULL }
 };
 
@@ -348,6 +442,8 @@ static const swit_cfg_field lua_fields[] = {
   { .name = "hot_reload", .type = SWIT_CFG_SECTION,
     .offset = OFF(lua, hot_reload), .fields = hot_reload_fields,
     .desc = "Reloading the scripts while running" },
+  { .name = "limits", .type = SWIT_CFG_SECTION, .offset = OFF(lua, limits),
+    .fields = limits_fields, .desc = "Limits on handlers" },
   { .name = NULL }
 };
 

@@ -84,6 +84,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->reload_lock, NULL);
   pthread_mutex_init(&h->swap_lock, NULL);
   pthread_cond_init(&h->swap_cv, NULL);
+  if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   h->ops = swit__broker_find(type);
   if (!h->ops) {
     snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
@@ -256,6 +257,7 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
   swit_broker_env env = {
     .cfg = h->cfg, .settings = h->broker_settings,
     .log = swit__log_cb, .log_ud = &h->log,
+    .report_lag = swit__stats_report_lag,
   };
   int rc;
 
@@ -349,6 +351,7 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
     swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: broker %s, %zu "
               "workers, %zu handlers", SWIT_VERSION_STRING, h->ops->name,
               h->nworkers, h->nsubs);
+    swit__obs_start(h);       /* admin server, ingress */
   }
   pthread_mutex_unlock(&h->lock);
   return rc;
@@ -419,6 +422,7 @@ void swit_host_free(swit_host_t *h)
 {
   if (!h) return;
   swit_host_stop(h, -1);
+  swit__obs_free(h);          /* servers stop before what they read goes */
   swit__workers_free(h);
   swit__subs_free(h);
   swit__codeset_free(h->code);

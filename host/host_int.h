@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef struct lua_State lua_State;
 
@@ -81,6 +82,8 @@ typedef struct swit__sub {
   atomic_int paused_by;       /* workers above high-water for this sub */
   pthread_mutex_t pause_lock; /* serialises adapter pause/resume */
   int adapter_paused;         /* under pause_lock */
+  atomic_uint pauses;         /* backpressure pauses (metrics) */
+  atomic_int admin_paused;    /* paused by POST /admin/.../pause */
 } swit__sub;
 
 /* One queued delivery: 40 bytes, copied by value into worker queues. */
@@ -90,7 +93,7 @@ typedef struct swit__item {
   swit__sub *sub;
   const char *reject;         /* from the adapter: dead-letter unhandled */
   uint32_t attempt;
-  uint32_t pad;
+  uint32_t recv_us;           /* low 32 bits of swit__now_us() at receipt */
 } swit__item;
 
 /* ---------------------------------------------------------------------
@@ -165,6 +168,8 @@ typedef struct swit__worker {
   size_t dlq_headers_cap;
   uint64_t rng;
   int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
+  swit__wstats st;            /* metrics, summed at scrape (metrics.h) */
+  uint64_t handler_us;        /* this batch: handler time per message */
 } swit__worker;
 
 /* ---------------------------------------------------------------------
@@ -217,6 +222,7 @@ struct swit_host_s {
   pthread_cond_t swap_cv;
   atomic_uint reloads_ok, reloads_failed;
   struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
+  struct swit__obs *obs;      /* admin server, metrics, tracing (obs.h) */
 };
 
 /* A result only the host sets: give the message back to the broker
@@ -349,5 +355,7 @@ const char *swit__conn_state_name(int state);
 
 /* brokers.c (generated list of compiled-in adapters) */
 const swit_broker_ops *swit__broker_find(const char *name);
+
+#include "obs.h"
 
 #endif /* SWIT_HOST_INT_H */

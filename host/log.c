@@ -1,8 +1,10 @@
 /*
  * log.c - the host's log lines on stderr, and the monotonic clock.
  *
- * Format: "2026-11-27T09:30:00.123Z info  message". Each line is built in
- * a stack buffer and written with one write(2), so concurrent workers
+ * Format: "2026-11-27T09:30:00.123Z info  message", or with
+ * server.log.format: json one JSON object per line (time, level, and on
+ * a worker thread worker, topic and trace_id of the message it handles).
+ * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
  */
 #include "log.h"
@@ -14,8 +16,80 @@
 #include <unistd.h>
 
 #include "swit_ffi.h"
+#include "host_int.h"
+#include "msg_int.h"
 
 static const char *const level_names[] = {"debug", "info ", "warn ", "error"};
+
+/* ------------------------------------------------------------------ */
+/* JSON lines (server.log.format: json) */
+
+static size_t json_str(char *out, size_t cap, const char *s, size_t len)
+{
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 7 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)c;
+    } else if (c < 0x20) {
+      o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  return o;
+}
+
+/* The calling worker's current message (inside a batch), for the worker,
+ * topic and trace_id fields. */
+static void json_context(char *line, size_t cap, size_t *n)
+{
+  swit__worker *w = swit__current_worker;
+  const swit_ffi_msg *m;
+  const swit_header *tp;
+
+  if (!w || !w->host) return;
+  *n += (size_t)snprintf(line + *n, cap - *n, ",\"worker\":%u", w->id);
+  if (!atomic_load_explicit(&w->st.busy_since_us, memory_order_relaxed) ||
+      w->ffi.cursor >= w->ffi.n || *n + 64 >= cap)
+    return;
+  m = &w->ffi.msgs[w->ffi.cursor];
+  memcpy(line + *n, ",\"topic\":\"", 10);
+  *n += 10;
+  *n += json_str(line + *n, cap - *n - 8, m->v.topic, m->v.topic_len);
+  line[(*n)++] = '"';
+  tp = swit__msg_header_find(m, "traceparent", 11);
+  if (tp && tp->value_len >= 35 && *n + 64 < cap)
+    *n += (size_t)snprintf(line + *n, cap - *n, ",\"trace_id\":\"%.32s\"",
+                           tp->value + 3);
+}
+
+static void vlog_json(int level, const char *fmt, va_list ap)
+{
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  char line[4096], text[2048];
+  struct timespec ts;
+  struct tm tm;
+  size_t n;
+  int w;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  n = strftime(line, sizeof line, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
+  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ\",\"level\":"
+                        "\"%s\"", ts.tv_nsec / 1000000L, names[level]);
+  json_context(line, sizeof line, &n);
+  w = vsnprintf(text, sizeof text, fmt, ap);
+  if (w < 0) w = 0;
+  if ((size_t)w >= sizeof text) w = sizeof text - 1;
+  memcpy(line + n, ",\"msg\":\"", 8);
+  n += 8;
+  n += json_str(line + n, sizeof line - n - 4, text, (size_t)w);
+  memcpy(line + n, "\"}\n", 3);
+  n += 3;
+  if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
+}
 
 static void vlog(const swit__logger *lg, int level, const char *fmt,
                  va_list ap)
@@ -29,6 +103,10 @@ static void vlog(const swit__logger *lg, int level, const char *fmt,
   if (level < SWIT_LOG_DEBUG) level = SWIT_LOG_DEBUG;
   if (level > SWIT_LOG_ERROR) level = SWIT_LOG_ERROR;
   if (lg && level < lg->level) return;
+  if (lg && lg->format == SWIT_LOG_FMT_JSON) {
+    vlog_json(level, fmt, ap);
+    return;
+  }
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);

@@ -12,6 +12,7 @@
 
 typedef struct swit__logger {
   int level;       /* SWIT_LOG_*: lines below it are dropped */
+  int format;      /* SWIT_LOG_FMT_TEXT or _JSON (server.log.format) */
 } swit__logger;
 
 void swit__log(const swit__logger *lg, int level, const char *fmt, ...)

@@ -30,9 +30,17 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   if (!atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
              (int)m->topic_len, m->topic);
+    if (h->obs->metrics_on)                                    /* metrics */
+      swit__stats_publish(h, m->topic, m->topic_len, n, SWIT_E_STATE, 0);
     return SWIT_E_STATE;
   }
-  rc = h->ops->publish(h->broker, m, n, &o, confirm, err, errlen);
+  if (h->obs->metrics_on) {                                   /* metrics */
+    uint64_t t0 = swit__now_us();
+    rc = h->ops->publish(h->broker, m, n, &o, confirm, err, errlen);
+    swit__stats_publish(h, m->topic, m->topic_len, n, rc, swit__now_us() - t0);
+  } else {
+    rc = h->ops->publish(h->broker, m, n, &o, confirm, err, errlen);
+  }
   if (rc == 0) atomic_store(&h->last_activity_ms, swit__now_ms());
   return rc;
 }

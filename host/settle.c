@@ -128,6 +128,9 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
   int rc = dead_letter(w, it, reason, reason_len, err, sizeof err);
 
   if (rc == 0) {
+    swit__sub_stats *st = w->host->obs->metrics_on          /* metrics */
+                          ? swit__stats_sub(w, it->sub->id) : NULL;
+    if (st) swit__ctr_add(&st->dead_lettered, 1);
     run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
     return;
   }
@@ -166,6 +169,10 @@ static void schedule_retry(swit__worker *w, settle_run *run,
   int64_t delay = swit__retry_backoff_ms(it->sub->scfg, it->attempt, &w->rng);
   swit__retry r = {.due_ms = swit__now_ms() + delay, .item = *it};
 
+  swit__sub_stats *st = w->host->obs->metrics_on            /* metrics */
+                        ? swit__stats_sub(w, it->sub->id) : NULL;
+
+  if (st) swit__ctr_add(&st->retried, 1);
   r.item.attempt++;
   swit__log(&w->host->log, SWIT_LOG_WARN,
             "[worker %u] handler for '%s' failed (attempt %u of %u), "

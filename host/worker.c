@@ -130,10 +130,19 @@ static void run_c_handlers(swit__worker *w, size_t n)
 static void run_batch(swit__worker *w, size_t n)
 {
   size_t nlua;
+  uint64_t t0 = swit__now_us(), t1;   /* health (busy) and metrics */
 
+  atomic_store_explicit(&w->st.busy_sub, w->items[0].sub->id,
+                        memory_order_relaxed);
+  atomic_store_explicit(&w->st.busy_since_us, (int64_t)t0,
+                        memory_order_relaxed);
   fill_batch(w, n, &nlua);
   if (w->host->has_chandlers) run_c_handlers(w, n);
   if (nlua) swit__lua_dispatch(w, (uint32_t)n);
+  t1 = swit__now_us();
+  atomic_store_explicit(&w->st.busy_since_us, 0, memory_order_relaxed);
+  w->handler_us = (t1 - t0) / n;
+  if (w->host->obs->metrics_on) swit__stats_batch(w, n, t1);
   swit__settle_batch(w, n);
   arena_reset(w);
 }
@@ -233,6 +242,7 @@ static int worker_init(swit_host_t *h, swit__worker *w, uint32_t id)
   w->items = calloc(h->batch_size, sizeof *w->items);
   w->ffi.msgs = calloc(h->batch_size, sizeof *w->ffi.msgs);
   w->settles = calloc(h->batch_size, sizeof *w->settles);
+  if (swit__stats_worker_init(w) != 0) return SWIT_E_NOMEM;   /* metrics */
   return w->items && w->ffi.msgs && w->settles ? 0 : SWIT_E_NOMEM;
 }
 
@@ -316,6 +326,7 @@ void swit__workers_free(swit_host_t *h)
     free(w->ffi.msgs);
     free(w->settles);
     free(w->dlq_headers);
+    swit__stats_worker_free(w);
   }
   free(h->workers);
   h->workers = NULL;

@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config git curl
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
   librdkafka-dev librabbitmq-dev libnats-dev
-  lua-busted lua-cjson lua-check
+  lua-busted lua-cjson lua-check prometheus
   nats-server rabbitmq-server kcat amqp-tools
 )
 

@@ -14,7 +14,7 @@
  * nothing asserted.
  *
  *   bench_pipeline [--messages N] [--case a|b|c|d] [--workers 1|2]
- *                  [--repeat R]
+ *                  [--repeat R] [--metrics on|off]
  *   (default: 4,000,000 messages, every case, 1 and 2 workers, 5 runs)
  */
 #include <stdio.h>
@@ -29,6 +29,9 @@
 #endif
 
 #define IDLE_MS 20
+
+/* --metrics on|off: server.metrics.enabled (the admin server stays off) */
+static const char *metrics = "true";
 #define CHUNK 256
 
 static const char order_json[] =
@@ -64,7 +67,8 @@ static double run_case(const char *script, int workers, const char *payload,
   int rc;
 
   snprintf(yaml, sizeof yaml,
-           "server: {name: bench}\n"
+           "server: {name: bench, admin: {listen: \"off\"}, "
+           "metrics: {enabled: %s}}\n"
            "messaging:\n"
            "  broker: {type: memory, config: {queue_size: 65536}}\n"
            "  resources:\n"
@@ -72,7 +76,7 @@ static double run_case(const char *script, int workers, const char *payload,
            "lua:\n"
            "  batch_size: 256\n"
            "  scripts: [%s]\n",
-           workers, 16384 * workers, script ? script : "");
+           metrics, workers, 16384 * workers, script ? script : "");
   if (!script) *strstr(yaml, "  scripts: [") = '\0';
   rc = swit_host_new_from_string(&h, yaml, BENCH_DIR, err, sizeof err);
   if (rc == 0 && !script)
@@ -135,17 +139,20 @@ int main(int argc, char **argv)
     else if (strcmp(argv[i], "--case") == 0) only = argv[i + 1][0] - 'a';
     else if (strcmp(argv[i], "--workers") == 0) wmin = wmax = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--metrics") == 0)
+      metrics = strcmp(argv[i + 1], "off") ? "true" : "false";
     else n = -1;
   }
   if (n <= 0 || (argc % 2) == 0 || only < -1 || only > 3 || wmin < 1 ||
       wmax > 2 || repeat < 1) {
     fprintf(stderr, "usage: bench_pipeline [--messages N] [--case a|b|c|d] "
-            "[--workers 1|2] [--repeat R]\n");
+            "[--workers 1|2] [--repeat R] [--metrics on|off]\n");
     return 2;
   }
   printf("swit pipeline benchmark: memory broker, %ld messages per case "
          "(a quarter for c and d), batch 256, 1 producer thread,\n"
-         "median of %d runs [min-max], messages/s\n", n, repeat);
+         "median of %d runs [min-max], messages/s; metrics %s\n", n, repeat,
+         strcmp(metrics, "true") ? "off" : "on");
   printf("json payload: %zu bytes\n\n", strlen(order_json));
   printf("%-36s %26s %26s %6s\n", "case", "1 worker", "2 workers", "2w/1w");
   for (int c = 0; c < 4; c++) {

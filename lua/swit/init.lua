@@ -14,7 +14,7 @@ local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
 local json_safe = require "cjson.safe"  -- encoder for table payloads
 
 local C = ffi.C
-local ABI = 2
+local ABI = 3
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
 if not pcall(function() return C.swit_ffi_cdef end) then
@@ -32,6 +32,7 @@ local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
 local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
 
 local swit = { _VERSION = "0.1.0", ABI = ABI, null = json.null }
+swit.metrics = require "swit.metrics"   -- counters, gauges, histograms
 
 -- Registrations are frozen once the scripts have loaded: swit.on and
 -- friends called later (say from on_start) would silently do nothing.

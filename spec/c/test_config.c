@@ -428,7 +428,7 @@ static void it_rejects_unknown_keys_with_line_and_column(void)
   EXPECT_ERROR("messaging:\n  enabled: true\n  brokr:\n    type: kafka\n",
                "<string>:3:3: messaging.brokr: unknown key (expected one of "
                "enabled, broker, publishers, subscribers, resources, "
-               "security)");
+               "security, tracing)");
   EXPECT_ERROR("servr: {}\n",
                "<string>:1:1: servr: unknown key (expected one of server, "
                "messaging, lua)");

@@ -1,0 +1,165 @@
+-- lua/swit/metrics.lua - swit.metrics: counters, gauges and histograms
+-- that handlers define and update, exported on the admin server's
+-- /metrics beside the host's own swit_* metrics.
+--
+--   local orders = swit.metrics.counter("shop_orders_total", "Orders seen",
+--                                       { "status" })
+--   orders:labels("ok"):inc()
+--   local size = swit.metrics.histogram("shop_order_items", "Items per order",
+--                                       nil, { 1, 2, 5, 10, 50 })
+--   size:observe(#order.items)
+--
+-- A series (a metric and one set of label values) is registered with the
+-- host once per Lua state and cached here; updates are one FFI call each.
+-- Counters and histograms count per worker and are summed at scrape time;
+-- gauges are shared by all workers (last write wins), so set them from
+-- timers or rarely, not per message. Requires the swit module (its cdef).
+local ffi = require "ffi"
+
+local C = ffi.C
+local W = C.swit_ffi_worker_current()
+
+local M = {}
+
+local DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                          10 }
+local ERRORS = {
+  [-1] = "invalid name (use [a-zA-Z_:][a-zA-Z0-9_:]*, not starting with swit_)",
+  [-11] = "the name is already registered as another metric type",
+  [-6] = "too many metric series",
+  [-2] = "out of memory",
+}
+
+local function escape(v)
+  return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"',
+                                        ["\n"] = "\\n" }))
+end
+
+local Series = {}
+Series.__index = Series
+
+function Series:inc(v)
+  v = v or 1
+  if self.kind == C.SWIT_METRIC_COUNTER then
+    if v < 0 then error("counter:inc(v): v must be >= 0", 2) end
+    C.swit_ffi_metric_add(W, self.slot, v)
+  elseif self.kind == C.SWIT_METRIC_GAUGE then
+    C.swit_ffi_metric_gauge(W, self.slot, v, 1)
+  else
+    error("inc: not a counter or gauge", 2)
+  end
+end
+
+function Series:dec(v)
+  if self.kind ~= C.SWIT_METRIC_GAUGE then error("dec: not a gauge", 2) end
+  C.swit_ffi_metric_gauge(W, self.slot, -(v or 1), 1)
+end
+
+function Series:set(v)
+  if self.kind ~= C.SWIT_METRIC_GAUGE then error("set: not a gauge", 2) end
+  C.swit_ffi_metric_gauge(W, self.slot, v, 0)
+end
+
+function Series:observe(v)
+  if self.kind ~= C.SWIT_METRIC_HISTOGRAM then
+    error("observe: not a histogram", 2)
+  end
+  C.swit_ffi_metric_observe(W, self.slot, self.nb, self.bounds, v)
+end
+
+local Family = {}
+Family.__index = Family
+
+local function series(fam, values)
+  local parts = {}
+  for i, name in ipairs(fam.labelnames) do
+    local v = values[i]
+    if v == nil then
+      error(("%s: label '%s' needs a value"):format(fam.name, name), 3)
+    end
+    parts[i] = name .. '="' .. escape(v) .. '"'
+  end
+  local l = table.concat(parts, ",")
+  local slot = C.swit_ffi_metric_register(W, fam.kind, fam.name, #fam.name,
+                                          fam.help, #fam.help, l, #l,
+                                          fam.bounds, fam.nb)
+  if slot < 0 then
+    error(("swit.metrics: %s: %s"):format(fam.name,
+          ERRORS[slot] or ("error " .. slot)), 3)
+  end
+  return setmetatable({ slot = slot, kind = fam.kind, nb = fam.nb,
+                        bounds = fam.bounds }, Series)
+end
+
+-- The series for these label values (in labelnames order); cached.
+function Family:labels(...)
+  local n = select("#", ...)
+  local key = n == 1 and tostring((...)) or table.concat({ ... }, "\0")
+  local s = self.children[key]
+  if not s then
+    s = series(self, { ... })
+    self.children[key] = s
+  end
+  return s
+end
+
+-- A family without labels is its own series.
+for _, m in ipairs({ "inc", "dec", "set", "observe" }) do
+  Family[m] = function(self, v)
+    if not self.default then
+      error(("%s has labels: use :labels(...):%s()"):format(self.name, m), 2)
+    end
+    return self.default[m](self.default, v)
+  end
+end
+
+local function define(kind, name, help, labelnames, buckets)
+  if type(name) ~= "string" or not name:match("^[a-zA-Z_:][a-zA-Z0-9_:]*$") then
+    error("swit.metrics: the name must match [a-zA-Z_:][a-zA-Z0-9_:]*", 3)
+  end
+  if help ~= nil and type(help) ~= "string" then
+    error("swit.metrics: help must be a string", 3)
+  end
+  labelnames = labelnames or {}
+  if type(labelnames) ~= "table" then
+    error("swit.metrics: labelnames must be a list of strings", 3)
+  end
+  for _, l in ipairs(labelnames) do
+    if type(l) ~= "string" or not l:match("^[a-zA-Z_][a-zA-Z0-9_]*$") or
+       l == "le" then
+      error(("swit.metrics: bad label name %q"):format(tostring(l)), 3)
+    end
+  end
+  local fam = setmetatable({ kind = kind, name = name, help = help or "",
+                             labelnames = labelnames, children = {}, nb = 0 },
+                           Family)
+  if kind == C.SWIT_METRIC_HISTOGRAM then
+    buckets = buckets or DEFAULT_BUCKETS
+    if #buckets < 1 or #buckets > 16 then
+      error("swit.metrics: a histogram needs 1 to 16 buckets", 3)
+    end
+    for i = 2, #buckets do
+      if buckets[i] <= buckets[i - 1] then
+        error("swit.metrics: buckets must be ascending", 3)
+      end
+    end
+    fam.nb = #buckets
+    fam.bounds = ffi.new("double[?]", #buckets, buckets)
+  end
+  if #labelnames == 0 then fam.default = series(fam, {}) end
+  return fam
+end
+
+function M.counter(name, help, labelnames)
+  return define(C.SWIT_METRIC_COUNTER, name, help, labelnames)
+end
+
+function M.gauge(name, help, labelnames)
+  return define(C.SWIT_METRIC_GAUGE, name, help, labelnames)
+end
+
+function M.histogram(name, help, labelnames, buckets)
+  return define(C.SWIT_METRIC_HISTOGRAM, name, help, labelnames, buckets)
+end
+
+return M

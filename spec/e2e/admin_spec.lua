@@ -1,0 +1,183 @@
+-- spec/e2e/admin_spec.lua - the admin server, swit.metrics, the HTTP
+-- ingress and the log settings through the swit binary. Each test runs
+-- swit in the background with its servers on port 0, reads the bound
+-- addresses from its log, talks to it with curl and stops it with SIGTERM.
+package.path = "spec/support/?.lua;" .. package.path
+local t = require "swit_run"
+local cjson = require "cjson.safe"
+
+local function start(files)
+  local dir = t.dir(files)
+  os.execute(("cd %s && (%s run swit.yaml >out 2>err & echo $! >pid)")
+             :format(t.quote(dir), t.quote(t.bin)))
+  return { dir = dir, pid = assert(tonumber(t.read(dir .. "/pid"))) }
+end
+
+local function wait_for(p, file, pattern)
+  for _ = 1, 1000 do
+    local s = t.read(p.dir .. "/" .. file) or ""
+    local m = s:match(pattern)
+    if m then return m end
+    os.execute("sleep 0.01")
+  end
+  error(("timed out waiting for %q in %s:\n%s"):format(pattern, file,
+        t.read(p.dir .. "/" .. file) or ""))
+end
+
+local function stop(p)
+  os.execute(("kill -TERM %d"):format(p.pid))
+  for _ = 1, 1000 do
+    if os.execute(("kill -0 %d 2>/dev/null"):format(p.pid)) ~= 0 then break end
+    os.execute("sleep 0.01")
+  end
+  local out, err = t.read(p.dir .. "/out"), t.read(p.dir .. "/err")
+  os.execute("rm -rf " .. t.quote(p.dir))
+  return out, err
+end
+
+-- curl: returns status, body
+local function curl(args)
+  local f = io.popen("curl -s -o /dev/stdout -w '\n%{http_code}' " .. args)
+  local s = f:read("*a")
+  f:close()
+  local body, code = s:match("^(.*)\n(%d+)$")
+  return tonumber(code), body
+end
+
+local function metric(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
+    if v then return tonumber(v) end
+  end
+end
+
+local yaml = [[
+server:
+  name: e2e
+  admin: {listen: "127.0.0.1:0", token: "tok"}
+  http: {listen: "127.0.0.1:0"}
+  log: {format: %s, level: %s}
+messaging:
+  resources:
+    subscribers: {worker_pool_size: 2}
+lua:
+  scripts: [h.lua]
+]]
+
+local handler = [[
+local swit = require "swit"
+local seen = swit.metrics.counter("shop_orders_total", "Orders seen", { "kind" })
+local size = swit.metrics.histogram("shop_order_bytes", "Payload size", nil,
+                                    { 4, 16, 64 })
+local last = swit.metrics.gauge("shop_last_size", "Last payload size")
+swit.on("orders", function(msg)
+  seen:labels(msg:header("kind") or "none"):inc()
+  size:observe(#msg:payload())
+  last:set(#msg:payload())
+  swit.log("info", "order %s", msg:payload())
+end)
+]]
+
+describe("admin server #e2e", function()
+  it("serves Lua and host metrics after a workload through the ingress", function()
+    local p = start({ ["swit.yaml"] = yaml:format("text", "info"),
+                      ["h.lua"] = handler })
+    local adm = wait_for(p, "err", "admin listening on http://([%d.:]+)")
+    local ing = wait_for(p, "err", "http ingress listening on http://([%d.:]+)")
+    for i = 1, 10 do
+      local code = curl(("-X POST -H 'Swit-Header-Kind: %s' --data '%s' " ..
+                         "http://%s/v1/publish/orders")
+                        :format(i <= 7 and "a" or "b", ("x"):rep(i), ing))
+      assert.equal(202, code)
+    end
+    local text
+    for _ = 1, 200 do
+      local _, body = curl("http://" .. adm .. "/metrics")
+      text = body
+      if metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}') == 10 then
+        break
+      end
+      os.execute("sleep 0.02")
+    end
+    assert.equal(10, metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}'))
+    assert.equal(10, metric(text, 'swit_messages_published_total{broker="memory",topic="orders"}'))
+    assert.equal(7, metric(text, 'shop_orders_total{kind="a"}'))
+    assert.equal(3, metric(text, 'shop_orders_total{kind="b"}'))
+    assert.equal(4, metric(text, 'shop_order_bytes_bucket{le="4"}'))
+    assert.equal(10, metric(text, 'shop_order_bytes_bucket{le="16"}'))
+    assert.equal(10, metric(text, "shop_order_bytes_count"))
+    assert.equal(55, metric(text, "shop_order_bytes_sum"))
+    assert.is_number(metric(text, "shop_last_size"))
+    if os.execute("command -v promtool >/dev/null 2>&1") == 0 then
+      local f = io.open(p.dir .. "/metrics.txt", "w")
+      f:write(text)
+      f:close()
+      assert.equal(0, os.execute(("promtool check metrics < %s/metrics.txt")
+                                 :format(t.quote(p.dir))))
+    end
+    stop(p)
+  end)
+
+  it("reloads, rejects a bad reload with file:line and rolls back, with the token", function()
+    local p = start({ ["swit.yaml"] = yaml:format("text", "info"),
+                      ["h.lua"] = handler })
+    local adm = wait_for(p, "err", "admin listening on http://([%d.:]+)")
+    local base = "-X POST http://" .. adm .. "/admin/reload"
+    assert.equal(401, (curl(base)))
+    local code, body = curl("-H 'Authorization: Bearer tok' " .. base)
+    assert.equal(200, code)
+    assert.equal(2, cjson.decode(body).generation)
+    local f = io.open(p.dir .. "/h.lua", "w")
+    f:write("local swit = require 'swit'\nswit.on('orders', function( end)\n")
+    f:close()
+    code, body = curl("-H 'Authorization: Bearer tok' " .. base)
+    assert.equal(422, code)
+    local r = cjson.decode(body)
+    assert.is_false(r.ok)
+    assert.matches("h.lua:2:", r.error)
+    assert.equal(2, r.generation)
+    code, body = curl("-H 'Authorization: Bearer tok' '" ..
+                      base:gsub("^%-X POST ", "") .. "?rollback=1' -X POST")
+    assert.equal(200, code)
+    assert.equal(3, cjson.decode(body).generation)
+    local _, status = curl("http://" .. adm .. "/admin/status")
+    assert.equal(3, cjson.decode(status).generation)
+    stop(p)
+  end)
+
+  it("writes JSON log lines with worker, topic and message", function()
+    local p = start({ ["swit.yaml"] = yaml:format("json", "info"),
+                      ["h.lua"] = handler })
+    local ing = wait_for(p, "err", 'http ingress listening on http://([%d.:]+)')
+    assert.equal(202, (curl(("-X POST --data 'o-1' http://%s/v1/publish/orders")
+                            :format(ing))))
+    wait_for(p, "err", "order o%-1")
+    local _, err = stop(p)
+    local found = false
+    for line in err:gmatch("[^\n]+") do
+      -- the swit command's own messages ("swit: ...") are not host log lines
+      if line:find("^swit: ") then goto continue end
+      local j = cjson.decode(line)
+      assert.is_table(j, line)
+      assert.is_string(j.time)
+      assert.is_string(j.level)
+      assert.is_string(j.msg)
+      if j.msg:find("order o%-1") then
+        found = true
+        assert.equal("orders", j.topic)
+        assert.is_number(j.worker)
+      end
+      ::continue::
+    end
+    assert.is_true(found)
+  end)
+
+  it("drops lines below server.log.level", function()
+    local code, _, err = t.run_scripts(yaml:format("text", "warn")
+                                         :gsub("admin: {[^}]*}", "admin: {listen: \"off\"}")
+                                         :gsub("http: {[^}]*}", "http: {listen: off}"),
+                                       { ["h.lua"] = handler }, "100ms")
+    assert.equal(0, code)
+    assert.equal(0, t.count(err, " info "))
+  end)
+end)
