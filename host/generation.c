@@ -49,6 +49,7 @@ int swit__generation_validate(swit_host_t *h, swit__codeset *code,
 static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n,
                    uint32_t *ids, char *err, size_t errlen)
 {
+  size_t nlua = 0;
   int rc = 0;
 
   for (size_t i = 0; rc == 0 && i < n; i++)
@@ -59,6 +60,14 @@ static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n,
     snprintf(err, errlen, "a worker's scripts registered topic '%s' (group "
              "'%s') that the validated code did not: registrations must not "
              "depend on the worker or on time", defs[i].topic, defs[i].group);
+    rc = SWIT_E_SCRIPT;
+  }
+  for (size_t i = 0; i < h->nsubs; i++)
+    nlua += !h->subs[i]->ccb && atomic_load(&h->subs[i]->active);
+  if (rc == 0 && nlua != n) {
+    snprintf(err, errlen, "a worker's scripts registered %zu handlers where "
+             "the validated code registered %zu: registrations must not "
+             "depend on the worker or on time", n, nlua);
     rc = SWIT_E_SCRIPT;
   }
   return rc;

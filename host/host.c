@@ -224,6 +224,14 @@ static int first_generation(swit_host_t *h, char *err, size_t errlen)
   return rc;
 }
 
+static int messaging_enabled(swit_host_t *h, char *err, size_t errlen)
+{
+  if (h->cfg->messaging.enabled) return 0;
+  snprintf(err, errlen, "%s: messaging.enabled is false: there is nothing "
+           "for swit to run", h->cfg->path);
+  return SWIT_E_CONFIG;
+}
+
 static void log_handlers(swit_host_t *h)
 {
   static const char *const orders[] = {"key", "none", "partition"};
@@ -244,6 +252,7 @@ int swit_host_check(swit_host_t *h, char *err, size_t errlen)
     snprintf(err, errlen, "swit_host_check: only once, before start");
     return SWIT_E_STATE;
   }
+  if ((rc = messaging_enabled(h, err, errlen))) return rc;
   rc = first_generation(h, err, errlen);
   if (rc == 0) log_handlers(h);
   swit__subs_free(h);
@@ -300,11 +309,7 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
 {
   int rc;
 
-  if (!h->cfg->messaging.enabled) {
-    snprintf(err, errlen, "%s: messaging.enabled is false: there is nothing "
-             "for swit to run", h->cfg->path);
-    return SWIT_E_CONFIG;
-  }
+  if ((rc = messaging_enabled(h, err, errlen))) return rc;
   if ((rc = swit__workers_create(h, err, errlen))) return rc;
   if ((rc = connect_broker(h, err, errlen))) return rc;
   if ((rc = first_generation(h, err, errlen))) return rc;

@@ -306,6 +306,7 @@ void swit__codeset_free(swit__codeset *cs);
 /* subs.c: the subscription table */
 int swit__subs_init(struct swit_host_s *h);
 void swit__subs_free(struct swit_host_s *h);
+void swit__subs_truncate(struct swit_host_s *h, size_t keep);
 void swit__subdefs_free(swit__subdef *defs, size_t n);
 /* Apply defaults (group, dead letter, max_attempts) in place. */
 int swit__subdef_defaults(struct swit_host_s *h, swit__subdef *d);

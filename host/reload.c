@@ -96,16 +96,19 @@ static int commit(swit_host_t *h, swit__codeset *code, swit__subdef *defs,
 
   for (size_t i = 0; i < n; i++)
     if (ids[i]) keep[ids[i] - 1] = 1;
-  drain_removed(h, keep);
+  /* add first: if that fails nothing has changed yet */
   for (size_t i = 0; rc == 0 && i < n; i++) {
     uint32_t id;
     if (ids[i] == 0) rc = swit__subs_add(h, &defs[i], NULL, NULL, &id);
   }
   if (rc) {   /* the new code is not installed; the caller frees it */
+    swit__subs_truncate(h, before);
     snprintf(err, errlen, rc == SWIT_E_FULL ? "more than %d subscriptions"
              : "out of memory", SWIT__MAX_SUBS);
     return rc;
   }
+  for (size_t i = before; i < h->nsubs; i++) keep[i] = 1;
+  drain_removed(h, keep);
   swit__codeset_free(h->prev_code);
   h->prev_code = h->code;
   h->code = code;

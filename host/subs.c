@@ -31,6 +31,16 @@ static void sub_free(swit__sub *s)
   free(s);
 }
 
+/* Forget the subscriptions created after the first `keep` (a reload that
+ * could not finish adding them; no worker has seen their ids yet). */
+void swit__subs_truncate(swit_host_t *h, size_t keep)
+{
+  while (h->nsubs > keep) {
+    sub_free(h->subs[h->nsubs - 1]);
+    h->subs[--h->nsubs] = NULL;
+  }
+}
+
 void swit__subs_free(swit_host_t *h)
 {
   if (!h->subs) return;

@@ -267,6 +267,34 @@ static void test_handover_and_subscription_diff(void)
   swit_host_free(h);
 }
 
+/* A reload that cannot add its subscriptions (over the host's 1,024)
+ * changes nothing: the subscription it would remove keeps working. */
+static void test_reload_over_capacity_changes_nothing(void)
+{
+  char err[512];
+  swit_host_t *h;
+  unsigned gen;
+  FILE *f = fopen(script, "w");
+
+  fputs("local swit = require 'swit'\n"
+        "for i = 1, 1000 do swit.on('t' .. i, function() end) end\n"
+        "swit.on('kept', function() swit.publish('reply', 'still here') end)\n", f);
+  fclose(f);
+  h = start_host("");
+  swit_host_handle(h, "reply", NULL, SWIT_ORDER_KEY, on_reply, NULL, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  f = fopen(script, "w");
+  fputs("local swit = require 'swit'\n"
+        "for i = 1, 1000 do swit.on('t' .. i, function() end) end\n"
+        "for i = 1, 30 do swit.on('u' .. i, function() end) end\n", f);
+  fclose(f);
+  CHECK(swit_host_reload(h, 0, &gen, err, sizeof err) == SWIT_E_FULL);
+  CHECK(strstr(err, "more than 1024 subscriptions") != NULL);
+  CHECK(gen == 1);
+  CHECK(strcmp(ping(h, "kept"), "still here") == 0);
+  swit_host_free(h);
+}
+
 int main(void)
 {
   CHECK(mkdtemp(dir) != NULL);
@@ -274,6 +302,7 @@ int main(void)
   test_reloads_under_load();
   test_failed_reloads_keep_running_code();
   test_handover_and_subscription_diff();
+  test_reload_over_capacity_changes_nothing();
   unlink(script);
   rmdir(dir);
   return check_done("reload");

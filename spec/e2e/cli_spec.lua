@@ -91,8 +91,12 @@ describe("swit #e2e", function()
       assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of memory, kafka, rabbitmq, nats", err)
     end)
 
-    it("refuses to run with messaging disabled", function()
+    it("refuses to run or check with messaging disabled", function()
       local code, _, err = run_yaml("messaging:\n  enabled: false\n")
+      assert.equal(2, code)
+      assert.matches("messaging.enabled is false", err)
+      local dir = t.dir({ ["swit.yaml"] = "messaging:\n  enabled: false\n" })
+      code, _, err = t.swit({ "check", dir .. "/swit.yaml" })
       assert.equal(2, code)
       assert.matches("messaging.enabled is false", err)
     end)
@@ -152,6 +156,15 @@ swit.on_start(function() print("started") end)
       })
       assert.equal(2, code)
       assert.matches("dup.lua:3: swit.on: topic 'x' already has a handler", err)
+    end)
+
+    it("refuses scripts whose registrations depend on the worker", function()
+      local code, _, err = t.run_scripts(t.config({ "w.lua" }), {
+        ["w.lua"] = "local swit = require 'swit'\nswit.on('a', function() end)\n" ..
+                    "if swit.worker_id() ~= 1 then swit.on('b', function() end) end\n",
+      })
+      assert.equal(2, code)
+      assert.matches("registered 1 handlers where the validated code registered 2", err)
     end)
 
     it("swit check reports script errors with file:line", function()
