@@ -83,6 +83,19 @@ int swit_ffi_publish(swit_ffi_worker *fw, const char *topic, size_t topic_len,
   return swit__publish(w->host, &v, 0, NULL, err, errlen);
 }
 
+/* tracing (host/trace.c) */
+int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
+                          char *out)
+{
+  swit__worker *w = (swit__worker *)fw;
+  return swit__trace_id_hex(w->host ? w : NULL, m, out);
+}
+
+void swit_ffi_span_mark(swit_ffi_worker *fw, uint32_t i, int end)
+{
+  swit__trace_mark((swit__worker *)fw, i, end);
+}
+
 void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,
                   size_t len)
 {

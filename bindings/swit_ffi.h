@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SWIT_FFI_ABI = 3 };
+enum { SWIT_FFI_ABI = 4 };
 
 /* Handler results (same values as SWIT_ACK.. in swit.h). */
 enum {
@@ -40,7 +40,8 @@ enum {
 /* swit_ffi_msg.flags */
 enum {
   SWIT_MSG_F_CHANDLER = 1, /* handled by a C handler: Lua skips it */
-  SWIT_MSG_F_REJECTED = 2  /* refused before any handler (result set) */
+  SWIT_MSG_F_REJECTED = 2, /* refused before any handler (result set) */
+  SWIT_MSG_F_TRACED = 4    /* sampled: Lua marks handler start and end */
 };
 
 /* One header: name and value are byte slices (not NUL-terminated). */
@@ -127,6 +128,16 @@ int swit_ffi_publish(swit_ffi_worker *w, const char *topic, size_t topic_len,
                      const char *payload, size_t payload_len,
                      const swit_header *headers, uint32_t nheaders,
                      char *err, size_t errlen);
+
+/* The message's W3C trace id as 32 lowercase hex characters and a NUL
+ * in out[33]: the trace it continues or starts when tracing is on, else
+ * the one of its traceparent header. 0, or SWIT_E_NOTFOUND (none). */
+int swit_ffi_msg_trace_id(swit_ffi_worker *w, const swit_ffi_msg *m,
+                          char *out);
+
+/* The handler of batch message i starts (end == 0) or ends (end == 1):
+ * span times of a SWIT_MSG_F_TRACED message. */
+void swit_ffi_span_mark(swit_ffi_worker *w, uint32_t i, int end);
 
 /* Write one line to the host's log (stderr). */
 void swit_ffi_log(swit_ffi_worker *w, int level, const char *text,

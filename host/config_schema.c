@@ -366,7 +366,8 @@ static const swit_cfg_field tracing_fields[] = {
   { .name = "otlp_endpoint", .type = SWIT_CFG_STR,
     .offset = OFF(TRACING, otlp_endpoint), .dflt = "",
     .desc = "OTLP/HTTP JSON traces URL, e.g. "
-            "http://127.0.0.1:4318/v1/traces (empty: not exported)" },
+            "http://127.0.0.1:4318/v1/traces (http only; empty: context "
+            "is propagated, no span is recorded)" },
   { .name = "sampling_ratio", .type = SWIT_CFG_DOUBLE,
     .offset = OFF(TRACING, sampling_ratio), .dflt = "1.0", .min = 0,
     .max = 1, .desc = "Fraction of new traces sampled (incoming "
@@ -374,8 +375,8 @@ static const swit_cfg_field tracing_fields[] = {
   { .name = "buffer_size", .type = SWIT_CFG_INT,
     .offset = OFF(TRACING, buffer_size), .dflt = "2048", .min = 16,
     .max = 1000000,
-    .desc = "Spans waiting for export; beyond it spans are dropped and "
-            "counted" },
+    .desc = "Spans waiting for export, shared out among the workers; "
+            "beyond it spans are dropped and counted" },
   { .name = "export_interval", .type = SWIT_CFG_DURATION,
     .offset = OFF(TRACING, export_interval_ms), .dflt = "1s", .min = 10,
     .max = MS_H, .desc = "Spans are exported at least this often" },

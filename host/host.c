@@ -85,6 +85,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->swap_lock, NULL);
   pthread_cond_init(&h->swap_cv, NULL);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
+  if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   h->ops = swit__broker_find(type);
   if (!h->ops) {
     snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
@@ -317,6 +318,7 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
   if ((rc = swit__workers_init_queues(h, err, errlen))) return rc;
   atomic_store(&h->last_activity_ms, swit__now_ms());
   if ((rc = subscribe_all(h, err, errlen))) return rc;
+  if ((rc = swit__trace_start(h, err, errlen))) return rc; /* tracing */
   if ((rc = swit__workers_start(h, err, errlen))) return rc;
   if (h->cfg->lua.hot_reload.watch && h->code)
     return swit__watch_start(h, err, errlen);
@@ -332,6 +334,7 @@ static void teardown(swit_host_t *h)
   if (atomic_load(&h->connected)) h->ops->flush(h->broker, 5000);
   if (h->subs) unsubscribe_all(h);
   swit__workers_stop(h);
+  swit__trace_stop(h);        /* tracing: export what the workers left */
   if (atomic_exchange(&h->connected, 0)) h->ops->disconnect(h->broker);
 }
 
@@ -428,6 +431,7 @@ void swit_host_free(swit_host_t *h)
   if (!h) return;
   swit_host_stop(h, -1);
   swit__obs_free(h);          /* servers stop before what they read goes */
+  swit__trace_free(h);        /* the exporter reads workers and subs */
   swit__workers_free(h);
   swit__subs_free(h);
   swit__codeset_free(h->code);

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 
 typedef struct lua_State lua_State;
 
@@ -126,6 +127,7 @@ typedef struct swit__retry {
   int64_t due_ms;
   swit__item item;
   char *dlq_reason;  /* set when only the dead-letter publish is pending */
+  swit__trace_ctx trace;  /* tracing: the attempt's context (trace.h) */
 } swit__retry;
 
 typedef struct swit__retry_heap {
@@ -170,6 +172,7 @@ typedef struct swit__worker {
   int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
   swit__wstats st;            /* metrics, summed at scrape (metrics.h) */
   uint64_t handler_us;        /* this batch: handler time per message */
+  swit__wtrace *tr;           /* tracing (trace.h); NULL when off */
 } swit__worker;
 
 /* ---------------------------------------------------------------------
@@ -222,7 +225,8 @@ struct swit_host_s {
   pthread_cond_t swap_cv;
   atomic_uint reloads_ok, reloads_failed;
   struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
-  struct swit__obs *obs;      /* admin server, metrics, tracing (obs.h) */
+  struct swit__obs *obs;      /* admin server, metrics (obs.h) */
+  swit__tracer *tracer;       /* tracing (trace.h); NULL when off */
 };
 
 /* A result only the host sets: give the message back to the broker

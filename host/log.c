@@ -3,7 +3,8 @@
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
  * server.log.format: json one JSON object per line (time, level, and on
- * a worker thread worker, topic and trace_id of the message it handles).
+ * a worker thread worker, topic and trace_id of the message it handles:
+ * its trace when tracing is on, else its traceparent header's).
  * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
  */
@@ -47,7 +48,7 @@ static void json_context(char *line, size_t cap, size_t *n)
 {
   swit__worker *w = swit__current_worker;
   const swit_ffi_msg *m;
-  const swit_header *tp;
+  char tid[33];
 
   if (!w || !w->host) return;
   *n += (size_t)snprintf(line + *n, cap - *n, ",\"worker\":%u", w->id);
@@ -59,10 +60,8 @@ static void json_context(char *line, size_t cap, size_t *n)
   *n += 10;
   *n += json_str(line + *n, cap - *n - 8, m->v.topic, m->v.topic_len);
   line[(*n)++] = '"';
-  tp = swit__msg_header_find(m, "traceparent", 11);
-  if (tp && tp->value_len >= 35 && *n + 64 < cap)
-    *n += (size_t)snprintf(line + *n, cap - *n, ",\"trace_id\":\"%.32s\"",
-                           tp->value + 3);
+  if (*n + 64 < cap && swit__trace_id_hex(w, m, tid) == 0)   /* trace.c */
+    *n += (size_t)snprintf(line + *n, cap - *n, ",\"trace_id\":\"%s\"", tid);
 }
 
 static void vlog_json(int level, const char *fmt, va_list ap)

@@ -592,6 +592,23 @@ static void render_lag(swit_host_t *h, render *r)
   pthread_mutex_unlock(&o->lag_lock);
 }
 
+/* Tracing (trace.h): zeros when tracing is off. */
+static void render_trace(swit_host_t *h, render *r)
+{
+  uint64_t exported, full, failed;
+
+  swit__trace_counts(h, &exported, &full, &failed);
+  head(r, "swit_trace_spans_exported_total", "counter",
+       "Spans the OTLP endpoint accepted");
+  swit__buf_printf(r->b, "swit_trace_spans_exported_total %" PRIu64 "\n",
+                   exported);
+  head(r, "swit_trace_spans_dropped_total", "counter",
+       "Spans dropped: a full buffer, or an export that failed");
+  swit__buf_printf(r->b, "swit_trace_spans_dropped_total{reason=\"buffer_full\"}"
+                   " %" PRIu64 "\nswit_trace_spans_dropped_total{reason="
+                   "\"export_failed\"} %" PRIu64 "\n", full, failed);
+}
+
 int swit__metrics_render(swit_host_t *h, swit__buf *out)
 {
   render r = {out, h->ops ? h->ops->name : "none"};
@@ -602,6 +619,7 @@ int swit__metrics_render(swit_host_t *h, swit__buf *out)
   render_sub_gauges(h, &r);
   render_host(h, &r);
   render_lag(h, &r);
+  render_trace(h, &r);                                         /* tracing */
   swit__umetrics_render(h, out);
   return out->data ? 0 : SWIT_E_NOMEM;
 }

@@ -27,6 +27,8 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   swit_publish_opts o = {.timeout_ms = timeout_ms};
   int rc;
 
+  if (h->tracer) m = swit__trace_inject(h, m, n);   /* tracing: traceparent */
+
   if (!atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
              (int)m->topic_len, m->topic);

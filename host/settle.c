@@ -74,13 +74,14 @@ static int is_swit_header(const swit_header *h)
 /* The dead-letter copy: the original headers (less x-swit-* ones from an
  * earlier dead-lettering, which this one replaces), then ours. */
 static int dead_letter(swit__worker *w, const swit__item *it,
-                       const char *reason, size_t reason_len, char *err,
-                       size_t errlen)
+                       const swit__trace_ctx *tc, const char *reason,
+                       size_t reason_len, char *err, size_t errlen)
 {
   const swit_msg_view *o = it->msg;
   swit__sub *sub = it->sub;
-  size_t need = o->nheaders + 3, n = 0;
-  char attempts[16];
+  size_t need = o->nheaders + 5, n = 0;
+  char attempts[16], tp[56];
+  int traced = tc && tc->kind != SWIT__TR_NONE;
   uint64_t confirm;
   swit_msg_view v = *o;
   swit_header *hv;
@@ -93,7 +94,15 @@ static int dead_letter(swit__worker *w, const swit__item *it,
   }
   hv = w->dlq_headers;
   for (uint32_t i = 0; i < o->nheaders; i++)
-    if (!is_swit_header(&o->headers[i])) hv[n++] = o->headers[i];
+    if (!is_swit_header(&o->headers[i]) &&
+        !(traced && swit__trace_is_header(&o->headers[i])))
+      hv[n++] = o->headers[i];
+  if (traced) {                  /* tracing: a child of the failed attempt */
+    swit__trace_format(tc, tp);
+    hv[n++] = (swit_header){"traceparent", tp, 11, 55};
+    if (tc->state)
+      hv[n++] = (swit_header){"tracestate", tc->state, 10, tc->state_len};
+  }
   snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
   hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
   hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
@@ -120,12 +129,13 @@ static int transient(int rc)
 #define PARK_MIN_MS 100
 
 static void dead_letter_or_park(swit__worker *w, settle_run *run,
-                                const swit__item *it, const char *reason,
+                                const swit__item *it,
+                                const swit__trace_ctx *tc, const char *reason,
                                 size_t reason_len)
 {
   int64_t delay = it->sub->scfg->retry_delay_ms;
   char err[256];
-  int rc = dead_letter(w, it, reason, reason_len, err, sizeof err);
+  int rc = dead_letter(w, it, tc, reason, reason_len, err, sizeof err);
 
   if (rc == 0) {
     swit__sub_stats *st = w->host->obs->metrics_on          /* metrics */
@@ -150,6 +160,7 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
     .item = *it,
     .dlq_reason = strndup(reason, reason_len),
   };
+  if (tc) r.trace = *tc;                                       /* tracing */
   if (!r.dlq_reason || swit__retry_push(&w->retries, &r) != 0) {
     free(r.dlq_reason);
     swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] out of memory "
@@ -163,12 +174,13 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
 /* Failures */
 
 static void schedule_retry(swit__worker *w, settle_run *run,
-                           const swit__item *it, const char *reason,
-                           size_t reason_len)
+                           const swit__item *it, const swit__trace_ctx *tc,
+                           const char *reason, size_t reason_len)
 {
   int64_t delay = swit__retry_backoff_ms(it->sub->scfg, it->attempt, &w->rng);
   swit__retry r = {.due_ms = swit__now_ms() + delay, .item = *it};
 
+  if (tc) r.trace = *tc;                                       /* tracing */
   swit__sub_stats *st = w->host->obs->metrics_on            /* metrics */
                         ? swit__stats_sub(w, it->sub->id) : NULL;
 
@@ -189,9 +201,11 @@ static void settle_failure(swit__worker *w, settle_run *run,
   const char *reason = m->reason ? m->reason : result_name(m->result);
   size_t len = m->reason ? m->reason_len : strlen(reason);
   swit__sub *sub = it->sub;
+  const swit__trace_ctx *tc = w->tr                            /* tracing */
+      ? swit__trace_slot(w, (uint32_t)(m - w->ffi.msgs)) : NULL;
 
   if (m->result == SWIT_RES_RETRY && it->attempt < sub->max_attempts) {
-    schedule_retry(w, run, it, reason, len);
+    schedule_retry(w, run, it, tc, reason, len);
     return;
   }
   swit__log(&w->host->log,
@@ -201,7 +215,7 @@ static void settle_failure(swit__worker *w, settle_run *run,
             m->result == SWIT_RES_RETRY ? "retries exhausted"
                                         : result_name(m->result),
             sub->topic, sub->dead_letter, it->attempt, (int)len, reason);
-  dead_letter_or_park(w, run, it, reason, len);
+  dead_letter_or_park(w, run, it, tc, reason, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -231,7 +245,8 @@ void swit__settle_retry_due(swit__worker *w, swit__retry *r)
 {
   settle_run run = {NULL, 0};
 
-  dead_letter_or_park(w, &run, &r->item, r->dlq_reason, strlen(r->dlq_reason));
+  dead_letter_or_park(w, &run, &r->item, &r->trace, r->dlq_reason,
+                      strlen(r->dlq_reason));
   free(r->dlq_reason);
   r->dlq_reason = NULL;
   run_flush(w, &run);

@@ -112,10 +112,13 @@ static void run_c_handlers(swit__worker *w, size_t n)
   for (size_t i = 0; i < n; i++) {
     swit_ffi_msg *m = &w->ffi.msgs[i];
     swit__sub *sub = w->items[i].sub;
-    int r;
+    int r, traced = m->flags & SWIT_MSG_F_TRACED;
 
     if (!sub->ccb || (m->flags & SWIT_MSG_F_REJECTED)) continue;
+    w->ffi.cursor = (uint32_t)i;          /* the message being handled */
+    if (traced) swit__trace_mark(w, (uint32_t)i, 0);           /* tracing */
     r = sub->ccb(m, sub->cud);
+    if (traced) swit__trace_mark(w, (uint32_t)i, 1);
     if (r < SWIT_ACK || r > SWIT_FATAL) {
       char why[80];
       snprintf(why, sizeof why, "C handler returned %d (not a SWIT_ACK.."
@@ -137,8 +140,10 @@ static void run_batch(swit__worker *w, size_t n)
   atomic_store_explicit(&w->st.busy_since_us, (int64_t)t0,
                         memory_order_relaxed);
   fill_batch(w, n, &nlua);
+  if (w->tr) swit__trace_batch_begin(w, n);                    /* tracing */
   if (w->host->has_chandlers) run_c_handlers(w, n);
   if (nlua) swit__lua_dispatch(w, (uint32_t)n);
+  if (w->tr) swit__trace_batch_end(w, n);                      /* tracing */
   t1 = swit__now_us();
   atomic_store_explicit(&w->st.busy_since_us, 0, memory_order_relaxed);
   w->handler_us = (t1 - t0) / n;
@@ -168,10 +173,12 @@ static size_t take_due_retries(swit__worker *w, int64_t now, size_t max)
    * refused publish that parks itself again cannot keep the worker here */
   for (size_t popped = 0; popped < max &&
                           swit__retry_pop_due(&w->retries, now, &r); popped++) {
-    if (r.dlq_reason)
+    if (r.dlq_reason) {
       swit__settle_retry_due(w, &r);
-    else
+    } else {
+      if (w->tr) swit__trace_preset(w, (uint32_t)n, &r.trace); /* tracing */
       w->items[n++] = r.item;
+    }
   }
   return n;
 }
@@ -243,6 +250,7 @@ static int worker_init(swit_host_t *h, swit__worker *w, uint32_t id)
   w->ffi.msgs = calloc(h->batch_size, sizeof *w->ffi.msgs);
   w->settles = calloc(h->batch_size, sizeof *w->settles);
   if (swit__stats_worker_init(w) != 0) return SWIT_E_NOMEM;   /* metrics */
+  if (swit__trace_worker_init(w) != 0) return SWIT_E_NOMEM;   /* tracing */
   return w->items && w->ffi.msgs && w->settles ? 0 : SWIT_E_NOMEM;
 }
 
@@ -327,6 +335,7 @@ void swit__workers_free(swit_host_t *h)
     free(w->settles);
     free(w->dlq_headers);
     swit__stats_worker_free(w);
+    swit__trace_worker_free(w);                                /* tracing */
   }
   free(h->workers);
   h->workers = NULL;

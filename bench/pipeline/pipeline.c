@@ -13,14 +13,31 @@
  * make single runs noisy); the spread is printed beside it. Figures only;
  * nothing asserted.
  *
+ *
+ * --tracing RATIO (1.0, 0.01, ...) turns messaging.tracing on with that
+ * sampling ratio, exporting to an OTLP receiver thread inside the bench
+ * (it reads each POST and answers 200, so the exporter does its whole
+ * job: JSON and HTTP), then runs the same cases with tracing off and
+ * prints each case's traced/off throughput ratio. With --otlp closed
+ * the endpoint is a closed local port instead: every export fails at
+ * connect and its spans are dropped (counted), which leaves out the JSON,
+ * the HTTP and the receiver's own CPU time (on a 2-core machine the
+ * receiver thread competes with the workers).
+ *
  *   bench_pipeline [--messages N] [--case a|b|c|d] [--workers 1|2]
- *                  [--repeat R] [--metrics on|off]
+ *                  [--repeat R] [--metrics on|off] [--tracing off|RATIO]
+ *                  [--otlp receiver|closed]
  *   (default: 4,000,000 messages, every case, 1 and 2 workers, 5 runs)
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <swit/swit.h>
 
@@ -32,7 +49,64 @@
 
 /* --metrics on|off: server.metrics.enabled (the admin server stays off) */
 static const char *metrics = "true";
+/* --tracing off|RATIO: messaging.tracing, exported to otlp_port */
+static const char *tracing = NULL;
+static int otlp_port, otlp_closed;
 #define CHUNK 256
+
+/* ------------------------------------------------------------------ */
+/* The OTLP receiver: read a request (headers, Content-Length bytes of
+ * body), answer 200, close. */
+
+static void serve_one(int fd)
+{
+  static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                           "Connection: close\r\n\r\n";
+  char head[4096], body[1 << 16];
+  size_t n = 0, need = 0;
+  char *end = NULL, *cl;
+  ssize_t k;
+
+  while (!end && n < sizeof head - 1 &&
+         (k = read(fd, head + n, sizeof head - 1 - n)) > 0) {
+    n += (size_t)k;
+    head[n] = '\0';
+    end = strstr(head, "\r\n\r\n");
+  }
+  if (end) {
+    cl = strcasestr(head, "content-length:");
+    need = cl ? strtoul(cl + 15, NULL, 10) : 0;
+    n -= (size_t)(end + 4 - head);          /* body bytes already read */
+    while (n < need && (k = read(fd, body, sizeof body)) > 0) n += (size_t)k;
+  }
+  if (write(fd, ok, sizeof ok - 1) < 0) { /* the exporter sees no answer */ }
+  close(fd);
+}
+
+static void *otlp_receiver(void *arg)
+{
+  int lfd = (int)(intptr_t)arg, fd;
+  while ((fd = accept(lfd, NULL, NULL)) >= 0) serve_one(fd);
+  return NULL;
+}
+
+static int start_receiver(void)
+{
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  socklen_t sl = sizeof sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  pthread_t t;
+
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      (!otlp_closed && listen(fd, 64) != 0) ||
+      getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+    return -1;
+  otlp_port = ntohs(sa.sin_port);
+  if (otlp_closed) return close(fd);      /* --otlp closed: nobody listens */
+  return pthread_create(&t, NULL, otlp_receiver, (void *)(intptr_t)fd) ? -1
+         : pthread_detach(t);
+}
 
 static const char order_json[] =
   "{\"id\":\"order-12345\",\"customer\":\"customer-42\",\"currency\":\"EUR\","
@@ -61,22 +135,26 @@ static double run_case(const char *script, int workers, const char *payload,
                        long n)
 {
   static swit_pub_t batch[CHUNK];
-  char yaml[1024], err[512];
+  char yaml[1024], err[512], tr[256] = "";
   swit_host_t *h = NULL;
   double t0, t1;
   int rc;
 
+  if (tracing)
+    snprintf(tr, sizeof tr, "  tracing: {enabled: true, sampling_ratio: %s, "
+             "otlp_endpoint: \"http://127.0.0.1:%d/v1/traces\"}\n", tracing,
+             otlp_port);
   snprintf(yaml, sizeof yaml,
            "server: {name: bench, admin: {listen: \"off\"}, "
            "metrics: {enabled: %s}}\n"
-           "messaging:\n"
+           "messaging:\n%s"
            "  broker: {type: memory, config: {queue_size: 65536}}\n"
            "  resources:\n"
            "    subscribers: {worker_pool_size: %d, max_in_flight: %d}\n"
            "lua:\n"
            "  batch_size: 256\n"
            "  scripts: [%s]\n",
-           metrics, workers, 16384 * workers, script ? script : "");
+           metrics, tr, workers, 16384 * workers, script ? script : "");
   if (!script) *strstr(yaml, "  scripts: [") = '\0';
   rc = swit_host_new_from_string(&h, yaml, BENCH_DIR, err, sizeof err);
   if (rc == 0 && !script)
@@ -110,19 +188,32 @@ static int cmp_double(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-/* Median of `repeat` runs of case c; min and max to *lo and *hi. */
+/* Median of `repeat` runs of case c; min and max to *lo and *hi. With
+ * tracing on, each run alternates with one with tracing off (so both see
+ * the same machine load), whose median goes to *off. */
 static double run_named(int c, int workers, long n, int repeat, double *lo,
-                        double *hi)
+                        double *hi, double *off)
 {
-  double v[repeat];
+  double v[repeat], u[repeat];
+  const char *traced = tracing;
 
   for (int i = 0; i < repeat; i++) {
     /* the JSON and CPU-bound cases are slower: a quarter of the messages */
     v[i] = run_case(scripts[c], workers, c == 2 ? order_json : "x",
                     c >= 2 ? n / 4 : n);
     if (v[i] < 0) return -1;
+    if (!traced) continue;
+    tracing = NULL;
+    u[i] = run_case(scripts[c], workers, c == 2 ? order_json : "x",
+                    c >= 2 ? n / 4 : n);
+    tracing = traced;
+    if (u[i] < 0) return -1;
   }
   qsort(v, (size_t)repeat, sizeof *v, cmp_double);
+  if (traced) {
+    qsort(u, (size_t)repeat, sizeof *u, cmp_double);
+    *off = u[repeat / 2];
+  }
   *lo = v[0];
   *hi = v[repeat - 1];
   return v[repeat / 2];
@@ -132,7 +223,7 @@ int main(int argc, char **argv)
 {
   long n = 4000000;
   int only = -1, wmin = 1, wmax = 2, repeat = 5;
-  double r[4][2], lo[4][2], hi[4][2];
+  double r[4][2], lo[4][2], hi[4][2], off[4][2];
 
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--messages") == 0) n = atol(argv[i + 1]);
@@ -141,18 +232,32 @@ int main(int argc, char **argv)
     else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--metrics") == 0)
       metrics = strcmp(argv[i + 1], "off") ? "true" : "false";
+    else if (strcmp(argv[i], "--tracing") == 0)
+      tracing = strcmp(argv[i + 1], "off") ? argv[i + 1] : NULL;
+    else if (strcmp(argv[i], "--otlp") == 0)
+      otlp_closed = strcmp(argv[i + 1], "closed") == 0;
     else n = -1;
   }
   if (n <= 0 || (argc % 2) == 0 || only < -1 || only > 3 || wmin < 1 ||
       wmax > 2 || repeat < 1) {
     fprintf(stderr, "usage: bench_pipeline [--messages N] [--case a|b|c|d] "
-            "[--workers 1|2] [--repeat R] [--metrics on|off]\n");
+            "[--workers 1|2] [--repeat R] [--metrics on|off] "
+            "[--tracing off|RATIO] [--otlp receiver|closed]\n");
+    return 2;
+  }
+  if (tracing && (atof(tracing) < 0 || atof(tracing) > 1 ||
+                  start_receiver() != 0)) {
+    fprintf(stderr, "bench: --tracing: a ratio in 0..1, and an OTLP "
+            "receiver on 127.0.0.1 (could not start one)\n");
     return 2;
   }
   printf("swit pipeline benchmark: memory broker, %ld messages per case "
          "(a quarter for c and d), batch 256, 1 producer thread,\n"
-         "median of %d runs [min-max], messages/s; metrics %s\n", n, repeat,
-         strcmp(metrics, "true") ? "off" : "on");
+         "median of %d runs [min-max], messages/s; metrics %s; tracing %s%s%s\n",
+         n, repeat, strcmp(metrics, "true") ? "off" : "on",
+         tracing ? "on, sampling " : "off", tracing ? tracing : "",
+         !tracing ? "" : otlp_closed ? ", OTLP endpoint a closed port"
+                                     : ", OTLP receiver thread in the bench");
   printf("json payload: %zu bytes\n\n", strlen(order_json));
   printf("%-36s %26s %26s %6s\n", "case", "1 worker", "2 workers", "2w/1w");
   for (int c = 0; c < 4; c++) {
@@ -161,7 +266,7 @@ int main(int argc, char **argv)
     for (int w = 1; w <= 2; w++) {
       int on = w >= wmin && w <= wmax;
       r[c][w - 1] = on ? run_named(c, w, n, repeat, &lo[c][w - 1],
-                                   &hi[c][w - 1]) : 0;
+                                   &hi[c][w - 1], &off[c][w - 1]) : 0;
       if (r[c][w - 1] < 0) return 1;
       if (on)
         snprintf(col[w - 1], sizeof col[0], "%.2fM [%.2f-%.2f]",
@@ -175,5 +280,16 @@ int main(int argc, char **argv)
   if (only < 0)
     printf("\nLua/C ratio (trivial handler): 1 worker %.2f, 2 workers %.2f\n",
            r[0][0] / r[1][0], r[0][1] / r[1][1]);
+  if (!tracing) return 0;
+  printf("\ntracing %s vs off, runs alternated (traced/off messages/s; "
+         "off median in brackets):\n", tracing);
+  for (int c = 0; c < 4; c++) {
+    if (only >= 0 && c != only) continue;
+    printf("%-36s", names[c]);
+    for (int w = wmin; w <= wmax; w++)
+      printf("   %dw %.3f [%.2fM]", w, r[c][w - 1] / off[c][w - 1],
+             off[c][w - 1] / 1e6);
+    printf("\n");
+  }
   return 0;
 }

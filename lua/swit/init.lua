@@ -14,7 +14,7 @@ local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
 local json_safe = require "cjson.safe"  -- encoder for table payloads
 
 local C = ffi.C
-local ABI = 3
+local ABI = 4
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
 if not pcall(function() return C.swit_ffi_cdef end) then
@@ -30,6 +30,7 @@ end
 local W = C.swit_ffi_worker_current()
 local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
 local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
+local F_TRACED = C.SWIT_MSG_F_TRACED
 
 local swit = { _VERSION = "0.1.0", ABI = ABI, null = json.null }
 swit.metrics = require "swit.metrics"   -- counters, gauges, histograms
@@ -93,6 +94,13 @@ function Msg.headers(m)
     i = i + 1
   end
   return t
+end
+
+local tid_out = ffi.new("char[33]")
+
+function Msg.trace_id(m)
+  if C.swit_ffi_msg_trace_id(W, m, tid_out) ~= 0 then return nil end
+  return ffi.string(tid_out, 32)
 end
 
 function Msg.set_header(m, name, value)
@@ -371,9 +379,15 @@ function swit._dispatch(from, n)
   for i = from, n - 1 do
     W.cursor = i
     local m = msgs[i]
-    if m.flags == 0 then
+    local f = m.flags
+    if f == 0 then
       local r = handlers[m.sub](m)
       if r ~= nil and r ~= true then set_result(m, r) end
+    elseif f == F_TRACED then           -- sampled: its span's times
+      C.swit_ffi_span_mark(W, i, 0)
+      local r = handlers[m.sub](m)
+      if r ~= nil and r ~= true then set_result(m, r) end
+      C.swit_ffi_span_mark(W, i, 1)
     end
   end
 end

@@ -11,6 +11,9 @@
  * On the Lua side, it checks that the GC heap of the worker states does
  * not grow either (collectgarbage("count") with the collector stopped).
  * Not built under sanitizers, which interpose malloc themselves.
+ * `test_alloc tracing` runs the same with tracing on (sampling 0.01,
+ * spans exported to a closed port: the worker rings, the exporter and its
+ * failing posts must not allocate per message or per export either).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -97,9 +100,13 @@ static void publish(swit_host_t *h, const char *topic, long n)
     CHECK(swit_host_publish_batch(h, topic, m, 64, NULL, err, sizeof err) == 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-  char dir[] = "/tmp/swit-alloc-XXXXXX", path[64], yaml[512], err[512];
+  char dir[] = "/tmp/swit-alloc-XXXXXX", path[64], yaml[768], err[512];
+  const char *tracing = argc > 1 && !strcmp(argv[1], "tracing")
+      ? "  tracing: {enabled: true, sampling_ratio: 0.01, "
+        "otlp_endpoint: \"http://127.0.0.1:9/v1/traces\", "
+        "export_interval: 20ms}\n" : "";
   swit_host_t *h = NULL;
   long warm, steady;
   FILE *f;
@@ -114,8 +121,9 @@ int main(void)
            "  broker: {type: memory, config: {queue_size: 1024}}\n"
            "  resources:\n"
            "    subscribers: {worker_pool_size: 1, max_in_flight: 4096}\n"
+           "%s"
            "lua:\n"
-           "  scripts: [%s]\n", path);
+           "  scripts: [%s]\n", tracing, path);
   CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
   CHECK(swit_host_handle(h, "c", NULL, SWIT_ORDER_KEY, c_handler, NULL, err,
                          sizeof err) == 0);

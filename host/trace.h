@@ -1,0 +1,156 @@
+/*
+ * trace.h - W3C trace context and span export (trace.c, otlp.c). Included
+ * by host_int.h; not API.
+ *
+ * Threads: a worker owns its swit__wtrace (the trace context of each
+ * message of its batch, its id generator and its span ring) and is the
+ * only writer of the ring's head; the exporter thread (otlp.c) is the only
+ * reader, and the only writer of the tail. Nothing on the message path
+ * takes a lock or allocates: a worker takes the exporter's mutex only to
+ * wake it when its ring holds a full export batch.
+ *
+ * With messaging.tracing.enabled false the host has no tracer and no
+ * worker has a swit__wtrace: the hot path tests one pointer per batch.
+ */
+#ifndef SWIT_TRACE_H
+#define SWIT_TRACE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "swit_ffi.h"
+
+struct swit_host_s;
+struct swit__worker;
+struct swit__buf;
+
+/* A message's trace context. Ids are drawn lazily: 0 means not drawn yet
+ * (an unsampled message that never publishes draws none). */
+enum { SWIT__TR_NONE = 0, SWIT__TR_READY = 1, SWIT__TR_PRESET = 2 };
+
+typedef struct swit__trace_ctx {
+  uint64_t hi, lo;          /* trace id */
+  uint64_t span;            /* this message's (consumer) span id */
+  uint64_t parent;          /* incoming parent span id, 0: a new trace */
+  uint64_t start_ns, end_ns;/* handler start and end, unix ns (sampled) */
+  const char *state;        /* incoming tracestate (message memory) */
+  uint32_t state_len;
+  uint8_t sampled;
+  uint8_t kind;             /* SWIT__TR_* */
+} swit__trace_ctx;
+
+/* One finished span, as handed to the exporter. */
+#define SWIT__SPAN_REASON 120
+#define SWIT__SPAN_STATE 128
+typedef struct swit__span_rec {
+  uint64_t hi, lo, span, parent;
+  uint64_t start_ns, end_ns;
+  uint32_t sub, attempt, worker;
+  int32_t result;
+  uint16_t reason_len, state_len;
+  char reason[SWIT__SPAN_REASON];
+  char state[SWIT__SPAN_STATE];
+} swit__span_rec;
+
+/* Single-producer (the worker) single-consumer (the exporter) ring. */
+typedef struct swit__span_ring {
+  swit__span_rec *v;
+  uint32_t cap;                            /* a power of two */
+  _Alignas(64) _Atomic uint32_t head;      /* next to write (worker) */
+  _Alignas(64) _Atomic uint32_t tail;      /* next to read (exporter) */
+  _Alignas(64) _Atomic uint64_t dropped;   /* ring full (worker writes) */
+} swit__span_ring;
+
+/* Per worker. */
+typedef struct swit__wtrace {
+  swit__trace_ctx *slots;   /* [batch_size], parallel to the batch */
+  uint64_t rng;             /* splitmix64 state */
+  uint64_t batch_ns;        /* this batch's start, unix ns */
+  int in_handlers;          /* publishes now are a handler's */
+  swit__span_ring ring;
+} swit__wtrace;
+
+/* The host's tracer (h->tracer; NULL when tracing is off). */
+#define SWIT__EXPORT_BATCH 512
+typedef struct swit__tracer {
+  int exporting;            /* otlp_endpoint set: spans are recorded */
+  int always;               /* sampling_ratio 1 */
+  uint64_t threshold;       /* else sampled when a draw < threshold */
+  uint32_t ring_cap;        /* per worker */
+  int64_t interval_ms;      /* export_interval */
+  char host[256], port[8], path[512];   /* from otlp_endpoint */
+  pthread_t thread;
+  int started;
+  pthread_mutex_t lock;     /* with cv: stop, kicked */
+  pthread_cond_t cv;
+  int stop, kicked;
+  atomic_int kick_pending;  /* a worker asked for an export */
+  _Atomic uint64_t exported, failed;    /* written by the exporter */
+  int failing;              /* the last export failed (log once) */
+  swit__span_rec *batch;    /* [SWIT__EXPORT_BATCH], the exporter's */
+  struct swit__buf *body;   /* the request body, reused */
+  struct sockaddr_storage addr;  /* the endpoint, resolved once; again */
+  socklen_t addrlen;        /*   after a failure unless host is an IP */
+  int numeric;
+} swit__tracer;
+
+/* ---------------------------------------------------------------------
+ * Lifecycle (host.c, worker.c). new: with the host (checks the endpoint
+ * URL: SWIT_E_CONFIG); start: the exporter thread, once the host runs;
+ * stop: after the workers stopped, exports what is left and joins;
+ * free: stops if needed. All accept a host without a tracer. */
+int swit__trace_new(struct swit_host_s *h, char *err, size_t errlen);
+int swit__trace_start(struct swit_host_s *h, char *err, size_t errlen);
+void swit__trace_stop(struct swit_host_s *h);
+void swit__trace_free(struct swit_host_s *h);
+int swit__trace_worker_init(struct swit__worker *w);
+void swit__trace_worker_free(struct swit__worker *w);
+
+/* ---------------------------------------------------------------------
+ * The message path (worker thread, only when w->tr is set) */
+
+/* Before the handlers of a batch of n: each message's context from its
+ * traceparent/tracestate headers, or a new trace; sampling; marks the
+ * sampled messages SWIT_MSG_F_TRACED when spans are exported. */
+void swit__trace_batch_begin(struct swit__worker *w, size_t n);
+/* After the handlers, before settling: spans of the sampled messages go
+ * to the worker's ring. */
+void swit__trace_batch_end(struct swit__worker *w, size_t n);
+/* Handler start (end = 0) or end (end = 1) of message i. */
+void swit__trace_mark(struct swit__worker *w, uint32_t i, int end);
+/* The batch slot i continues `kept` (a due retry). */
+void swit__trace_preset(struct swit__worker *w, uint32_t i,
+                        const swit__trace_ctx *kept);
+/* Context of message i of the batch, ids drawn, or NULL. */
+const swit__trace_ctx *swit__trace_slot(struct swit__worker *w, uint32_t i);
+
+/* The views to publish: `m` itself, or (on a worker inside a handler)
+ * copies in the worker's arena with a child traceparent and the incoming
+ * tracestate added to each view that has no traceparent of its own. */
+const swit_msg_view *swit__trace_inject(struct swit_host_s *h,
+                                        const swit_msg_view *m, size_t n);
+/* "00-<trace>-<span>-<flags>" (55 chars + NUL) for a child of c. */
+void swit__trace_format(const swit__trace_ctx *c, char out[56]);
+/* 1 if a header is traceparent or tracestate (ASCII case-insensitive). */
+int swit__trace_is_header(const swit_header *hd);
+/* The trace id (32 hex + NUL) of batch message m: its context when
+ * tracing is on, else from its traceparent header. 0 or SWIT_E_NOTFOUND. */
+int swit__trace_id_hex(struct swit__worker *w, const swit_ffi_msg *m,
+                       char out[33]);
+
+/* ---------------------------------------------------------------------
+ * Export (otlp.c) */
+
+/* Counts for /metrics (zeros without a tracer). */
+void swit__trace_counts(struct swit_host_s *h, uint64_t *exported,
+                        uint64_t *dropped_full, uint64_t *dropped_export);
+/* Wake the exporter (a ring holds a full batch). */
+void swit__trace_kick(struct swit_host_s *h);
+/* The OTLP/HTTP JSON body of n spans. */
+int swit__otlp_json(struct swit_host_s *h, const swit__span_rec *s, size_t n,
+                    struct swit__buf *out);
+
+#endif /* SWIT_TRACE_H */
