@@ -1,0 +1,374 @@
+/*
+ * nats_conn.c - the NATS connection: cnats options built from the config,
+ * connect, the callbacks that feed the host's connection state machine,
+ * JetStream availability, and drain/close at disconnect.
+ *
+ * States: connect reports connecting, then connected, or backing-off when
+ * no server answers (cnats keeps trying in the background: RetryOnFailed-
+ * Connect). A lost connection reports reconnecting; each pause between
+ * rounds of attempts reports backing-off with the host's delay (the
+ * custom reconnect delay callback asks env->backoff_ms); a successful
+ * reconnect reports connected; running out of attempts closes the
+ * connection and reports failed. Publishes while the connection is down
+ * go to cnats' reconnect buffer (reconnect_buffer bytes) and fail with
+ * SWIT_E_FULL beyond it.
+ *
+ * Threads: cnats calls the callbacks from its own threads; they only read
+ * the broker's immutable fields and atomics, and log.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nats_int.h"
+
+/* ---------------------------------------------------------------------
+ * Callbacks */
+
+static void url_of(natsConnection *nc, char *buf, size_t len)
+{
+  if (natsConnection_GetConnectedUrl(nc, buf, len) != NATS_OK || !*buf)
+    snprintf(buf, len, "(no server)");
+}
+
+static void on_connected(natsConnection *nc, void *ud)
+{
+  nats_broker *b = ud;
+  char url[256], detail[512];
+  url_of(nc, url, sizeof url);
+  snprintf(detail, sizeof detail, "connected to %s", url);
+  atomic_store(&b->lost, 0);
+  swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+  if (b->st.jetstream && swit__nats_js_check(b, detail, sizeof detail))
+    NATS_LOG(b, SWIT_LOG_ERROR, "messaging.broker.config.jetstream: true, "
+             "but %s; JetStream subscriptions and publishes will fail",
+             detail);
+}
+
+/* Report the loss once, from whichever of the disconnected callback and
+ * the first reconnect delay cnats runs first. */
+static void report_lost(nats_broker *b)
+{
+  char detail[300];
+  if (atomic_load(&b->closing) || atomic_exchange(&b->lost, 1))
+    return;
+  snprintf(detail, sizeof detail, "connection to %s lost", b->servers_text);
+  swit__nats_report(b, SWIT_CONN_RECONNECTING, detail);
+}
+
+static void on_disconnected(natsConnection *nc, void *ud)
+{
+  (void)nc;
+  report_lost(ud);
+}
+
+static void on_reconnected(natsConnection *nc, void *ud)
+{
+  nats_broker *b = ud;
+  char url[256], detail[300];
+  url_of(nc, url, sizeof url);
+  snprintf(detail, sizeof detail, "reconnected to %s", url);
+  atomic_store(&b->lost, 0);
+  swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+}
+
+static void on_closed(natsConnection *nc, void *ud)
+{
+  nats_broker *b = ud;
+  (void)nc;
+  if (atomic_load(&b->closing)) {
+    swit__nats_report(b, SWIT_CONN_DISCONNECTED, NULL);
+  } else {
+    char detail[400];
+    snprintf(detail, sizeof detail, "connection to %s closed: reconnect "
+             "attempts exhausted (messaging.broker.reconnect.max_attempts)",
+             b->servers_text);
+    swit__nats_report(b, SWIT_CONN_FAILED, detail);
+  }
+  pthread_mutex_lock(&b->closed_mu);
+  atomic_store(&b->closed, 1);
+  pthread_cond_broadcast(&b->closed_cv);
+  pthread_mutex_unlock(&b->closed_mu);
+}
+
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *ud)
+{
+  nats_broker *b = ud;
+  int64_t d = b->env.backoff_ms
+                  ? b->env.backoff_ms(b->env.host_ud, (uint32_t)attempts)
+                  : 1000;
+  char detail[400];
+  (void)nc;
+  if (d < 0)
+    return 0; /* cnats stops at MaxReconnect, then on_closed: failed */
+  report_lost(b);
+  snprintf(detail, sizeof detail, "cannot reach %s (attempt %d); next try "
+           "in %lld ms", b->servers_text, attempts, (long long)d);
+  swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
+  return d;
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub,
+                           natsStatus err, void *ud)
+{
+  nats_broker *b = ud;
+  (void)nc;
+  if (err == NATS_SLOW_CONSUMER && sub) {
+    swit__nats_slow_consumer(b, sub);
+    return;
+  }
+  NATS_LOG(b, SWIT_LOG_WARN, "nats: asynchronous error%s%s: %s",
+           sub ? " on subscription " : "",
+           sub ? natsSubscription_GetSubject(sub) : "",
+           natsStatus_GetText(err));
+}
+
+static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *ud)
+{
+  nats_broker *b = ud;
+  long long n = atomic_fetch_add(&b->async_pub_errors, 1) + 1;
+  (void)js;
+  NATS_LOG(b, SWIT_LOG_ERROR, "nats: JetStream publish to '%s' was not "
+           "stored (%lld so far): %s",
+           pae->Msg ? natsMsg_GetSubject(pae->Msg) : "?", n,
+           pae->ErrText && *pae->ErrText ? pae->ErrText
+                                         : natsStatus_GetText(pae->Err));
+}
+
+/* ---------------------------------------------------------------------
+ * Options */
+
+static int opt_fail(natsStatus s, const char *key, char *err, size_t errlen)
+{
+  return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "%s: %s", key,
+                         swit__nats_errtext(s));
+}
+
+static int set_servers(nats_broker *b, char *err, size_t errlen)
+{
+  static const char *dflt[] = { "nats://127.0.0.1:4222" };
+  const swit_cfg_list *ep = &b->env.cfg->messaging.broker.endpoints;
+  const char **urls = ep->n ? (const char **)ep->items : dflt;
+  int n = ep->n ? (int)ep->n : 1;
+  size_t at = 0;
+  b->servers_text[0] = '\0';
+  for (int i = 0; i < n && at + 1 < sizeof b->servers_text; i++) {
+    int w = snprintf(b->servers_text + at, sizeof b->servers_text - at,
+                     "%s%s", i ? ", " : "", urls[i]);
+    at += w < 0 ? 0 : (size_t)w;
+  }
+  natsStatus s = natsOptions_SetServers(b->opts, urls, n);
+  return s == NATS_OK ? 0 : opt_fail(s, "messaging.broker.endpoints", err,
+                                     errlen);
+}
+
+static int set_auth(nats_broker *b, char *err, size_t errlen)
+{
+  natsStatus s = NATS_OK;
+  if (*b->st.user && (s = natsOptions_SetUserInfo(b->opts, b->st.user,
+                                                  b->st.password)))
+    return opt_fail(s, "messaging.broker.config.user", err, errlen);
+  if (*b->st.token && (s = natsOptions_SetToken(b->opts, b->st.token)))
+    return opt_fail(s, "messaging.broker.config.token", err, errlen);
+  const char *name = *b->st.name ? b->st.name : b->env.cfg->server.name;
+  if (name && (s = natsOptions_SetName(b->opts, name)))
+    return opt_fail(s, "messaging.broker.config.name", err, errlen);
+  return 0;
+}
+
+static int set_tls(nats_broker *b, char *err, size_t errlen)
+{
+  const __typeof__(b->env.cfg->messaging.security.transport.tls) *t =
+      &b->env.cfg->messaging.security.transport.tls;
+  natsStatus s;
+  if (!t->enabled)
+    return 0;
+  if ((s = natsOptions_SetSecure(b->opts, true)))
+    return opt_fail(s, "messaging.security.transport.tls.enabled", err, errlen);
+  if (t->ca_file && *t->ca_file &&
+      (s = natsOptions_LoadCATrustedCertificates(b->opts, t->ca_file)))
+    return opt_fail(s, "messaging.security.transport.tls.ca_file", err, errlen);
+  if (t->cert_file && *t->cert_file &&
+      (s = natsOptions_LoadCertificatesChain(b->opts, t->cert_file,
+                                             t->key_file)))
+    return opt_fail(s, "messaging.security.transport.tls.cert_file", err,
+                    errlen);
+  if (!t->verify_server &&
+      (s = natsOptions_SkipServerVerification(b->opts, true)))
+    return opt_fail(s, "messaging.security.transport.tls.verify_server", err,
+                    errlen);
+  return 0;
+}
+
+/* Reconnect, buffers and pings; every value was range-checked by the
+ * config table, so a failure here is cnats refusing it. */
+static int set_limits(nats_broker *b, char *err, size_t errlen)
+{
+  const swit_nats_settings *st = &b->st;
+  int64_t max = b->env.cfg->messaging.broker.reconnect.max_attempts;
+  natsStatus s;
+#define TRY(call, key)                                                 \
+  if ((s = (call)) != NATS_OK)                                         \
+    return opt_fail(s, key, err, errlen)
+  TRY(natsOptions_SetTimeout(b->opts, st->connect_timeout_ms),
+      "messaging.broker.config.connect_timeout");
+  TRY(natsOptions_SetPingInterval(b->opts, st->ping_interval_ms),
+      "messaging.broker.config.ping_interval");
+  TRY(natsOptions_SetMaxPingsOut(b->opts, (int)st->max_pings_out),
+      "messaging.broker.config.max_pings_out");
+  TRY(natsOptions_SetReconnectBufSize(b->opts, (int)st->reconnect_buffer),
+      "messaging.broker.config.reconnect_buffer");
+  TRY(natsOptions_SetMaxPendingMsgs(b->opts, (int)st->pending_msgs),
+      "messaging.broker.config.pending_msgs");
+  TRY(natsOptions_SetAllowReconnect(b->opts, true),
+      "messaging.broker.reconnect");
+  TRY(natsOptions_SetMaxReconnect(b->opts, max > 0 && max < INT32_MAX
+                                               ? (int)max : -1),
+      "messaging.broker.reconnect.max_attempts");
+#undef TRY
+  return 0;
+}
+
+static int set_callbacks(nats_broker *b, char *err, size_t errlen)
+{
+  natsStatus s = natsOptions_SetCustomReconnectDelay(b->opts, reconnect_delay, b);
+  if (!s) s = natsOptions_SetErrorHandler(b->opts, on_async_error, b);
+  if (!s) s = natsOptions_SetClosedCB(b->opts, on_closed, b);
+  if (!s) s = natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);
+  if (!s) s = natsOptions_SetReconnectedCB(b->opts, on_reconnected, b);
+  if (!s) s = natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
+  if (!s) s = natsOptions_SetFailRequestsOnDisconnect(b->opts, true);
+  return s == NATS_OK ? 0 : opt_fail(s, "nats options", err, errlen);
+}
+
+int swit__nats_options(nats_broker *b, char *err, size_t errlen)
+{
+  natsStatus s = natsOptions_Create(&b->opts);
+  int rc;
+  if (s != NATS_OK)
+    return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "nats: cannot create "
+                           "options: %s", swit__nats_errtext(s));
+  if ((rc = set_servers(b, err, errlen)) || (rc = set_auth(b, err, errlen)) ||
+      (rc = set_tls(b, err, errlen)) || (rc = set_limits(b, err, errlen)) ||
+      (rc = set_callbacks(b, err, errlen)))
+    return rc;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Connect, JetStream check, close */
+
+int swit__nats_is_connected(nats_broker *b)
+{
+  return b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+int swit__nats_js_check(nats_broker *b, char *err, size_t errlen)
+{
+  jsAccountInfo *ai = NULL;
+  jsErrCode jerr = 0;
+  jsOptions jo;
+  int rc = 0;
+  jsOptions_Init(&jo);
+  jo.Wait = b->confirm_timeout_ms > 0 ? b->confirm_timeout_ms : 5000;
+  natsStatus s = js_GetAccountInfo(&ai, b->js, &jo, &jerr);
+  jsAccountInfo_Destroy(ai);
+  if (s == NATS_NO_RESPONDERS || jerr == JSNotEnabledErr ||
+      jerr == JSNotEnabledForAccountErr)
+    rc = swit__nats_fail(err, errlen, SWIT_E_BROKER, "JetStream is not "
+                         "enabled on the NATS server at %s (%s); start "
+                         "nats-server with -js, or set jetstream: false",
+                         b->servers_text, swit__nats_errtext(s));
+  else if (s != NATS_OK)
+    rc = swit__nats_fail(err, errlen, SWIT_E_BROKER, "JetStream on %s does "
+                         "not answer: %s", b->servers_text,
+                         swit__nats_errtext(s));
+  swit__nats_js_status(b, rc ? err : NULL);
+  return rc;
+}
+
+static int js_context(nats_broker *b, char *err, size_t errlen)
+{
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = b->confirm_timeout_ms > 0 ? b->confirm_timeout_ms : 5000;
+  jo.PublishAsync.ErrHandler = on_pub_error;
+  jo.PublishAsync.ErrHandlerClosure = b;
+  natsStatus s = natsConnection_JetStream(&b->js, b->nc, &jo);
+  if (s != NATS_OK)
+    return swit__nats_fail(err, errlen, SWIT_E_BROKER, "nats: cannot create "
+                           "a JetStream context: %s", swit__nats_errtext(s));
+  return 0;
+}
+
+int swit__nats_open(nats_broker *b, char *err, size_t errlen)
+{
+  char detail[600], why[300];
+  swit__nats_report(b, SWIT_CONN_CONNECTING, b->servers_text);
+  atomic_store(&b->lost, 1); /* until connected: backing off, not lost */
+  natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+    b->nc = NULL;
+    return swit__nats_fail(err, errlen, SWIT_E_BROKER, "nats: cannot connect "
+                           "to %s: %s", b->servers_text,
+                           swit__nats_errtext(s));
+  }
+  if (s == NATS_NOT_YET_CONNECTED) {
+    snprintf(detail, sizeof detail, "cannot reach %s; retrying in the "
+             "background", b->servers_text);
+    swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
+  } else {
+    char url[256];
+    atomic_store(&b->lost, 0);
+    url_of(b->nc, url, sizeof url);
+    snprintf(detail, sizeof detail, "connected to %s", url);
+    swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+  }
+  int rc = js_context(b, err, errlen);
+  if (!rc && s == NATS_OK && b->st.jetstream &&
+      swit__nats_js_check(b, why, sizeof why))
+    rc = swit__nats_fail(err, errlen, SWIT_E_CONFIG,
+                         "messaging.broker.config.jetstream: true, but %s",
+                         why);
+  return rc;
+}
+
+static void wait_closed(nats_broker *b, int64_t ms)
+{
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&b->closed_mu);
+  while (!atomic_load(&b->closed))
+    if (pthread_cond_timedwait(&b->closed_cv, &b->closed_mu, &until))
+      break;
+  pthread_mutex_unlock(&b->closed_mu);
+}
+
+void swit__nats_close(nats_broker *b)
+{
+  int64_t ms = b->shutdown_ms > 0 ? b->shutdown_ms : 5000;
+  atomic_store(&b->closing, 1);
+  if (swit__nats_is_connected(b) &&
+      natsConnection_DrainTimeout(b->nc, ms) == NATS_OK)
+    wait_closed(b, ms + 1000);
+  if (!atomic_load(&b->closed)) {
+    natsConnection_Close(b->nc);
+    /* cnats queues the closed callback behind other connections' events;
+     * it uses b, so destroy must not free b before it ran. */
+    wait_closed(b, 30000);
+    if (!atomic_load(&b->closed))
+      NATS_LOG(b, SWIT_LOG_ERROR, "nats: the connection did not report "
+               "closing within 30 s");
+  }
+  long long failed = atomic_load(&b->async_pub_errors);
+  if (failed)
+    NATS_LOG(b, SWIT_LOG_WARN, "nats: %lld JetStream publish(es) were not "
+             "stored by the server (see the errors above)", failed);
+}
