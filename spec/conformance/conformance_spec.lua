@@ -206,6 +206,58 @@ lua:
     assert.is_nil(err:find("reload: subscribed"), "the unchanged subscription was reopened")
   end)
 
+  it("counts what flowed in /metrics and continues the trace across the broker hop", function()
+    local p = prefix()
+    local yaml = ([[
+server:
+  name: conformance
+  admin: {listen: "127.0.0.1:0"}
+messaging:
+%s  resources:
+    subscribers: {worker_pool_size: 2}
+  tracing: {enabled: true, otlp_endpoint: "http://127.0.0.1:9/v1/traces", sampling_ratio: 1}
+lua:
+  scripts: [s.lua]
+]]):format(broker.broker)
+    local script = ([[
+local P = %q
+local swit = require "swit"
+swit.on(P .. "a", function(msg)
+  assert(swit.publish(P .. "b", msg:trace_id(), { key = msg:key() }))
+end)
+swit.on(P .. "b", function(msg)
+  print(("hop %%s %%s"):format(msg:payload() == msg:trace_id() and "same" or "different",
+                               msg:header("traceparent") or "none"))
+end)
+swit.on_start(function()
+  for i = 1, 25 do assert(swit.publish(P .. "a", tostring(i), { key = "k" .. i })) end
+end)
+]]):format(p)
+    local proc = t.start({ ["swit.yaml"] = yaml, ["s.lua"] = script })
+    local err = t.wait_for(proc, "err", "admin listening on http://[%d.:]+", 30)
+    local addr = err:match("admin listening on (http://[%d.:]+)")
+    local out = ""
+    for _ = 1, 3000 do        -- bounded: until the 25 second hops arrived
+      out = t.read(proc.dir .. "/out") or ""
+      if t.count(out, "^hop ") >= 25 then break end
+      os.execute("sleep 0.01")
+    end
+    local code, metrics = t.sh("curl -sf " .. t.quote(addr .. "/metrics"))
+    t.stop(proc)
+    assert.equal(0, code)
+    assert.equal(25, t.count(out, "^hop same 00%-%x+%-%x+%-01$"))
+    local function value(topic)
+      for line in metrics:gmatch("[^\n]+") do
+        if line:find("swit_messages_consumed_total{", 1, true) and
+           line:find('topic="' .. topic .. '"', 1, true) then
+          return tonumber(line:match(" (%d+)$"))
+        end
+      end
+    end
+    assert.equal(25, value(p .. "a"))
+    assert.equal(25, value(p .. "b"))
+  end)
+
   it("gives every group every message", function()
     local code, out, err = run([[
 local swit = require "swit"
