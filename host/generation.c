@@ -108,20 +108,21 @@ static void report_swap(swit_host_t *h, swit__worker *w, unsigned gen)
   pthread_mutex_unlock(&h->swap_lock);
 }
 
+/* The coordinator (reload.c) builds every worker's next state before it
+ * moves the generation on, so a worker's own pause is only the hand-over
+ * and a pointer swap; the old state goes back to the coordinator to
+ * close (or, if the coordinator stopped waiting, is closed here next
+ * time). The exchanges make a state belong to exactly one side. */
 void swit__generation_swap(swit__worker *w)
 {
   swit_host_t *h = w->host;
   unsigned gen = atomic_load(&h->generation);
-  lua_State *L = NULL;
+  lua_State *L, *old;
   char err[1024];
-  int64_t t0;
 
   if (gen == atomic_load(&w->seen_gen)) return;
-  t0 = swit__now_ms();
-  if (swit__generation_build(h, w, h->code, &L, err, sizeof err) != 0) {
-    swit__log(&h->log, SWIT_LOG_ERROR, "[worker %u] cannot switch to code "
-              "generation %u, keeps generation %u: %s", w->id, gen,
-              w->ffi.generation, err);
+  L = atomic_exchange(&w->next_L, NULL);
+  if (!L) {            /* the coordinator could not build it: keep ours */
     report_swap(h, w, gen);
     return;
   }
@@ -129,12 +130,38 @@ void swit__generation_swap(swit__worker *w)
     swit__log(&h->log, SWIT_LOG_ERROR, "[worker %u] generation %u starts "
               "without the state of generation %u: %s", w->id, gen,
               w->ffi.generation, err);
-  swit__lua_close(w);
+  old = atomic_exchange(&w->old_L, w->L);
+  swit__lua_close_state(old);
   w->L = L;
   w->dispatch_ref = swit__lua_dispatch_ref(L);
   w->ffi.generation = gen;
   if (w->id == 0) w->next_timer_ms = swit__lua_timers(w, swit__now_ms());
-  swit__log(&h->log, SWIT_LOG_DEBUG, "[worker %u] runs code generation %u "
-            "(switched in %ld ms)", w->id, gen, (long)(swit__now_ms() - t0));
   report_swap(h, w, gen);
+}
+
+/* Build every worker's state for `code` (coordinator thread). On failure
+ * none is left pending. */
+int swit__generation_prebuild(swit_host_t *h, const swit__codeset *code,
+                              char *err, size_t errlen)
+{
+  for (size_t i = 0; i < h->nworkers; i++) {
+    swit__worker *w = &h->workers[i];
+    lua_State *L = NULL;
+    int rc = swit__generation_build(h, w, code, &L, err, errlen);
+    if (rc) {
+      for (size_t j = 0; j < i; j++)
+        swit__lua_close_state(atomic_exchange(&h->workers[j].next_L, NULL));
+      return rc;
+    }
+    /* a state still pending from a reload a stuck worker never took */
+    swit__lua_close_state(atomic_exchange(&w->next_L, L));
+  }
+  return 0;
+}
+
+/* Close the states the workers left behind when they switched. */
+void swit__generation_reap(swit_host_t *h)
+{
+  for (size_t i = 0; i < h->nworkers; i++)
+    swit__lua_close_state(atomic_exchange(&h->workers[i].old_L, NULL));
 }

@@ -162,6 +162,8 @@ typedef struct swit__worker {
   lua_State *L;               /* NULL when no Lua scripts */
   int dispatch_ref;           /* swit._dispatch in the registry */
   atomic_uint seen_gen;       /* last generation this worker acted on */
+  lua_State *_Atomic next_L;  /* prebuilt by a reload, taken at the swap */
+  lua_State *_Atomic old_L;   /* left by the swap for the reload to close */
   swit__item *items;          /* the batch, parallel to ffi.msgs */
   swit__arena_chunk *arena;   /* set_header / reason copies, reset per batch */
   swit__retry_heap retries;
@@ -333,6 +335,9 @@ int swit__generation_build(struct swit_host_s *h, swit__worker *w,
                            const swit__codeset *code, lua_State **out,
                            char *err, size_t errlen);
 void swit__generation_swap(swit__worker *w);
+int swit__generation_prebuild(struct swit_host_s *h, const swit__codeset *code,
+                              char *err, size_t errlen);
+void swit__generation_reap(struct swit_host_s *h);
 
 /* watch.c: lua.hot_reload.watch */
 int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);

@@ -13,9 +13,10 @@
  *   3. subscriptions are diffed: unchanged ones keep their broker
  *      subscription and group membership; removed ones are paused and
  *      drained by the running (old) code, then unsubscribed;
- *   4. the generation counter moves on; each worker builds a fresh state
- *      between two batches (generation.c), hands its state over and
- *      reports; queued messages wait in the worker queues meanwhile;
+ *   4. every worker's new state is built here (generation.c), then the
+ *      generation counter moves on; each worker, between two batches,
+ *      hands its state over, swaps to the new state and reports (its
+ *      queue waits only for that); the old states are closed here;
  *   5. added subscriptions are subscribed once every worker runs the new
  *      code.
  */
@@ -109,11 +110,14 @@ static int commit(swit_host_t *h, swit__codeset *code, swit__subdef *defs,
   }
   for (size_t i = before; i < h->nsubs; i++) keep[i] = 1;
   drain_removed(h, keep);
+  /* every worker's new state, built here and not on the workers */
+  if ((rc = swit__generation_prebuild(h, code, err, errlen))) return rc;
   swit__codeset_free(h->prev_code);
   h->prev_code = h->code;
   h->code = code;
   gen = atomic_fetch_add(&h->generation, 1) + 1;
   late = wait_for_swaps(h, gen);
+  swit__generation_reap(h);
   if (late)
     swit__log(&h->log, SWIT_LOG_WARN, "reload: %d worker(s) still in a "
               "handler at the deadline switch to generation %u after it",

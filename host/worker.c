@@ -323,6 +323,8 @@ void swit__workers_free(swit_host_t *h)
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     swit__lua_close(w);
+    swit__lua_close_state(atomic_exchange(&w->next_L, NULL));
+    swit__lua_close_state(atomic_exchange(&w->old_L, NULL));
     swit__queue_destroy(&w->q);
     swit__retry_free(&w->retries);
     while (w->arena) {
