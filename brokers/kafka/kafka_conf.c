@@ -1,0 +1,285 @@
+/*
+ * kafka_conf.c - messaging.broker.config for Kafka: swit's own keys and
+ * the librdkafka properties, validated when the host creates the adapter.
+ *
+ * The map is a passthrough. Keys are read in this order:
+ *  - swit's keys (not librdkafka properties): consumer_group, client_id
+ *    (alias of client.id), subscribe_timeout, revoke_timeout;
+ *  - "producer.<property>" goes to the producer only, "consumer.<property>"
+ *    to the consumers only;
+ *  - any other key goes to both; librdkafka's warnings that a property
+ *    does not apply to one of the roles are logged at debug level.
+ * Every property goes through rd_kafka_conf_set; its error text is
+ * returned as "file:line:col: messaging.broker.config.<key>: <text>".
+ *
+ * swit's defaults, set before the user's keys (so the user wins):
+ * bootstrap.servers from messaging.broker.endpoints, client.id =
+ * server.name, reconnect.backoff.ms / reconnect.backoff.max.ms from
+ * messaging.broker.reconnect, statistics.interval.ms=1000 (health from
+ * the producer's, consumer lag from the consumers'); producer:
+ * enable.idempotence=true; consumers: auto.offset.reset=
+ * earliest, allow.auto.create.topics=true, auto.commit.interval.ms=1000
+ * (swit's commit period). swit manages offsets: group.id,
+ * enable.auto.commit and enable.auto.offset.store are refused.
+ *
+ * Runs on the thread that creates the host; the confs it builds are
+ * templates the other files copy (rd_kafka_conf_dup) and never modify.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_int.h"
+
+#define KAFKA_SUBSCRIBE_TIMEOUT_MS 30000
+#define KAFKA_REVOKE_TIMEOUT_MS 10000
+#define KAFKA_TIMEOUT_MAX_MS 3600000
+
+typedef struct kv_ctx {
+  const swit_cfg_kv *kv; /* the entry being applied, NULL for defaults */
+  char *err;
+  size_t errlen;
+} kv_ctx;
+
+static int where(const kv_ctx *c, char *buf, size_t len)
+{
+  const swit_cfg_mark *m = &c->kv->mark;
+  if (m->file && m->line)
+    return snprintf(buf, len, "%s:%d:%d: ", m->file, m->line, m->col);
+  buf[0] = '\0';
+  return 0;
+}
+
+/* Set `name` on conf; on failure describe it as messaging.broker.config.
+ * <key> (the user's entry) or as a swit default. */
+static int conf_set(rd_kafka_conf_t *conf, const kv_ctx *c, const char *name,
+                    const char *value)
+{
+  char text[512], at[300];
+  if (rd_kafka_conf_set(conf, name, value, text, sizeof text) ==
+      RD_KAFKA_CONF_OK)
+    return 0;
+  if (!c->kv)
+    return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG, "kafka: "
+                            "cannot set %s=%s: %s", name, value, text);
+  where(c, at, sizeof at);
+  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
+                          "%smessaging.broker.config.%s: %s", at,
+                          c->kv->key, text);
+}
+
+static int set_both(kconf *kc, const kv_ctx *c, const char *name,
+                    const char *value)
+{
+  int rc = conf_set(kc->producer, c, name, value);
+  return rc ? rc : conf_set(kc->consumer, c, name, value);
+}
+
+static int key_error(const kv_ctx *c, const char *why)
+{
+  char at[300];
+  where(c, at, sizeof at);
+  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
+                          "%smessaging.broker.config.%s: %s", at, c->kv->key,
+                          why);
+}
+
+/* ---------------------------------------------------------------------
+ * Defaults */
+
+static int bootstrap_from_endpoints(kconf *kc, const swit_config *cfg,
+                                    const kv_ctx *c)
+{
+  const swit_cfg_list *ep = &cfg->messaging.broker.endpoints;
+  size_t len = 1;
+  char *s;
+  int rc;
+
+  if (ep->n == 0)
+    return 0;
+  for (size_t i = 0; i < ep->n; i++)
+    len += strlen(ep->items[i]) + 1;
+  if (!(s = malloc(len)))
+    return swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "kafka: out of "
+                            "memory");
+  s[0] = '\0';
+  for (size_t i = 0; i < ep->n; i++) {
+    if (i)
+      strcat(s, ",");
+    strcat(s, ep->items[i]);
+  }
+  rc = set_both(kc, c, "bootstrap.servers", s);
+  free(s);
+  return rc;
+}
+
+static int set_defaults(kconf *kc, const swit_config *cfg, const kv_ctx *c)
+{
+  const swit_cfg_reconnect *rc = &cfg->messaging.broker.reconnect;
+  char delay[32], max[32];
+  int e;
+
+  /* librdkafka's bounds are 0..1h for both */
+  snprintf(delay, sizeof delay, "%lld", (long long)(rc->delay_ms < KAFKA_TIMEOUT_MAX_MS
+                                                    ? rc->delay_ms : KAFKA_TIMEOUT_MAX_MS));
+  snprintf(max, sizeof max, "%lld", (long long)(rc->max_delay_ms < KAFKA_TIMEOUT_MAX_MS
+                                                ? rc->max_delay_ms : KAFKA_TIMEOUT_MAX_MS));
+  if ((e = bootstrap_from_endpoints(kc, cfg, c)) ||
+      (e = set_both(kc, c, "client.id", cfg->server.name)) ||
+      (e = set_both(kc, c, "reconnect.backoff.ms", delay)) ||
+      (e = set_both(kc, c, "reconnect.backoff.max.ms", max)) ||
+      (e = conf_set(kc->producer, c, "enable.idempotence", "true")) ||
+      (e = set_both(kc, c, "statistics.interval.ms", "1000")) ||
+      (e = conf_set(kc->consumer, c, "enable.auto.commit", "false")) ||
+      (e = conf_set(kc->consumer, c, "enable.auto.offset.store", "false")) ||
+      (e = conf_set(kc->consumer, c, "auto.offset.reset", "earliest")) ||
+      (e = conf_set(kc->consumer, c, "allow.auto.create.topics", "true")) ||
+      (e = conf_set(kc->consumer, c, "auto.commit.interval.ms", "1000")))
+    return e;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The user's keys */
+
+static int duration_key(const kv_ctx *c, int64_t *out)
+{
+  int64_t ms;
+  if (swit__parse_duration_ms(c->kv->value, &ms) || ms < 0 ||
+      ms > KAFKA_TIMEOUT_MAX_MS)
+    return key_error(c, "expected a duration between 0ms and 1h, such as "
+                        "10s or 500ms");
+  *out = ms;
+  return 0;
+}
+
+/* swit's own keys: 1 if `c->kv` was one (rc set), else 0. */
+static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
+{
+  const char *k = c->kv->key, *v = c->kv->value;
+
+  *rc = 0;
+  if (!strcmp(k, "consumer_group")) {
+    free(kc->default_group);
+    if (!*v)
+      *rc = key_error(c, "expected a group name, got an empty string");
+    else if (!(kc->default_group = strdup(v)))
+      *rc = swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+  } else if (!strcmp(k, "client_id")) {
+    *rc = set_both(kc, c, "client.id", v);
+  } else if (!strcmp(k, "subscribe_timeout")) {
+    *rc = duration_key(c, &kc->subscribe_timeout_ms);
+  } else if (!strcmp(k, "revoke_timeout")) {
+    *rc = duration_key(c, &kc->revoke_timeout_ms);
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+/* Properties swit owns; 0 if `name` is not one of them. */
+static int refused(const kv_ctx *c, const char *name, const char *value)
+{
+  if (!strcmp(name, "group.id"))
+    return key_error(c, "swit sets the group of each subscription (the "
+                        "handler's group, or consumer_group): use "
+                        "consumer_group");
+  if ((!strcmp(name, "enable.auto.commit") ||
+       !strcmp(name, "enable.auto.offset.store")) &&
+      strcmp(value, "false"))
+    return key_error(c, "swit commits offsets itself, only for messages "
+                        "its handlers finished; this must stay false");
+  return 0;
+}
+
+static int apply_kv(kconf *kc, const kv_ctx *c)
+{
+  const char *k = c->kv->key;
+  int rc;
+
+  if (swit_key(kc, c, &rc))
+    return rc;
+  if (!strncmp(k, "producer.", 9)) {
+    if (!(rc = refused(c, k + 9, c->kv->value)))
+      rc = conf_set(kc->producer, c, k + 9, c->kv->value);
+    return rc;
+  }
+  if (!strncmp(k, "consumer.", 9)) {
+    if (!(rc = refused(c, k + 9, c->kv->value)))
+      rc = conf_set(kc->consumer, c, k + 9, c->kv->value);
+    return rc;
+  }
+  if ((rc = refused(c, k, c->kv->value)))
+    return rc;
+  return set_both(kc, c, k, c->kv->value);
+}
+
+/* Read back an integer property of a conf. */
+static int64_t conf_int(rd_kafka_conf_t *conf, const char *name)
+{
+  char buf[64];
+  size_t len = sizeof buf;
+  if (rd_kafka_conf_get(conf, name, buf, &len) != RD_KAFKA_CONF_OK)
+    return 0;
+  return strtoll(buf, NULL, 10);
+}
+
+static int check_bootstrap(kconf *kc, const kv_ctx *c)
+{
+  size_t len = 0;
+  if (rd_kafka_conf_get(kc->producer, "bootstrap.servers", NULL, &len) ==
+          RD_KAFKA_CONF_OK && len > 1)
+    return 0;
+  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
+                          "messaging.broker.endpoints: Kafka needs at least "
+                          "one bootstrap server (host:port), in endpoints or "
+                          "in messaging.broker.config.bootstrap.servers");
+}
+
+int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
+                           size_t errlen)
+{
+  const swit_cfg_kvlist *kv = &cfg->messaging.broker.config;
+  kv_ctx c = {.kv = NULL, .err = err, .errlen = errlen};
+  int rc;
+
+  memset(kc, 0, sizeof *kc);
+  kc->subscribe_timeout_ms = KAFKA_SUBSCRIBE_TIMEOUT_MS;
+  kc->revoke_timeout_ms = KAFKA_REVOKE_TIMEOUT_MS;
+  kc->producer = rd_kafka_conf_new();
+  kc->consumer = rd_kafka_conf_new();
+  if (!kc->producer || !kc->consumer) {
+    rc = swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
+    goto fail;
+  }
+  if ((rc = set_defaults(kc, cfg, &c)))
+    goto fail;
+  for (size_t i = 0; i < kv->n; i++) {
+    c.kv = &kv->items[i];
+    if ((rc = apply_kv(kc, &c)))
+      goto fail;
+  }
+  c.kv = NULL;
+  if ((rc = check_bootstrap(kc, &c)))
+    goto fail;
+  kc->commit_interval_ms = conf_int(kc->consumer, "auto.commit.interval.ms");
+  if (kc->commit_interval_ms <= 0)
+    kc->commit_interval_ms = 1000;
+  kc->stats = conf_int(kc->producer, "statistics.interval.ms") > 0;
+  return 0;
+fail:
+  swit__kafka_conf_free(kc);
+  return rc;
+}
+
+void swit__kafka_conf_free(kconf *kc)
+{
+  if (!kc)
+    return;
+  if (kc->producer)
+    rd_kafka_conf_destroy(kc->producer);
+  if (kc->consumer)
+    rd_kafka_conf_destroy(kc->consumer);
+  free(kc->default_group);
+  memset(kc, 0, sizeof *kc);
+}
