@@ -1,0 +1,12 @@
+-- spec/conformance/brokers/rabbitmq.lua - how the conformance suite runs
+-- against RabbitMQ: the server the `rabbitmq` test fixture starts
+-- (brokers/rabbitmq/broker.cmake), reached through SWIT_TEST_RABBITMQ_URL.
+return {
+  -- the messaging.broker section of the config (YAML, indented 2)
+  broker = "  broker:\n" ..
+           "    type: rabbitmq\n" ..
+           "    endpoints: ['${SWIT_TEST_RABBITMQ_URL}']\n",
+  -- how long the host must see nothing before --exit-when-idle exits:
+  -- longer than a confirm and a delivery round trip take on a busy machine
+  idle = "700ms",
+}
