@@ -347,6 +347,60 @@ static void it_survives_malformed_requests(const char *adm, const char *ing)
   CHECK(status_of(ing, "POST", "/v1/publish/work", NULL) == 202);
 }
 
+/* An error body is {"ok":false,"error":"..."}: JSON, never libevent's
+ * HTML page. */
+static int json_error(const resp *r)
+{
+  return r->raw && strstr(r->raw, "Content-Type: application/json") &&
+         !strncmp(r->body, "{\"ok\":false,\"error\":\"", 20) &&
+         strstr(r->body, "\"}");
+}
+
+static void it_refuses_oversized_bodies_in_json(const char *adm,
+                                                const char *ing)
+{
+  static const char huge[] = "POST /v1/publish/work HTTP/1.1\r\nHost: t\r\n"
+                             "Content-Length: 99999999999\r\n\r\nxyz";
+  static const char huge_adm[] = "POST /admin/reload HTTP/1.1\r\nHost: t\r\n"
+                                 "Content-Length: 1000000\r\n\r\n";
+  char chunked[4096];
+  size_t n = (size_t)snprintf(chunked, sizeof chunked, "POST /v1/publish/work "
+                              "HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+                              "chunked\r\n\r\n");
+  resp r;
+
+  r = http_raw(ing, huge, sizeof huge - 1);       /* Content-Length */
+  CHECK(r.status == 413);
+  CHECK(json_error(&r));
+  CHECK(strstr(r.body, "over the limit of 1024 bytes") != NULL);
+  resp_free(&r);
+  for (int i = 0; i < 3; i++) {                   /* 3 x 500 bytes, chunked */
+    n += (size_t)snprintf(chunked + n, sizeof chunked - n, "1f4\r\n");
+    memset(chunked + n, 'c', 500);
+    n += 500;
+    n += (size_t)snprintf(chunked + n, sizeof chunked - n, "\r\n");
+  }
+  n += (size_t)snprintf(chunked + n, sizeof chunked - n, "0\r\n\r\n");
+  r = http_raw(ing, chunked, n);
+  CHECK(r.status == 413);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  r = http_raw(adm, huge_adm, sizeof huge_adm - 1);
+  CHECK(r.status == 413);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  r = http_raw(adm, "GET /healthz HTTP/9.9\r\n\r\n", 25); /* malformed */
+  CHECK(r.status == 400);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  r = http(ing, "PATCH", "/v1/publish/work", NULL, "x");
+  CHECK(r.status == 405);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  CHECK(status_of(adm, "GET", "/healthz", NULL) == 200);   /* still up */
+  CHECK(status_of(ing, "POST", "/v1/publish/work", NULL) == 202);
+}
+
 int main(void)
 {
   swit_host_t *h = NULL;
@@ -369,6 +423,7 @@ int main(void)
   it_pauses_and_resumes(h, adm);
   it_publishes_through_the_ingress(h, ing);
   it_survives_malformed_requests(adm, ing);
+  it_refuses_oversized_bodies_in_json(adm, ing);
   swit_host_stop(h, 5000);
   CHECK(status_of(adm, "GET", "/readyz", NULL) == 503);  /* stopped */
   swit_host_free(h);
