@@ -11,15 +11,22 @@
  *
  * Runs on its own thread and event_base (http.c). State-changing
  * endpoints need "Authorization: Bearer <server.admin.token>", compared
- * in constant time; with no token configured they answer 403. A reload
- * runs on the admin thread, so the server answers other requests once
- * it is done.
+ * in constant time; with no token configured they answer 403.
+ *
+ * A reload runs on a thread of its own, so the loop keeps answering
+ * (/healthz, /metrics, ...) while new Lua states are built: the request
+ * waits, and the reload thread hands its result back to the loop
+ * (event_base_once), which answers it. One at a time: a POST
+ * /admin/reload during one gets 409. The reload record is the loop's
+ * (req, thread) and the reload thread's (result) by turns; the base's
+ * lock orders the hand-over. swit__admin_stop joins a running reload.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -77,28 +84,76 @@ static void send_buf(struct evhttp_request *req, int code, const char *ctype,
 /* ------------------------------------------------------------------ */
 /* Endpoints */
 
+struct swit__admin_reload {
+  swit_host_t *h;
+  struct evhttp_request *req;   /* waiting for the answer, or NULL */
+  int rollback;
+  pthread_t thread;
+  int joinable;                 /* thread not joined yet */
+  int rc;                       /* result: written by the reload thread */
+  unsigned gen;
+  char err[1024];
+};
+
+/* Back on the loop: answer the request. */
+static void reload_answer(evutil_socket_t fd, short what, void *arg)
+{
+  swit__admin_reload *r = arg;
+  swit__buf b = {0};
+
+  (void)fd, (void)what;
+  if (r->rc == 0) {
+    swit__buf_printf(&b, "{\"ok\":true,\"generation\":%u,\"rollback\":%s}\n",
+                     r->gen, r->rollback ? "true" : "false");
+    send_buf(r->req, 200, "application/json", &b);
+  } else {
+    swit__buf_printf(&b, "{\"ok\":false,\"generation\":%u,\"error\":",
+                     r->gen);
+    swit__buf_json(&b, r->err, strlen(r->err));
+    swit__buf_add(&b, "}\n", 2);
+    send_buf(r->req, r->rc == SWIT_E_SCRIPT ? 422 : r->rc == SWIT_E_STATE
+             ? 409 : 500, "application/json", &b);
+  }
+  r->req = NULL;
+}
+
+static void *reload_main(void *arg)
+{
+  swit__admin_reload *r = arg;
+  const struct timeval now = {0, 0};
+
+  r->gen = 0;
+  r->err[0] = '\0';
+  r->rc = swit_host_reload(r->h, r->rollback ? SWIT_RELOAD_ROLLBACK : 0,
+                           &r->gen, r->err, sizeof r->err);
+  if (event_base_once(swit__http_base(r->h->obs->admin), -1, EV_TIMEOUT,
+                      reload_answer, r, &now) != 0)
+    swit__log(&r->h->log, SWIT_LOG_ERROR, "admin: cannot answer a reload "
+              "request (out of memory)");
+  return NULL;
+}
+
 static void do_reload(swit_host_t *h, struct evhttp_request *req,
                       const struct evkeyvalq *q)
 {
+  swit__admin_reload *r = h->obs->reload;
   const char *rb = evhttp_find_header(q, "rollback");
-  int rollback = rb && (!strcmp(rb, "1") || !strcmp(rb, "true"));
-  char err[1024] = "";
-  unsigned gen = 0;
-  int rc = swit_host_reload(h, rollback ? SWIT_RELOAD_ROLLBACK : 0, &gen, err,
-                            sizeof err);
-  swit__buf b = {0};
 
-  if (rc == 0) {
-    swit__buf_printf(&b, "{\"ok\":true,\"generation\":%u,\"rollback\":%s}\n",
-                     gen, rollback ? "true" : "false");
-    send_buf(req, 200, "application/json", &b);
+  if (r->req) {
+    swit__http_json_error(req, 409, "a reload requested here is running; "
+                          "try again when it has answered");
     return;
   }
-  swit__buf_printf(&b, "{\"ok\":false,\"generation\":%u,\"error\":", gen);
-  swit__buf_json(&b, err, strlen(err));
-  swit__buf_add(&b, "}\n", 2);
-  send_buf(req, rc == SWIT_E_SCRIPT ? 422 : rc == SWIT_E_STATE ? 409 : 500,
-           "application/json", &b);
+  if (r->joinable) pthread_join(r->thread, NULL);   /* it has answered */
+  r->joinable = 0;
+  r->rollback = rb && (!strcmp(rb, "1") || !strcmp(rb, "true"));
+  r->req = req;
+  if (pthread_create(&r->thread, NULL, reload_main, r) != 0) {
+    r->req = NULL;
+    swit__http_json_error(req, 500, "cannot start a thread for the reload");
+    return;
+  }
+  r->joinable = 1;
 }
 
 /* Pause or resume every active subscription of `topic` (of `group`
@@ -224,6 +279,24 @@ int swit__admin_start(swit_host_t *h, char *err, size_t errlen)
   const char *listen = h->cfg->server.admin.listen;
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;
+  if (!(h->obs->reload = calloc(1, sizeof *h->obs->reload)))
+    return SWIT_E_NOMEM;
+  h->obs->reload->h = h;
   return swit__http_start(&h->obs->admin, listen, "admin", 64 * 1024, route,
                           h, &h->log, err, errlen);
+}
+
+/* The loop first (no handler runs any more), then a reload still
+ * running (it may still hand its answer to the base), then the rest. A
+ * request still waiting goes with its connection. */
+void swit__admin_stop(swit_host_t *h)
+{
+  swit__admin_reload *r = h->obs->reload;
+
+  swit__http_halt(h->obs->admin);
+  if (r && r->joinable) pthread_join(r->thread, NULL);
+  swit__http_stop(h->obs->admin);
+  h->obs->admin = NULL;
+  free(r);
+  h->obs->reload = NULL;
 }

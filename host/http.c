@@ -161,13 +161,18 @@ fail:
   return rc;
 }
 
+void swit__http_halt(swit__http *s)
+{
+  if (!s || !s->started) return;
+  event_base_loopbreak(s->base);
+  pthread_join(s->thread, NULL);
+  s->started = 0;
+}
+
 void swit__http_stop(swit__http *s)
 {
   if (!s) return;
-  if (s->started) {
-    event_base_loopbreak(s->base);
-    pthread_join(s->thread, NULL);
-  }
+  swit__http_halt(s);
   if (s->http) {
     pthread_mutex_lock(&servers_lock);
     for (swit__http **p = &servers; *p; p = &(*p)->next)
@@ -185,6 +190,11 @@ void swit__http_stop(swit__http *s)
 const char *swit__http_addr(const swit__http *s)
 {
   return s ? s->addr : "";
+}
+
+struct event_base *swit__http_base(const swit__http *s)
+{
+  return s->base;
 }
 
 void swit__http_reply(struct evhttp_request *req, int code, const char *ctype,

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+struct event_base;
 struct evhttp_request;
 struct swit__logger;
 
@@ -21,10 +22,16 @@ typedef struct swit__http swit__http;
 int swit__http_start(swit__http **out, const char *listen, const char *what,
                      size_t max_body, swit__http_cb cb, void *ud,
                      const struct swit__logger *log, char *err, size_t errlen);
+/* Stop the loop and join the thread: no handler runs afterwards, and
+ * the event_base is still there. Accepts NULL; stop calls it too. */
+void swit__http_halt(swit__http *s);
 /* Stop the loop, join the thread, free. Accepts NULL. */
 void swit__http_stop(swit__http *s);
 /* "127.0.0.1:9090" as bound. */
 const char *swit__http_addr(const swit__http *s);
+/* The server's event_base: other threads may hand it work
+ * (event_base_once) until the server is stopped. */
+struct event_base *swit__http_base(const swit__http *s);
 
 /* Reply helpers (on the server thread). */
 void swit__http_reply(struct evhttp_request *req, int code, const char *ctype,

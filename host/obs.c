@@ -41,9 +41,9 @@ void swit__obs_free(swit_host_t *h)
   swit__obs *o = h->obs;
 
   if (!o) return;
-  swit__http_stop(o->admin);
+  swit__admin_stop(h);
   swit__http_stop(o->ingress);
-  o->admin = o->ingress = NULL;
+  o->ingress = NULL;
   swit__umetrics_free(h);
   for (size_t i = 0; i < SWIT__PUB_TOPICS; i++) {
     swit__pub_entry *e = atomic_load(&o->pub.e[i]);

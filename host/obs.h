@@ -22,6 +22,7 @@ struct swit_host_s;
 struct swit__worker;
 struct swit__http;
 struct swit__umetrics;
+typedef struct swit__admin_reload swit__admin_reload;
 
 typedef struct swit__lag {
   char *topic, *group;
@@ -38,6 +39,7 @@ typedef struct swit__obs {
   size_t nlags, caplags;
   struct swit__umetrics *umet;  /* swit.metrics registry */
   struct swit__http *admin;
+  swit__admin_reload *reload;   /* POST /admin/reload (admin.c) */
   struct swit__http *ingress;
   swit__ctr admin_denied;       /* requests refused for a bad token */
   swit__ctr http_requests;      /* served by the admin server */
@@ -112,6 +114,8 @@ int swit__status_json(struct swit_host_s *h, swit__buf *out);
  * Admin and ingress servers (admin.c, ingress.c) */
 
 int swit__admin_start(struct swit_host_s *h, char *err, size_t errlen);
+/* Stop the admin server, after a reload it runs (obs.c). */
+void swit__admin_stop(struct swit_host_s *h);
 int swit__ingress_start(struct swit_host_s *h, char *err, size_t errlen);
 
 #endif /* SWIT_OBS_H */

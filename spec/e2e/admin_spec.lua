@@ -145,6 +145,47 @@ describe("admin server #e2e", function()
     stop(p)
   end)
 
+  it("keeps answering /healthz while a slow reload builds its states, and refuses a second reload with 409", function()
+    -- loading h.lua takes ~0.35 s once the file "slow" exists: the reload
+    -- validates once and builds one state per worker (2), ~1 s in all
+    local slow = [[
+local f = io.open("slow")
+if f then
+  f:close()
+  local t0 = os.clock()
+  while os.clock() - t0 < 0.35 do end
+end
+]] .. handler
+    local p = start({ ["swit.yaml"] = yaml:format("text", "info"),
+                      ["h.lua"] = slow })
+    local adm = wait_for(p, "err", "admin listening on http://([%d.:]+)")
+    io.open(p.dir .. "/slow", "w"):close()
+    local auth = "-H 'Authorization: Bearer tok' -X POST http://" .. adm ..
+                 "/admin/reload"
+    os.execute(("curl -s -o %s/reload.json %s &"):format(t.quote(p.dir), auth))
+    os.execute("sleep 0.1")
+    local code, body = curl(auth)                -- one at a time
+    assert.equal(409, code)
+    assert.is_false(cjson.decode(body).ok)
+    local polls, slowest = 0, 0
+    while (t.read(p.dir .. "/reload.json") or "") == "" do
+      local f = io.popen("curl -s -o /dev/null -w '%{http_code} %{time_total}' http://" ..
+                         adm .. "/healthz")
+      local status, secs = f:read("*a"):match("^(%d+) ([%d.]+)$")
+      f:close()
+      assert.equal("200", status)
+      slowest = math.max(slowest, tonumber(secs))
+      polls = polls + 1
+      assert.is_true(polls < 500, "the reload did not answer")
+    end
+    assert.is_true(polls >= 3, "polled " .. polls .. " time(s) during the reload")
+    assert.is_true(slowest < 0.25, "slowest /healthz took " .. slowest .. " s")
+    local r = cjson.decode(t.read(p.dir .. "/reload.json"))
+    assert.is_true(r.ok)
+    assert.equal(2, r.generation)
+    stop(p)
+  end)
+
   it("writes JSON log lines with worker, topic and message", function()
     local p = start({ ["swit.yaml"] = yaml:format("json", "info"),
                       ["h.lua"] = handler })
