@@ -86,7 +86,7 @@ int swit__generation_build(swit_host_t *h, swit__worker *w,
   if (rc == 0) rc = swit__lua_registrations(L, &defs, &n, err, errlen);
   if (rc == 0 && !(ids = calloc(n ? n : 1, sizeof *ids))) rc = SWIT_E_NOMEM;
   if (rc == 0) rc = map_ids(h, defs, n, ids, err, errlen);
-  if (rc == 0) rc = swit__lua_bind(L, ids, n, err, errlen);
+  if (rc == 0) rc = swit__lua_bind(h, L, defs, ids, n, err, errlen);
   swit__subdefs_free(defs, n);
   free(ids);
   if (rc) {
@@ -132,8 +132,7 @@ void swit__generation_swap(swit__worker *w)
               w->ffi.generation, err);
   old = atomic_exchange(&w->old_L, w->L);
   swit__lua_close_state(old);
-  w->L = L;
-  w->dispatch_ref = swit__lua_dispatch_ref(L);
+  swit__lua_adopt(w, L);
   w->ffi.generation = gen;
   if (w->id == 0) w->next_timer_ms = swit__lua_timers(w, swit__now_ms());
   report_swap(h, w, gen);

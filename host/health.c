@@ -43,7 +43,9 @@ static int end(checks *c)
   return c->ok;
 }
 
-/* Workers stuck past the handler timeout, named with topic and scripts. */
+/* Workers stuck past the handler timeout, each named with the topic of
+ * its batch's first message and the script whose handler serves it (the
+ * worker publishes both per batch, before busy_since_us). */
 static int stuck_workers(swit_host_t *h, char *out, size_t len)
 {
   uint64_t now = swit__now_us();
@@ -53,26 +55,26 @@ static int stuck_workers(swit_host_t *h, char *out, size_t len)
 
   out[0] = '\0';
   for (size_t i = 0; i < h->nworkers; i++) {
-    swit__worker *w = &h->workers[i];
-    int64_t since = atomic_load(&w->st.busy_since_us);
-    uint32_t sid = atomic_load(&w->st.busy_sub);
-    const char *topic = sid && sid <= SWIT__MAX_SUBS && h->subs &&
-                        h->subs[sid - 1] ? h->subs[sid - 1]->topic : "?";
-    const char *kind = sid && h->subs && h->subs[sid - 1] &&
-                       h->subs[sid - 1]->ccb ? "C handler" : "scripts";
+    swit__wstats *st = &h->workers[i].st;
+    int64_t since = atomic_load_explicit(&st->busy_since_us,
+                                         memory_order_acquire);
+    uint32_t sid = atomic_load_explicit(&st->busy_sub, memory_order_relaxed);
+    const char *script = atomic_load_explicit(&st->busy_script,
+                                              memory_order_relaxed);
+    swit__sub *sub = sid && sid <= SWIT__MAX_SUBS && h->subs
+                     ? h->subs[sid - 1] : NULL;
 
-    if (!since || (int64_t)now - since <= limit) continue;
+    if (!since || (int64_t)now - since <= limit ||
+        since != atomic_load(&st->busy_since_us))  /* a new batch began */
+      continue;
     n++;
     if (o < len)
       o += (size_t)snprintf(out + o, len - o, "%sworker %zu has been in a "
-                            "handler for %.1f s (topic '%s', %s:", n > 1 ?
+                            "handler for %.1f s (topic '%s', %s%s)", n > 1 ?
                             "; " : "", i, (double)((int64_t)now - since) / 1e6,
-                            topic, kind);
-    for (size_t k = 0; k < h->cfg->lua.scripts.n && o < len &&
-                       strcmp(kind, "scripts") == 0; k++)
-      o += (size_t)snprintf(out + o, len - o, " %s",
-                            h->cfg->lua.scripts.items[k]);
-    if (o < len) o += (size_t)snprintf(out + o, len - o, ")");
+                            sub ? sub->topic : "?", sub && sub->ccb ?
+                            "C handler" : "script ", sub && sub->ccb ? ""
+                            : script ? script : "unknown");
   }
   return n;
 }

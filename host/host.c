@@ -285,9 +285,10 @@ static int build_states(swit_host_t *h, char *err, size_t errlen)
     w->ffi.generation = 1;
     atomic_store(&w->seen_gen, 1);
     if (!h->code) continue;
-    int rc = swit__generation_build(h, w, h->code, &w->L, err, errlen);
+    lua_State *L = NULL;
+    int rc = swit__generation_build(h, w, h->code, &L, err, errlen);
     if (rc) return rc;
-    w->dispatch_ref = swit__lua_dispatch_ref(w->L);
+    swit__lua_adopt(w, L);
   }
   return 0;
 }

@@ -54,6 +54,8 @@ typedef struct swit__buf {
 /* A registration as read from Lua (defaults not yet applied). */
 typedef struct swit__subdef {
   char *topic, *group, *dead_letter;
+  char *script;               /* chunk name of the script that called
+                                 swit.on ("@path"), NULL for C handlers */
   int ordering, exactly_once, jetstream;
   uint32_t max_attempts;
 } swit__subdef;
@@ -161,6 +163,7 @@ typedef struct swit__worker {
   swit__queue q;
   lua_State *L;               /* NULL when no Lua scripts */
   int dispatch_ref;           /* swit._dispatch in the registry */
+  const struct swit__sub_scripts *scripts; /* L's, by sub id (lua_state.c) */
   atomic_uint seen_gen;       /* last generation this worker acted on */
   lua_State *_Atomic next_L;  /* prebuilt by a reload, taken at the swap */
   lua_State *_Atomic old_L;   /* left by the swap for the reload to close */
@@ -202,6 +205,7 @@ struct swit_host_s {
 
   swit__sub **subs;           /* [SWIT__MAX_SUBS]; subs[i]->id == i + 1 */
   size_t nsubs;               /* ever created; only `active` ones run */
+  struct swit__name *_Atomic script_names; /* swit__subs_script (subs.c) */
   int has_chandlers;
 
   swit__worker *workers;
@@ -285,8 +289,11 @@ lua_State *swit__lua_new_state(struct swit_host_s *h, swit__worker *w,
 int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
                             char *err, size_t errlen);
 int swit__lua_capture(lua_State *L, swit__codeset *code);
-int swit__lua_bind(lua_State *L, const uint32_t *ids, size_t n, char *err,
-                   size_t errlen);
+/* Bind registration i's handler to subscription ids[i], and keep in the
+ * state which script registered each (swit__lua_adopt). */
+int swit__lua_bind(struct swit_host_s *h, lua_State *L,
+                   const swit__subdef *defs, const uint32_t *ids, size_t n,
+                   char *err, size_t errlen);
 int swit__lua_on_load(lua_State *L, char *err, size_t errlen);
 int swit__lua_handover(lua_State *from, lua_State *to, char *err,
                        size_t errlen);
@@ -294,7 +301,12 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n);
 int swit__lua_on_start(swit__worker *w);
 int64_t swit__lua_timers(swit__worker *w, int64_t now_ms);
 void swit__lua_close(swit__worker *w);
-int swit__lua_dispatch_ref(lua_State *L);
+/* Make L the worker's state (its thread, or before it starts): its
+ * dispatch function and the scripts of its handlers. */
+void swit__lua_adopt(swit__worker *w, lua_State *L);
+/* The script whose handler serves subscription `sub` in the worker's
+ * state, or NULL (a C handler, no Lua). Worker thread. */
+const char *swit__lua_script_of(const swit__worker *w, uint32_t sub);
 void swit__lua_close_state(lua_State *L);
 
 /* serialize.c: a Lua value as bytes, between states */
@@ -314,6 +326,11 @@ int swit__subs_init(struct swit_host_s *h);
 void swit__subs_free(struct swit_host_s *h);
 void swit__subs_truncate(struct swit_host_s *h, size_t keep);
 void swit__subdefs_free(swit__subdef *defs, size_t n);
+/* The name of a script that registers handlers, from its chunk name
+ * ("@/srv/h.lua" -> "/srv/h.lua"): kept until the host is freed, so any
+ * thread may read it while code generations come and go. NULL when out
+ * of memory. */
+const char *swit__subs_script(struct swit_host_s *h, const char *chunkname);
 /* Apply defaults (group, dead letter, max_attempts) in place. */
 int swit__subdef_defaults(struct swit_host_s *h, swit__subdef *d);
 /* Map each def to an existing active subscription id, or 0 when new.

@@ -214,6 +214,7 @@ static int read_registration(lua_State *L, swit__subdef *d)
   d->topic = dup_field(L, t, "topic");
   d->group = dup_field(L, t, "group");
   d->dead_letter = dup_field(L, t, "dead_letter");
+  d->script = dup_field(L, t, "script");
   lua_getfield(L, t, "ordering");
   ordering = lua_tostring(L, -1);
   d->ordering = !ordering || !strcmp(ordering, "key") ? SWIT_ORDER_KEY
@@ -277,9 +278,50 @@ int swit__lua_capture(lua_State *L, swit__codeset *code)
   return rc;
 }
 
-int swit__lua_bind(lua_State *L, const uint32_t *ids, size_t n, char *err,
-                   size_t errlen)
+/* Which script registered the handler of each subscription id, for the
+ * health checks: a userdata in the state's registry, so it lives and
+ * dies with the state; the names themselves live with the host. */
+typedef struct swit__sub_scripts {
+  uint32_t n;
+  const char *name[];         /* [n], by sub id; NULL: not a Lua handler */
+} swit__sub_scripts;
+
+static void keep_scripts(swit_host_t *h, lua_State *L,
+                         const swit__subdef *defs, const uint32_t *ids,
+                         size_t n)
 {
+  uint32_t max = 0;
+  swit__sub_scripts *t;
+
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] > max) max = ids[i];
+  t = lua_newuserdata(L, sizeof *t + (max + 1) * sizeof *t->name);
+  t->n = max + 1;
+  for (uint32_t i = 0; i <= max; i++) t->name[i] = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (defs[i].script) t->name[ids[i]] = swit__subs_script(h, defs[i].script);
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.scripts");
+}
+
+const char *swit__lua_script_of(const swit__worker *w, uint32_t sub)
+{
+  return w->scripts && sub < w->scripts->n ? w->scripts->name[sub] : NULL;
+}
+
+void swit__lua_adopt(swit__worker *w, lua_State *L)
+{
+  w->L = L;
+  push_fn(L, "_dispatch");
+  w->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.scripts");
+  w->scripts = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+}
+
+int swit__lua_bind(swit_host_t *h, lua_State *L, const swit__subdef *defs,
+                   const uint32_t *ids, size_t n, char *err, size_t errlen)
+{
+  keep_scripts(h, L, defs, ids, n);
   push_fn(L, "_bind");
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
@@ -333,12 +375,6 @@ int swit__lua_handover(lua_State *from, lua_State *to, char *err,
   push_fn(to, "_import");
   lua_insert(to, -2);
   return call(to, 1, 0, err, errlen);
-}
-
-int swit__lua_dispatch_ref(lua_State *L)
-{
-  push_fn(L, "_dispatch");
-  return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* One lua_pcall for the batch; a Lua error marks the message at the
@@ -397,4 +433,5 @@ void swit__lua_close(swit__worker *w)
   if (!w->L) return;
   lua_close(w->L);
   w->L = NULL;
+  w->scripts = NULL;
 }

@@ -93,6 +93,8 @@ typedef struct swit__wstats {
   swit__hist batch;                 /* messages per worker batch */
   _Atomic int64_t busy_since_us;    /* batch start, 0 when idle */
   _Atomic uint32_t busy_sub;        /* first message's subscription */
+  _Atomic(const char *) busy_script;/* the script of its handler, or NULL
+                                       (C handler); host-lived string */
   _Atomic(double *) umet;           /* Lua metrics slots, or NULL */
 } swit__wstats;
 

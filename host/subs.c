@@ -41,8 +41,36 @@ void swit__subs_truncate(swit_host_t *h, size_t keep)
   }
 }
 
+typedef struct swit__name {
+  struct swit__name *next;
+  char s[];
+} swit__name;
+
+/* A list that only grows (one entry per script name ever seen, so a
+ * handful): a racing duplicate entry is harmless. */
+const char *swit__subs_script(swit_host_t *h, const char *chunkname)
+{
+  const char *name = chunkname[0] == '@' || chunkname[0] == '='
+                     ? chunkname + 1 : chunkname;
+  swit__name *head = atomic_load(&h->script_names), *n;
+  size_t len = strlen(name);
+
+  for (n = head; n; n = n->next)
+    if (!strcmp(n->s, name)) return n->s;
+  if (!(n = malloc(sizeof *n + len + 1))) return NULL;
+  memcpy(n->s, name, len + 1);
+  do n->next = head;
+  while (!atomic_compare_exchange_weak(&h->script_names, &head, n));
+  return n->s;
+}
+
 void swit__subs_free(swit_host_t *h)
 {
+  for (swit__name *n = atomic_exchange(&h->script_names, NULL), *next; n;
+       n = next) {
+    next = n->next;
+    free(n);
+  }
   if (!h->subs) return;
   for (size_t i = 0; i < h->nsubs; i++) sub_free(h->subs[i]);
   free(h->subs);
@@ -57,6 +85,7 @@ void swit__subdefs_free(swit__subdef *defs, size_t n)
     free(defs[i].topic);
     free(defs[i].group);
     free(defs[i].dead_letter);
+    free(defs[i].script);
   }
   free(defs);
 }

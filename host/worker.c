@@ -134,11 +134,14 @@ static void run_batch(swit__worker *w, size_t n)
 {
   size_t nlua;
   uint64_t t0 = swit__now_us(), t1;   /* health (busy) and metrics */
+  uint32_t sid = w->items[0].sub->id;
 
-  atomic_store_explicit(&w->st.busy_sub, w->items[0].sub->id,
+  /* for /healthz: what the batch runs, published by busy_since_us */
+  atomic_store_explicit(&w->st.busy_sub, sid, memory_order_relaxed);
+  atomic_store_explicit(&w->st.busy_script, swit__lua_script_of(w, sid),
                         memory_order_relaxed);
   atomic_store_explicit(&w->st.busy_since_us, (int64_t)t0,
-                        memory_order_relaxed);
+                        memory_order_release);
   fill_batch(w, n, &nlua);
   if (w->tr) swit__trace_batch_begin(w, n);                    /* tracing */
   if (w->host->has_chandlers) run_c_handlers(w, n);

@@ -15,6 +15,7 @@ local json_safe = require "cjson.safe"  -- encoder for table payloads
 
 local C = ffi.C
 local ABI = 4
+local getinfo = debug.getinfo           -- before a script can replace it
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
 if not pcall(function() return C.swit_ffi_cdef end) then
@@ -194,7 +195,7 @@ function swit.on(topic, opts, fn)
     topic = topic, group = opts.group, ordering = opts.ordering or "key",
     max_attempts = opts.max_attempts, dead_letter = opts.dead_letter,
     exactly_once = opts.exactly_once, jetstream = opts.jetstream,
-    fn = fn,
+    fn = fn, script = getinfo(2, "S").source,  -- the caller's chunk name
   }
 end
 
@@ -328,7 +329,8 @@ function swit._finalize()
   for i, s in ipairs(reg.subs) do
     out[i] = { topic = s.topic, group = s.group, ordering = s.ordering,
                max_attempts = s.max_attempts, dead_letter = s.dead_letter,
-               exactly_once = s.exactly_once, jetstream = s.jetstream }
+               exactly_once = s.exactly_once, jetstream = s.jetstream,
+               script = s.script }
   end
   return out
 end

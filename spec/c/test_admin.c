@@ -229,7 +229,7 @@ static void it_names_a_stuck_worker(swit_host_t *h, const char *adm)
         == 0);
   for (int i = 0; i < 200 && !atomic_load(&slow_done) && !saw; i++) {
     resp r = http(adm, "GET", "/healthz", NULL, NULL);
-    if (r.status == 503 && strstr(r.body, "topic 'work'") &&
+    if (r.status == 503 && strstr(r.body, "topic 'work', C handler)") &&
         strstr(r.body, "worker "))
       saw = 1;
     resp_free(&r);

@@ -186,6 +186,51 @@ end
     stop(p)
   end)
 
+  it("names the worker, topic and script of a handler stuck past handler_timeout", function()
+    local conf = [[
+server:
+  name: e2e
+  admin: {listen: "127.0.0.1:0"}
+  http: {listen: "127.0.0.1:0"}
+messaging:
+  resources:
+    subscribers: {worker_pool_size: 1}
+lua:
+  scripts: [a.lua, b.lua]
+  limits: {handler_timeout: 100ms}
+]]
+    local p = start({ ["swit.yaml"] = conf, ["a.lua"] = [[
+local swit = require "swit"
+swit.on("fast", function() end)
+]], ["b.lua"] = [[
+local swit = require "swit"
+swit.on("stuck", function()
+  local t0 = os.clock()
+  while os.clock() - t0 < 1.5 do end
+end)
+]] })
+    local adm = wait_for(p, "err", "admin listening on http://([%d.:]+)")
+    local ing = wait_for(p, "err", "http ingress listening on http://([%d.:]+)")
+    assert.equal(202, (curl(("-X POST --data x http://%s/v1/publish/stuck"):format(ing))))
+    local detail
+    for _ = 1, 100 do
+      local code, body = curl("http://" .. adm .. "/healthz")
+      if code == 503 then
+        for _, c in ipairs(cjson.decode(body).checks) do
+          if c.name == "workers" then detail = c.detail end
+        end
+        break
+      end
+      os.execute("sleep 0.02")
+    end
+    assert.is_string(detail)
+    -- the script path as lua.scripts resolves it, and only that script
+    assert.matches("^worker 0 has been in a handler for [%d.]+ s %(topic " ..
+                   "'stuck', script [^,;]*b%.lua%)$", detail)
+    assert.is_nil(detail:find("a.lua", 1, true))
+    stop(p)
+  end)
+
   it("writes JSON log lines with worker, topic and message", function()
     local p = start({ ["swit.yaml"] = yaml:format("json", "info"),
                       ["h.lua"] = handler })
