@@ -23,6 +23,21 @@
 static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
                                            "nats"};
 
+void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!h) return;
+  va_start(ap, fmt);
+  swit__vlog(&h->log, level, fmt, ap);
+  va_end(ap);
+}
+
+int swit_host_log_json(const swit_host_t *h)
+{
+  return h && h->log.format == SWIT_LOG_FMT_JSON;
+}
+
 const char *swit_version(void)
 {
   return SWIT_VERSION_STRING;

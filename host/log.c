@@ -90,8 +90,8 @@ static void vlog_json(int level, const char *fmt, va_list ap)
   if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
 }
 
-static void vlog(const swit__logger *lg, int level, const char *fmt,
-                 va_list ap)
+void swit__vlog(const swit__logger *lg, int level, const char *fmt,
+                va_list ap)
 {
   char line[2048];
   struct timespec ts;
@@ -128,7 +128,7 @@ void swit__log(const swit__logger *lg, int level, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  vlog(lg, level, fmt, ap);
+  swit__vlog(lg, level, fmt, ap);
   va_end(ap);
 }
 
@@ -136,7 +136,7 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  vlog(ud, level, fmt, ap);
+  swit__vlog(ud, level, fmt, ap);
   va_end(ap);
 }
 

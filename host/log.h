@@ -8,6 +8,7 @@
 #ifndef SWIT_LOG_H
 #define SWIT_LOG_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 typedef struct swit__logger {
@@ -20,6 +21,9 @@ void swit__log(const swit__logger *lg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+void swit__vlog(const swit__logger *lg, int level, const char *fmt,
+                va_list ap);
 
 /* The same, for adapters (swit_log_fn shape: ud is a swit__logger). */
 void swit__log_cb(void *ud, int level, const char *fmt, ...)

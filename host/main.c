@@ -10,8 +10,13 @@
  * sigtimedwait: SIGINT/SIGTERM start the graceful stop, SIGHUP reloads
  * the scripts, SIGUSR2 rolls back to the previous generation. Exit codes: 0 ok, 1 runtime
  * failure, 2 config, script or usage error.
+ *
+ * The command's own messages are "swit: ..." lines on stderr, or, once
+ * the config is loaded and says server.log.format: json, JSON lines of
+ * the host's log (say()), so that every line is JSON then.
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -70,11 +75,34 @@ static int exit_code_for(int rc)
   }
 }
 
+/* A message of the swit command: through the host's log when it writes
+ * JSON lines, else "swit: ..." on stderr (h NULL: the config is not
+ * loaded, its format unknown). */
+static void say(swit_host_t *h, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static void say(swit_host_t *h, int level, const char *fmt, ...)
+{
+  char text[1536];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  if (swit_host_log_json(h))
+    swit_host_log(h, level, "%s", text);
+  else
+    fprintf(stderr, "swit: %s\n", text);
+}
+
 static int open_host(swit_host_t **h, const char *path)
 {
   char err[1024];
   int rc = swit_host_new(h, path, err, sizeof err);
-  if (rc) fprintf(stderr, "swit: %s\n", err);
+  if (rc) say(NULL, SWIT_LEVEL_ERROR, "%s", err);
   return rc;
 }
 
@@ -87,7 +115,7 @@ static int cmd_check(const char *path)
   if (rc) return exit_code_for(rc);
   rc = swit_host_check(h, err, sizeof err);
   if (rc)
-    fprintf(stderr, "swit: %s\n", err);
+    say(h, SWIT_LEVEL_ERROR, "%s", err);
   else
     printf("%s: ok\n", path);
   swit_host_free(h);
@@ -104,7 +132,7 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
   for (;;) {
     int sig = sigtimedwait(sigs, NULL, idle_ms >= 0 ? &tick : NULL);
     if (sig == SIGINT || sig == SIGTERM) {
-      fprintf(stderr, "swit: %s received, stopping\n", strsignal(sig));
+      say(h, SWIT_LEVEL_INFO, "%s received, stopping", strsignal(sig));
       return 0;
     }
     if (sig == SIGHUP || sig == SIGUSR2) {
@@ -138,11 +166,11 @@ static int cmd_run(const char *path, int idle_ms)
   if ((rc = open_host(&h, path))) return exit_code_for(rc);
   rc = swit_host_start(h, err, sizeof err);
   if (rc) {
-    fprintf(stderr, "swit: %s\n", err);
+    say(h, SWIT_LEVEL_ERROR, "%s", err);
   } else {
     rc = wait_for_end(h, &sigs, idle_ms);
     if (rc == SWIT_E_SCRIPT) {
-      fprintf(stderr, "swit: on_start failed (see the log above)\n");
+      say(h, SWIT_LEVEL_ERROR, "on_start failed (see the log above)");
       start_failed = 1;
     }
     swit_host_stop(h, -1);
@@ -162,8 +190,8 @@ static int parse_idle(const char *arg, int *idle_ms)
   }
   if (strncmp(arg, "--exit-when-idle=", 17) != 0) return -1;
   if (swit_parse_duration_ms(arg + 17, &ms) != 0 || ms > 86400000) {
-    fprintf(stderr, "swit: --exit-when-idle: expected a duration such as "
-            "500ms or 2s, got '%s'\n", arg + 17);
+    say(NULL, SWIT_LEVEL_ERROR, "--exit-when-idle: expected a duration such "
+        "as 500ms or 2s, got '%s'", arg + 17);
     return -2;
   }
   *idle_ms = (int)ms;

@@ -148,6 +148,30 @@ enum {
 int swit_host_reload(swit_host_t *h, int flags, unsigned *generation,
                      char *err, size_t errlen);
 
+/* Levels of swit_host_log (the values of SWIT_LOG_* in
+ * bindings/swit_ffi.h, the levels of swit.log). */
+enum {
+  SWIT_LEVEL_DEBUG = 0,
+  SWIT_LEVEL_INFO = 1,
+  SWIT_LEVEL_WARN = 2,
+  SWIT_LEVEL_ERROR = 3
+};
+
+/* Write one line to the host's log on stderr, as the host writes its own
+ * lines: dropped below server.log.level; with server.log.format: json a
+ * JSON object ({"time","level","msg"}), else "<time> <level> <text>";
+ * one write(2), cut at about 2 KB. Any thread, from swit_host_new to
+ * swit_host_free. h NULL: nothing is written. */
+void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 1 when the host's log is JSON lines (server.log.format: json), else 0
+ * (also for NULL). */
+int swit_host_log_json(const swit_host_t *h);
+
 /* Parse a duration such as "250ms", "30s", "5m", "1h" into
  * milliseconds. 0, or SWIT_E_INVAL. */
 int swit_parse_duration_ms(const char *text, int64_t *ms);
