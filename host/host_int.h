@@ -176,7 +176,8 @@ typedef struct swit__worker {
   uint64_t rng;
   int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
   swit__wstats st;            /* metrics, summed at scrape (metrics.h) */
-  uint64_t handler_us;        /* this batch: handler time per message */
+  uint64_t handler_us;        /* this batch: its handler time / messages
+                                 whose handler ran */
   swit__wtrace *tr;           /* tracing (trace.h); NULL when off */
 } swit__worker;
 

@@ -371,8 +371,8 @@ static void render_subs(swit_host_t *h, render *r)
              swit__lat_bounds_us, 1e-6);
   }
   head(r, "swit_handler_duration_seconds", "histogram",
-       "Handler time per message (its batch's handler time shared out "
-       "among the batch's messages)");
+       "Handler time per message: each batch's handler time divided "
+       "evenly among its messages whose handler ran");
   for (size_t i = 0; i < n; i++) {
     render lr = {&lbl, r->broker};
     lbl.len = 0;

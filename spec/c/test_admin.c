@@ -239,6 +239,27 @@ static void it_names_a_stuck_worker(swit_host_t *h, const char *adm)
   for (int i = 0; i < 200 && !atomic_load(&slow_done); i++) sleep_ms(10);
   sleep_ms(20);
   CHECK(status_of(adm, "GET", "/healthz", NULL) == 200);
+  CHECK(swit_host_wait_idle(h, 50, 5000) == 0);
+  {
+    /* one observation per handled message; the 600 ms message ran alone
+     * in its batch: the sum holds it and one observation is over 0.5 s */
+    resp r = http(adm, "GET", "/metrics", NULL, NULL);
+    const char *l = "{broker=\"memory\",topic=\"work\",group=\"adm\"";
+    char s[160];
+    double consumed, count;
+
+    snprintf(s, sizeof s, "swit_messages_consumed_total%s}", l);
+    consumed = metric(r.body, s);
+    snprintf(s, sizeof s, "swit_handler_duration_seconds_count%s}", l);
+    count = metric(r.body, s);
+    CHECK(consumed > 1001 && count == consumed);
+    snprintf(s, sizeof s, "swit_handler_duration_seconds_sum%s}", l);
+    CHECK(metric(r.body, s) >= 0.6);
+    snprintf(s, sizeof s, "swit_handler_duration_seconds_bucket%s,le=\"0.5\"}",
+             l);
+    CHECK(metric(r.body, s) == count - 1);
+    resp_free(&r);
+  }
 }
 
 static void it_requires_the_token(const char *adm)
