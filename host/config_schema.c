@@ -313,7 +313,7 @@ static const swit_cfg_field log_fields[] = {
   { .name = "format", .type = SWIT_CFG_ENUM, .offset = OFF(LOG, format),
     .dflt = "text", .choices = log_formats,
     .desc = "text lines, or JSON lines (time, level, worker, topic, "
-            "trace_id, msg)" },
+            "trace_id, msg), the swit command's own messages included" },
   { .name = NULL }
 };
 
@@ -427,7 +427,7 @@ static const swit_cfg_field limits_fields[] = {
     .offset = OFF(LIMITS, handler_timeout_ms), .dflt = "30s", .min = 1,
     .max = 24 * MS_H,
     .desc = "A worker in one batch of handlers longer than this fails "
-            "/healthz (named with its topic)" },
+            "/healthz (named with its topic and script)" },
   { .name = NULL }
 };
 
