@@ -63,6 +63,7 @@ static int stuck_workers(swit_host_t *h, char *out, size_t len)
                                               memory_order_relaxed);
     swit__sub *sub = sid && sid <= SWIT__MAX_SUBS && h->subs
                      ? h->subs[sid - 1] : NULL;
+    int c = sub && sub->ccb;
 
     if (!since || (int64_t)now - since <= limit ||
         since != atomic_load(&st->busy_since_us))  /* a new batch began */
@@ -72,9 +73,8 @@ static int stuck_workers(swit_host_t *h, char *out, size_t len)
       o += (size_t)snprintf(out + o, len - o, "%sworker %zu has been in a "
                             "handler for %.1f s (topic '%s', %s%s)", n > 1 ?
                             "; " : "", i, (double)((int64_t)now - since) / 1e6,
-                            sub ? sub->topic : "?", sub && sub->ccb ?
-                            "C handler" : "script ", sub && sub->ccb ? ""
-                            : script ? script : "unknown");
+                            sub ? sub->topic : "?", c ? "C handler" : "script ",
+                            c ? "" : script ? script : "unknown");
   }
   return n;
 }
