@@ -18,9 +18,12 @@
  * and so does the Lua handler (one FFI call to bench_nats_seen, exported
  * by this program). Client
  * settings: cnats pending limits lifted on every subscriber (no slow
- * consumer drops); swit with 2 workers, lua.batch_size 256, prefetch
- * (max_ack_pending) 8192. Prints messages/s and swit/raw. Nothing is
- * asserted.
+ * consumer drops); swit with lua.batch_size 256, prefetch
+ * (max_ack_pending) 8192. The consume cases run swit with 1 worker (the
+ * raw subscriber handles messages on one thread too) and with 2 workers:
+ * on a 2-core machine that also runs nats-server and the publisher, the
+ * second worker thread for a handler that does no work mostly adds
+ * context switches. Prints messages/s and swit/raw. Nothing is asserted.
  *
  *   bench_nats --url nats://127.0.0.1:PORT [--messages N] [--repeat R]
  *              [--case core|js|publish]
@@ -45,6 +48,7 @@
 static const char *url = "nats://127.0.0.1:4222";
 static long nmsgs = 500000;
 static int run_no;
+static int workers = 1; /* swit's worker_pool_size for the next case */
 
 /* Messages the Lua handler saw, and when the last one arrived. */
 static atomic_long swit_seen;
@@ -150,11 +154,11 @@ static swit_host_t *swit_start(const char *subject, int js, const char *script)
            "  subscribers:\n"
            "    default: {prefetch: 8192}\n"
            "  resources:\n"
-           "    subscribers: {worker_pool_size: 2, max_in_flight: 32768}\n"
+           "    subscribers: {worker_pool_size: %d, max_in_flight: 32768}\n"
            "lua:\n"
            "  batch_size: 256\n"
            "  scripts: [%s]\n",
-           url, js ? "true" : "false", script);
+           url, js ? "true" : "false", workers, script);
   if (swit_host_new_from_string(&h, yaml, BENCH_DIR, err, sizeof err) ||
       swit_host_start(h, err, sizeof err)) {
     fprintf(stderr, "bench_nats: swit: %s\n", err);
@@ -359,7 +363,7 @@ static void row(const char *name, double (*raw)(void), double (*sw)(void),
                 int repeat)
 {
   double r = median(raw, repeat), s = median(sw, repeat);
-  printf("%-14s raw %10.0f msg/s   swit %10.0f msg/s   swit/raw %.2f\n",
+  printf("%-16s raw %10.0f msg/s   swit %10.0f msg/s   swit/raw %.2f\n",
          name, r, s, r > 0 && s > 0 ? s / r : 0.0);
   fflush(stdout);
 }
@@ -385,10 +389,16 @@ int main(int argc, char **argv)
   printf("nats benchmark: %ld messages of %zu bytes, %s, median of %d\n",
          nmsgs, strlen(PAYLOAD), url, repeat);
   publish_raw(); /* warm the server up */
-  if (!only || !strcmp(only, "core"))
-    row("core consume", core_consume_raw, core_consume_swit, repeat);
-  if (!only || !strcmp(only, "js"))
-    row("js consume", js_consume_raw, js_consume_swit, repeat);
+  for (workers = 1; workers <= 2; workers++) {
+    char name[32];
+    snprintf(name, sizeof name, "core consume %dw", workers);
+    if (!only || !strcmp(only, "core"))
+      row(name, core_consume_raw, core_consume_swit, repeat);
+    snprintf(name, sizeof name, "js consume %dw", workers);
+    if (!only || !strcmp(only, "js"))
+      row(name, js_consume_raw, js_consume_swit, repeat);
+  }
+  workers = 1;
   if (!only || !strcmp(only, "publish"))
     row("core publish", publish_raw, publish_swit, repeat);
   return 0;

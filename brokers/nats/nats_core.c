@@ -181,12 +181,12 @@ void swit__nats_core_unsubscribe(nats_sub *s)
 
 void swit__nats_core_settle(nats_sub *s, const swit_settle *st, size_t n)
 {
-  for (size_t i = 0; i < n; i++) {
-    nats_dlv *d = (nats_dlv *)(uintptr_t)st[i].token;
-    if (st[i].action == SWIT_SETTLE_REQUEUE)
-      atomic_fetch_add(&s->requeue_dropped, 1);
-    swit__nats_dlv_put(s, d);
-  }
+  long long requeued = 0;
+  for (size_t i = 0; i < n; i++)
+    requeued += st[i].action == SWIT_SETTLE_REQUEUE;
+  if (requeued)
+    atomic_fetch_add(&s->requeue_dropped, requeued);
+  swit__nats_dlv_put_settled(s, st, n);
   atomic_fetch_sub(&s->inflight, (long long)n);
 }
 

@@ -104,7 +104,9 @@ struct nats_sub {
   int ready;                 /* consumer bound (fetch thread only after start) */
 
   pthread_mutex_t pool_mu;
-  nats_dlv *pool;            /* free deliveries */
+  nats_dlv *pool;            /* free deliveries, settled by workers */
+  nats_dlv *spare;           /* free deliveries of the receiving thread
+                              * (no lock: only that thread touches it) */
   nats_dlv *held;            /* JetStream: delivered, not settled */
   int64_t next_touch_ms;     /* JetStream: next keep-alive scan (fetch thread) */
   atomic_llong last_warn_ms; /* rate limit of slow-consumer warnings */
@@ -184,8 +186,12 @@ int swit__nats_is_connected(nats_broker *b);
 
 /* --- nats_msg.c ----------------------------------------------------- */
 
+/* Receiving thread only (the core reader or the JetStream fetcher). */
 nats_dlv *swit__nats_dlv_get(nats_sub *s);
+/* Destroy the message and return d to the pool; any thread. */
 void swit__nats_dlv_put(nats_sub *s, nats_dlv *d);
+/* The same for the deliveries of n settles, taking the lock once. */
+void swit__nats_dlv_put_settled(nats_sub *s, const swit_settle *st, size_t n);
 void swit__nats_pool_free(nats_sub *s);
 /* Point d's view at m (subject, payload, headers, key); sets *reject to
  * d->reason when the message is over max_message_size. SWIT_E_NOMEM. */

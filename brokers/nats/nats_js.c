@@ -577,8 +577,8 @@ void swit__nats_js_settle(nats_sub *s, const swit_settle *st, size_t n)
       failed++;
       why = r;
     }
-    swit__nats_dlv_put(s, d);
   }
+  swit__nats_dlv_put_settled(s, st, n);
   atomic_fetch_sub(&s->inflight, (long long)n);
   if (atomic_load(&s->waiting_room)) {
     pthread_mutex_lock(&s->mu);

@@ -10,8 +10,12 @@
  * LF (the NATS header block is line based); names must be printable ASCII
  * without ':' or blanks.
  *
- * Deliveries come from a per-subscription pool (free list under
- * s->pool_mu): the receive path allocates only when the pool is empty or a
+ * Deliveries come from a per-subscription pool in two halves: workers
+ * return settled deliveries to s->pool (under s->pool_mu, once per settle
+ * call), and the receiving thread takes from its own s->spare list,
+ * refilling it with the whole of s->pool in one locked swap when it runs
+ * dry. So the lock is taken once per batch on each side, not once per
+ * message. The receive path allocates only when both lists are empty or a
  * message has more headers than any before it. The view points into the
  * natsMsg, which the delivery owns until settle.
  */
@@ -26,38 +30,71 @@
 
 nats_dlv *swit__nats_dlv_get(nats_sub *s)
 {
-  pthread_mutex_lock(&s->pool_mu);
-  nats_dlv *d = s->pool;
+  nats_dlv *d = s->spare;
+  if (!d) {
+    pthread_mutex_lock(&s->pool_mu);
+    d = s->pool;
+    s->pool = NULL;
+    pthread_mutex_unlock(&s->pool_mu);
+  }
   if (d)
-    s->pool = d->next;
-  pthread_mutex_unlock(&s->pool_mu);
-  if (!d && !(d = calloc(1, sizeof *d)))
+    s->spare = d->next;
+  else if (!(d = calloc(1, sizeof *d)))
     return NULL;
   d->sub = s;
   d->next = NULL;
   return d;
 }
 
+/* Link first..last (already chained) into the pool. */
+static void pool_splice(nats_sub *s, nats_dlv *first, nats_dlv *last)
+{
+  pthread_mutex_lock(&s->pool_mu);
+  last->next = s->pool;
+  s->pool = first;
+  pthread_mutex_unlock(&s->pool_mu);
+}
+
 void swit__nats_dlv_put(nats_sub *s, nats_dlv *d)
 {
   natsMsg_Destroy(d->msg);
   d->msg = NULL;
-  pthread_mutex_lock(&s->pool_mu);
-  d->next = s->pool;
-  s->pool = d;
-  pthread_mutex_unlock(&s->pool_mu);
+  pool_splice(s, d, d);
 }
 
-void swit__nats_pool_free(nats_sub *s)
+void swit__nats_dlv_put_settled(nats_sub *s, const swit_settle *st, size_t n)
 {
-  while (s->pool) {
-    nats_dlv *d = s->pool;
-    s->pool = d->next;
+  nats_dlv *first = NULL, *last = NULL;
+  for (size_t i = 0; i < n; i++) {
+    nats_dlv *d = (nats_dlv *)(uintptr_t)st[i].token;
+    natsMsg_Destroy(d->msg);
+    d->msg = NULL;
+    d->next = first;
+    first = d;
+    if (!last)
+      last = d;
+  }
+  if (first)
+    pool_splice(s, first, last);
+}
+
+static void list_free(nats_dlv *d)
+{
+  while (d) {
+    nats_dlv *next = d->next;
     if (d->hdr_cap)
       free(d->hdrs);
     free(d->key);
     free(d);
+    d = next;
   }
+}
+
+void swit__nats_pool_free(nats_sub *s)
+{
+  list_free(s->pool);
+  list_free(s->spare);
+  s->pool = s->spare = NULL;
 }
 
 /* ---------------------------------------------------------------------
