@@ -260,6 +260,32 @@ static void log_handlers(swit_host_t *h)
   }
 }
 
+/* What an adapter instance gets from this host. */
+static swit_broker_env broker_env(swit_host_t *h)
+{
+  swit_broker_env env = {
+    .cfg = h->cfg, .settings = h->broker_settings,
+    .log = swit__log_cb, .log_ud = &h->log,
+    .report_lag = swit__stats_report_lag,
+  };
+
+  swit__conn_env(h, &env);
+  return env;
+}
+
+/* The broker's client settings (librdkafka properties, credentials
+ * format, ...) are checked by its create op, which connects nowhere: build
+ * an adapter instance and throw it away. */
+static int check_broker(swit_host_t *h, char *err, size_t errlen)
+{
+  swit_broker_env env = broker_env(h);
+  swit_broker *b = NULL;
+  int rc = h->ops->create(&b, &env, err, errlen);
+
+  h->ops->destroy(b);
+  return rc;
+}
+
 int swit_host_check(swit_host_t *h, char *err, size_t errlen)
 {
   int rc;
@@ -270,6 +296,7 @@ int swit_host_check(swit_host_t *h, char *err, size_t errlen)
   }
   if ((rc = messaging_enabled(h, err, errlen))) return rc;
   rc = first_generation(h, err, errlen);
+  if (rc == 0) rc = check_broker(h, err, errlen);
   if (rc == 0) log_handlers(h);
   swit__subs_free(h);
   swit__codeset_free(h->code);
@@ -279,14 +306,9 @@ int swit_host_check(swit_host_t *h, char *err, size_t errlen)
 
 static int connect_broker(swit_host_t *h, char *err, size_t errlen)
 {
-  swit_broker_env env = {
-    .cfg = h->cfg, .settings = h->broker_settings,
-    .log = swit__log_cb, .log_ud = &h->log,
-    .report_lag = swit__stats_report_lag,
-  };
+  swit_broker_env env = broker_env(h);
   int rc;
 
-  swit__conn_env(h, &env);
   rc = h->ops->create(&h->broker, &env, err, errlen);
   if (rc == 0) rc = h->ops->connect(h->broker, err, errlen);
   if (rc == 0) atomic_store(&h->connected, 1);

@@ -37,6 +37,17 @@ describe("kafka #kafka bad input", function()
     end
   end)
 
+  it("swit check reports a bad property the same way, connecting nowhere", function()
+    local t = require "swit_run"
+    local dir = t.dir({ ["swit.yaml"] = k.config("127.0.0.1:1", { broker = "      linger.ms: soon\n" }),
+                        ["s.lua"] = quiet })
+    local code, out, err = t.swit({ "check", dir .. "/swit.yaml" })
+    assert.equal(2, code, err)
+    assert.equal("", out)
+    assert.matches('swit.yaml:%d+:%d+: messaging.broker.config.linger.ms: Invalid value for '
+                   .. 'configuration property "queue.buffering.max.ms"', err)
+  end)
+
   it("exits 2 when a conflict between properties is found at connect", function()
     local yaml = k.config("127.0.0.1:1", { broker = "      enable.idempotence: true\n      acks: 1\n" })
     local code, _, err = k.run(yaml, quiet)
