@@ -57,8 +57,9 @@ struct rmq_sub {
   uint32_t id;
   char *topic;          /* the binding key */
   char *queue;          /* "<group>.<topic>" */
-  char *dlq_key;        /* "<topic>.dlq" */
-  char *dlq_queue;      /* "<group>.<topic>.dlq"; NULL: no parking queue */
+  char *dlq_key;        /* its dead-letter topic (spec->dead_letter) */
+  char *dlq_queue;      /* "<group>.<dlq_key>"; NULL: no parking queue */
+  int parking;          /* `queue` is itself a parking queue (spec->parking) */
   char tag[24];         /* consumer tag "swit-<id>" */
   uint32_t prefetch;
   swit_sink_fn sink;
