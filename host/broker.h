@@ -77,6 +77,13 @@ typedef struct swit_settle {
  * 0 = never wait (SWIT_E_FULL at once). */
 typedef struct swit_publish_opts {
   int timeout_ms;
+  /* 1: the message must reach a queue or subscriber (the host sets it
+   * for dead letters, whose originals it acks once they are confirmed).
+   * An adapter that can tell (RabbitMQ: the mandatory flag and
+   * basic.return) fails such a publish with SWIT_E_BROKER instead of
+   * confirming a message the broker dropped as unroutable; others ignore
+   * it. */
+  int mandatory;
 } swit_publish_opts;
 
 /* Logging from adapters goes through the host. */
