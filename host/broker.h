@@ -53,6 +53,17 @@ typedef struct swit_sub_spec {
   int64_t ack_deadline_ms;
   int exactly_once;        /* swit.on{exactly_once = true} (Kafka) */
   int jetstream;           /* swit.on{jetstream = ...}: -1 unset, 0, 1 (NATS) */
+  /* Where the host dead-letters this subscription's messages
+   * (swit.on{dead_letter = ...}, "<topic>.dlq" by default). NULL from a
+   * caller that does not say: "<topic>.dlq". Brokers that keep dead
+   * letters for an operator (RabbitMQ: a parking queue bound to it) use
+   * it; others may ignore it. */
+  const char *dead_letter;
+  /* 1: the topic is itself a dead-letter topic (it ends in ".dlq", or a
+   * subscription of this host names it as its dead_letter), so its queue
+   * is the parking queue those dead letters are kept in (RabbitMQ: no
+   * TTL, length limit or dead-lettering of its own). */
+  int parking;
 } swit_sub_spec;
 
 enum { SWIT_SETTLE_ACK = 0, SWIT_SETTLE_REQUEUE = 1, SWIT_SETTLE_DROP = 2 };
@@ -66,6 +77,13 @@ typedef struct swit_settle {
  * 0 = never wait (SWIT_E_FULL at once). */
 typedef struct swit_publish_opts {
   int timeout_ms;
+  /* 1: the message must reach a queue or subscriber (the host sets it
+   * for dead letters, whose originals it acks once they are confirmed).
+   * An adapter that can tell (RabbitMQ: the mandatory flag and
+   * basic.return) fails such a publish with SWIT_E_BROKER instead of
+   * confirming a message the broker dropped as unroutable; others ignore
+   * it. */
+  int mandatory;
 } swit_publish_opts;
 
 /* Logging from adapters goes through the host. */

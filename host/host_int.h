@@ -282,6 +282,10 @@ void swit__settle_requeue_all(swit__worker *w);
 /* publish.c */
 int swit__publish(struct swit_host_s *h, const swit_msg_view *m,
                   int timeout_ms, uint64_t *confirm, char *err, size_t errlen);
+/* A dead letter: timeout 0, confirm awaited, and `mandatory` (a copy no
+ * queue would keep fails with SWIT_E_BROKER instead of being confirmed). */
+int swit__publish_dead_letter(struct swit_host_s *h, const swit_msg_view *m,
+                              uint64_t *confirm, char *err, size_t errlen);
 
 /* lua_state.c */
 lua_State *swit__lua_new_state(struct swit_host_s *h, swit__worker *w,

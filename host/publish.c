@@ -4,7 +4,9 @@
  * swit__publish is the one path every publish takes (Lua handlers, C
  * handlers, the C API, dead-lettering): it checks the host is connected,
  * hands the message to the adapter and counts it as activity for the
- * idle detector. Workers publish with timeout 0 so a full queue never
+ * idle detector. Dead letters are published `mandatory`: the host acks
+ * their originals once they are confirmed, so a copy the broker would
+ * drop as unroutable must fail instead. Workers publish with timeout 0 so a full queue never
  * blocks a worker; swit_host_publish (embedders) waits for room and
  * retries transient failures with the default publisher's settings.
  */
@@ -21,10 +23,9 @@ static void sleep_ms(int64_t ms)
 }
 
 static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
-                     int timeout_ms, uint64_t *confirm, char *err,
+                     const swit_publish_opts *o, uint64_t *confirm, char *err,
                      size_t errlen)
 {
-  swit_publish_opts o = {.timeout_ms = timeout_ms};
   int rc;
 
   if (h->tracer) m = swit__trace_inject(h, m, n);   /* tracing: traceparent */
@@ -38,10 +39,10 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   }
   if (h->obs->metrics_on) {                                   /* metrics */
     uint64_t t0 = swit__now_us();
-    rc = h->ops->publish(h->broker, m, n, &o, confirm, err, errlen);
+    rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
     swit__stats_publish(h, m->topic, m->topic_len, n, rc, swit__now_us() - t0);
   } else {
-    rc = h->ops->publish(h->broker, m, n, &o, confirm, err, errlen);
+    rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
   }
   if (rc == 0) atomic_store(&h->last_activity_ms, swit__now_ms());
   return rc;
@@ -50,7 +51,15 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
 int swit__publish(swit_host_t *h, const swit_msg_view *m, int timeout_ms,
                   uint64_t *confirm, char *err, size_t errlen)
 {
-  return publish_n(h, m, 1, timeout_ms, confirm, err, errlen);
+  swit_publish_opts o = {.timeout_ms = timeout_ms};
+  return publish_n(h, m, 1, &o, confirm, err, errlen);
+}
+
+int swit__publish_dead_letter(swit_host_t *h, const swit_msg_view *m,
+                              uint64_t *confirm, char *err, size_t errlen)
+{
+  swit_publish_opts o = {.timeout_ms = 0, .mandatory = 1};
+  return publish_n(h, m, 1, &o, confirm, err, errlen);
 }
 
 /* Publish with the default publisher's waiting and retry policy. */
@@ -62,7 +71,8 @@ static int publish_retrying(swit_host_t *h, const swit_msg_view *m, size_t n,
   int rc;
 
   for (int64_t retry = 0;; retry++) {
-    rc = publish_n(h, m, n, (int)pc->timeout_ms, confirm, err, errlen);
+    swit_publish_opts o = {.timeout_ms = (int)pc->timeout_ms};
+    rc = publish_n(h, m, n, &o, confirm, err, errlen);
     if ((rc != SWIT_E_FULL && rc != SWIT_E_BROKER) ||
         retry == pc->retry_attempts)
       break;

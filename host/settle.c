@@ -112,7 +112,7 @@ static int dead_letter(swit__worker *w, const swit__item *it,
   v.topic_len = (uint32_t)strlen(sub->dead_letter);
   v.headers = hv;
   v.nheaders = (uint32_t)n;
-  return swit__publish(w->host, &v, 0, &confirm, err, errlen);
+  return swit__publish_dead_letter(w->host, &v, &confirm, err, errlen);
 }
 
 /* Errors that trying again later can cure. */

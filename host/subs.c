@@ -193,6 +193,21 @@ int swit__subs_add(swit_host_t *h, const swit__subdef *d, swit_handler_cb cb,
 
 /* ------------------------------------------------------------------ */
 
+/* Whether `topic` is a dead-letter topic: the default "<topic>.dlq"
+ * form, or the dead_letter of an active subscription. At start every
+ * subscription is in the table before the first is subscribed, so the
+ * answer does not depend on the order of the swit.on calls. */
+static int is_dead_letter_topic(const swit_host_t *h, const char *topic)
+{
+  size_t n = strlen(topic);
+
+  if (n >= 4 && strcmp(topic + n - 4, ".dlq") == 0) return 1;
+  for (size_t i = 0; i < h->nsubs; i++)
+    if (h->subs[i]->active && strcmp(h->subs[i]->dead_letter, topic) == 0)
+      return 1;
+  return 0;
+}
+
 int swit__subs_subscribe(swit_host_t *h, swit__sub *s, char *err,
                          size_t errlen)
 {
@@ -201,6 +216,8 @@ int swit__subs_subscribe(swit_host_t *h, swit__sub *s, char *err,
     .prefetch = (uint32_t)s->scfg->prefetch,
     .ack_deadline_ms = s->scfg->ack_deadline_ms,
     .exactly_once = s->exactly_once, .jetstream = s->jetstream,
+    .dead_letter = s->dead_letter,
+    .parking = is_dead_letter_topic(h, s->topic),
   };
   int rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
                              &s->handle, err, errlen);

@@ -81,8 +81,8 @@ const swit_cfg_field swit__rabbitmq_config_fields[] = {
     .desc = "x-overflow when a length limit is reached" },
   { FIELD("dead_letter_queues", SWIT_CFG_BOOL, dead_letter_queues),
     .dflt = "true",
-    .desc = "declare a parking queue <group>.<topic>.dlq per subscription "
-            "and dead-letter group queues into it" },
+    .desc = "declare a parking queue <group>.<dead-letter topic> per "
+            "subscription and dead-letter group queues into it" },
   { FIELD("persistent", SWIT_CFG_BOOL, persistent), .dflt = "true",
     .desc = "publish with delivery mode 2 (persistent)" },
   { FIELD("publish_buffer", SWIT_CFG_INT, publish_buffer), .dflt = "100000",
@@ -425,7 +425,10 @@ static char *join3(const char *a, const char *sep, const char *c)
   return s;
 }
 
-/* A subscription with its queue names, or NULL when out of memory. */
+/* A subscription with its queue names, or NULL when out of memory. The
+ * parking queue "<group>.<dead letter topic>" is declared for whatever
+ * dead-letter topic the subscription has (none when it dead-letters into
+ * its own topic, whose queue is then the one that keeps them). */
 static rmq_sub *sub_new(rmq_broker *b, const swit_sub_spec *spec,
                         swit_sink_fn sink, void *sink_ud)
 {
@@ -433,18 +436,20 @@ static rmq_sub *sub_new(rmq_broker *b, const swit_sub_spec *spec,
   rmq_sub *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
-  size_t tl = strlen(spec->topic);
-  int parking = b->st.dead_letter_queues &&
-                !(tl >= 4 && strcmp(spec->topic + tl - 4, ".dlq") == 0);
   s->topic = strdup(spec->topic);
   s->queue = join3(group, ".", spec->topic);
-  s->dlq_key = join3(spec->topic, "", ".dlq");
-  if (parking && s->queue)
-    s->dlq_queue = join3(s->queue, "", ".dlq");
+  s->dlq_key = spec->dead_letter && *spec->dead_letter
+                   ? strdup(spec->dead_letter)
+                   : join3(spec->topic, "", ".dlq");
+  int parking = b->st.dead_letter_queues && s->dlq_key &&
+                strcmp(s->dlq_key, spec->topic) != 0;
+  if (parking)
+    s->dlq_queue = join3(group, ".", s->dlq_key);
   if (!s->topic || !s->queue || !s->dlq_key || (parking && !s->dlq_queue)) {
     sub_free(s);
     return NULL;
   }
+  s->parking = spec->parking;
   s->sink = sink;
   s->sink_ud = sink_ud;
   s->prefetch = spec->prefetch;
@@ -473,10 +478,12 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
     goto fail;
   }
   rc = SWIT_E_CONFIG;
-  if (strlen(s->dlq_queue ? s->dlq_queue : s->queue) > 255) {
-    swit__rmq_fail(err, errlen, rc, "subscribe '%s': queue name '%s%s' is "
-                   "over 255 bytes", spec->topic, s->queue,
-                   s->dlq_queue ? ".dlq" : "");
+  const char *name = strlen(s->queue) > 255 ? s->queue
+                     : s->dlq_queue && strlen(s->dlq_queue) > 255 ? s->dlq_queue
+                     : strlen(s->dlq_key) > 255 ? s->dlq_key : NULL;
+  if (name) {
+    swit__rmq_fail(err, errlen, rc, "subscribe '%s': queue name or dead-letter "
+                   "routing key '%s' is over 255 bytes", spec->topic, name);
     goto fail;
   }
   *handle = s;

@@ -16,11 +16,14 @@
  * Topology (docs/brokers/rabbitmq.md): a durable topic exchange
  * (`exchange`); per subscription a durable queue "<group>.<topic>" bound
  * with the topic as binding key, whose dead letters (TTL, max length,
- * rejects by the broker) go to the same exchange with routing key
- * "<topic>.dlq"; and a parking queue "<group>.<topic>.dlq" bound to that
- * key, which also receives the copies the core dead-letters. A queue whose
- * topic ends in ".dlq" gets no TTL, length limit or dead-lettering, so
- * both ways of declaring a parking queue agree.
+ * rejects by the broker) go to the same exchange with the subscription's
+ * dead-letter topic D as routing key ("<topic>.dlq" unless the handler
+ * named one); and a parking queue "<group>.<D>" bound to D, which also
+ * receives the copies the core dead-letters. A subscription's own queue
+ * is declared as a parking queue (no TTL, length limit or dead-lettering)
+ * when the core says its topic is a dead-letter topic (spec->parking: it
+ * ends in ".dlq" or another subscription names it), so both ways of
+ * declaring that queue agree.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -125,12 +128,6 @@ int swit__rmq_rpc_check(rmq_broker *b, amqp_channel_t ch, const char *what,
 /* ---------------------------------------------------------------------
  * Topology */
 
-static int ends_with_dlq(const char *s)
-{
-  size_t n = strlen(s);
-  return n >= 4 && strcmp(s + n - 4, ".dlq") == 0;
-}
-
 static void arg_long(amqp_table_entry_t *e, const char *key, int64_t v)
 {
   e->key = amqp_cstring_bytes(key);
@@ -156,15 +153,17 @@ static amqp_table_entry_t bool_entry(const char *key)
 static const char *const overflow_names[] = { "drop-head", "reject-publish",
                                               "reject-publish-dlx" };
 
-/* The arguments of the queue bound to `key` (see the file comment). */
-static int queue_args(const rmq_broker *b, const char *key, char *dlk,
-                      size_t dlk_len, amqp_table_entry_t *e)
+/* The arguments of a queue (see the file comment): a parking queue gets
+ * only its type; a group queue its limits and, with dead_letter_queues,
+ * dead-lettering to the exchange with routing key `dlk`. */
+static int queue_args(const rmq_broker *b, int parking, const char *dlk,
+                      amqp_table_entry_t *e)
 {
   const swit_rabbitmq_settings *st = &b->st;
   int n = 0;
   if (st->queue_type == RMQ_QUEUE_QUORUM)
     arg_str(&e[n++], "x-queue-type", "quorum");
-  if (ends_with_dlq(key))
+  if (parking)
     return n;
   if (st->message_ttl_ms > 0)
     arg_long(&e[n++], "x-message-ttl", st->message_ttl_ms);
@@ -176,7 +175,6 @@ static int queue_args(const rmq_broker *b, const char *key, char *dlk,
       st->overflow != RMQ_OVERFLOW_DROP_HEAD)
     arg_str(&e[n++], "x-overflow", overflow_names[st->overflow]);
   if (st->dead_letter_queues) {
-    snprintf(dlk, dlk_len, "%s.dlq", key);
     arg_str(&e[n++], "x-dead-letter-exchange", st->exchange);
     arg_str(&e[n++], "x-dead-letter-routing-key", dlk);
   }
@@ -184,11 +182,11 @@ static int queue_args(const rmq_broker *b, const char *key, char *dlk,
 }
 
 static int declare_queue(rmq_broker *b, const char *queue, const char *key,
-                         char *err, size_t errlen)
+                         int parking, const char *dlk, char *err, size_t errlen)
 {
   amqp_table_entry_t e[8];
-  char dlk[300], what[300];
-  amqp_table_t args = { .num_entries = queue_args(b, key, dlk, sizeof dlk, e),
+  char what[300];
+  amqp_table_t args = { .num_entries = queue_args(b, parking, dlk, e),
                         .entries = e };
   amqp_queue_declare(b->conn, RMQ_CH_TOPO, amqp_cstring_bytes(queue), 0, 1, 0,
                      0, args);
@@ -206,9 +204,10 @@ static int declare_queue(rmq_broker *b, const char *queue, const char *key,
 
 int swit__rmq_sub_declare(rmq_broker *b, rmq_sub *s, char *err, size_t errlen)
 {
-  int rc = declare_queue(b, s->queue, s->topic, err, errlen);
+  int rc = declare_queue(b, s->queue, s->topic, s->parking, s->dlq_key, err,
+                         errlen);
   if (!rc && s->dlq_queue)
-    rc = declare_queue(b, s->dlq_queue, s->dlq_key, err, errlen);
+    rc = declare_queue(b, s->dlq_queue, s->dlq_key, 1, NULL, err, errlen);
   s->declared = rc == 0;
   return rc;
 }

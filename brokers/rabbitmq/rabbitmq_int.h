@@ -57,8 +57,9 @@ struct rmq_sub {
   uint32_t id;
   char *topic;          /* the binding key */
   char *queue;          /* "<group>.<topic>" */
-  char *dlq_key;        /* "<topic>.dlq" */
-  char *dlq_queue;      /* "<group>.<topic>.dlq"; NULL: no parking queue */
+  char *dlq_key;        /* its dead-letter topic (spec->dead_letter) */
+  char *dlq_queue;      /* "<group>.<dlq_key>"; NULL: no parking queue */
+  int parking;          /* `queue` is itself a parking queue (spec->parking) */
   char tag[24];         /* consumer tag "swit-<id>" */
   uint32_t prefetch;
   swit_sink_fn sink;
@@ -101,6 +102,7 @@ typedef struct rmq_slot_list {
 typedef struct rmq_ticket {
   size_t pending;       /* records not finished */
   int rc;               /* first failure, 0 if none */
+  int returned;         /* a record failed as unroutable (basic.return) */
   int refs;
   uint64_t ids[];       /* confirm id per message, 0 if not confirmed */
 } rmq_ticket;
@@ -114,6 +116,8 @@ struct rmq_pub {
   uint32_t index;       /* its message's index in the ticket */
   uint32_t nacks;       /* times the broker refused it */
   int failed;           /* finished without a confirm */
+  int mandatory;        /* published mandatory (swit_publish_opts) */
+  int returned;         /* a basic.return may be this one's: fail it */
   amqp_bytes_t rkey, body;
   amqp_basic_properties_t props;
   amqp_table_entry_t *entries;
@@ -295,6 +299,8 @@ int swit__rmq_flush(rmq_broker *b, int timeout_ms);
 int swit__rmq_pub_send(rmq_broker *b);
 /* io: basic.ack / basic.nack on the publish channel. */
 void swit__rmq_pub_confirm(rmq_broker *b, uint64_t tag, int multiple, int ok);
+/* io: basic.return of a mandatory publish no queue took. */
+void swit__rmq_pub_returned(rmq_broker *b, const amqp_basic_return_t *ret);
 /* io: hand finished records back (tickets, room) under one lock. */
 void swit__rmq_pub_complete(rmq_broker *b);
 /* io: the connection went: unconfirmed records go back to the front of

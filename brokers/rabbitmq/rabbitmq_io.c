@@ -418,6 +418,9 @@ static void on_method(rmq_broker *b, amqp_channel_t ch, const amqp_method_t *m)
     nack = m->decoded;
     swit__rmq_pub_confirm(b, nack->delivery_tag, nack->multiple, 0);
     break;
+  case AMQP_BASIC_RETURN_METHOD: /* its content frames follow: ignored */
+    swit__rmq_pub_returned(b, m->decoded);
+    break;
   case AMQP_BASIC_CANCEL_METHOD:
     on_server_cancel(b, m->decoded);
     break;

@@ -17,6 +17,16 @@
  * retry_attempts times) unless a caller waits for it, in which case the
  * caller gets SWIT_E_BROKER and decides.
  *
+ * Mandatory publishes (dead letters, swit_publish_opts.mandatory) go out
+ * with AMQP's mandatory flag: a message no queue takes comes back as
+ * basic.return before its basic.ack, and must then fail rather than
+ * count as confirmed. A return names no sequence number, only the routing
+ * key; the broker sends it while it handles that publish, so the message
+ * is one of the mandatory records with that routing key still waiting
+ * for their confirm. All of them fail (SWIT_E_BROKER): the returned one
+ * is among them, and one that did reach a queue is published again by
+ * its caller, a duplicate at worst, never a loss.
+ *
  * `publish_buffer` bounds the records alive (handed over, queued or
  * unconfirmed): a publish waits up to its timeout for room, then gets
  * SWIT_E_FULL. A caller asking for confirm ids waits up to
@@ -96,6 +106,8 @@ static int pool_take(rmq_broker *b, size_t n, rmq_pub_list *out)
     r->ticket = NULL;
     r->nacks = 0;
     r->failed = 0;
+    r->mandatory = 0;
+    r->returned = 0;
   }
   return 0;
 }
@@ -138,8 +150,10 @@ static int wait_room(rmq_broker *b, size_t n, int64_t timeout_ms)
   return 0;
 }
 
-/* Wait for the ticket's records; mu held. Drops the caller's reference. */
-static int wait_ticket(rmq_broker *b, rmq_ticket *t, uint64_t *ids, size_t n)
+/* Wait for the ticket's records; mu held. Drops the caller's reference.
+ * *returned: a record failed as unroutable. */
+static int wait_ticket(rmq_broker *b, rmq_ticket *t, uint64_t *ids, size_t n,
+                       int *returned)
 {
   struct timespec deadline;
   int rc = 0;
@@ -149,6 +163,7 @@ static int wait_ticket(rmq_broker *b, rmq_ticket *t, uint64_t *ids, size_t n)
   memcpy(ids, t->ids, n * sizeof *ids);
   if (!t->pending)
     rc = t->rc;
+  *returned = t->returned;
   if (--t->refs == 0)
     free(t);
   return rc;
@@ -221,6 +236,8 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   }
   if ((rc = fill_all(b, &recs, msgs, err, errlen)))
     goto fail;
+  for (rmq_pub *r = recs.head; r; r = r->next)
+    r->mandatory = o && o->mandatory;
   if (ids && !(t = calloc(1, sizeof *t + n * sizeof *t->ids))) {
     rc = swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "publish: out of memory");
     goto fail;
@@ -243,11 +260,16 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   hand_over(b, &recs, t);
   if (atomic_load(&b->sleeping))
     swit__rmq_wake(b);
-  if (t && (rc = wait_ticket(b, t, ids, n)))
+  int returned = 0;
+  if (t && (rc = wait_ticket(b, t, ids, n, &returned)))
     swit__rmq_fail(err, errlen, rc, rc == SWIT_E_TIMEDOUT
                    ? "publish to '%.*s': no confirm from RabbitMQ within "
                      "messaging.publishers.default.timeout (the message stays "
                      "queued and may still be published)"
+                   : returned
+                   ? "publish to '%.*s': no queue is bound for this routing "
+                     "key on the exchange (basic.return of a mandatory "
+                     "publish); nothing keeps the message"
                    : "publish to '%.*s': RabbitMQ refused the message "
                      "(basic.nack) or the adapter stopped",
                    (int)msgs[0].topic_len, msgs[0].topic);
@@ -318,14 +340,15 @@ int swit__rmq_pub_send(rmq_broker *b)
       break;
     }
     room = room > size ? room - size : 0;
-    int rc = amqp_basic_publish(b->conn, RMQ_CH_PUB, exchange, r->rkey, 0, 0,
-                                &r->props, r->body);
+    int rc = amqp_basic_publish(b->conn, RMQ_CH_PUB, exchange, r->rkey,
+                                r->mandatory, 0, &r->props, r->body);
     if (rc < 0) {
       swit__rmq_conn_lost(b, amqp_error_string2(rc));
       return SWIT_E_BROKER;
     }
     swit__rmq_pub_unlink(&b->outq, r);
     r->seq = ++b->pub_seq;
+    r->returned = 0; /* (a return on an older connection is moot) */
     swit__rmq_pub_append(&b->unconfirmed, r);
   }
   if (corked && b->conn)
@@ -337,6 +360,15 @@ int swit__rmq_pub_send(rmq_broker *b)
 static void finish(rmq_broker *b, rmq_pub *r, int ok)
 {
   swit__rmq_pub_unlink(&b->unconfirmed, r);
+  if (r->returned) { /* unroutable: the ack confirms nothing */
+    r->failed = 1;
+    if (!r->ticket)
+      RMQ_LOG(b, SWIT_LOG_ERROR, "rabbitmq: no queue took a mandatory "
+              "message to '%.*s' (basic.return) and nobody waits for it; "
+              "dropped", (int)r->rkey.len, (const char *)r->rkey.bytes);
+    swit__rmq_pub_append(&b->done, r);
+    return;
+  }
   if (!ok && !r->ticket && r->nacks < (uint32_t)b->publish_retries) {
     r->nacks++;
     r->seq = 0;
@@ -372,6 +404,22 @@ void swit__rmq_pub_confirm(rmq_broker *b, uint64_t tag, int multiple, int ok)
   }
 }
 
+void swit__rmq_pub_returned(rmq_broker *b, const amqp_basic_return_t *ret)
+{
+  size_t n = 0;
+  for (rmq_pub *r = b->unconfirmed.head; r; r = r->next)
+    if (r->mandatory && !r->returned && r->rkey.len == ret->routing_key.len &&
+        memcmp(r->rkey.bytes, ret->routing_key.bytes, r->rkey.len) == 0) {
+      r->returned = 1;
+      n++;
+    }
+  RMQ_LOG(b, SWIT_LOG_WARN, "rabbitmq: the broker returned a mandatory "
+          "message to '%.*s': %u %.*s (no queue is bound for it); %zu "
+          "publish(es) to it fail", (int)ret->routing_key.len,
+          (const char *)ret->routing_key.bytes, ret->reply_code,
+          (int)ret->reply_text.len, (const char *)ret->reply_text.bytes, n);
+}
+
 /* A record is done: tell its ticket; mu held. */
 static void ticket_done(rmq_pub *r)
 {
@@ -381,6 +429,8 @@ static void ticket_done(rmq_pub *r)
   t->ids[r->index] = r->failed ? 0 : r->id;
   if (r->failed && !t->rc)
     t->rc = SWIT_E_BROKER;
+  if (r->returned)
+    t->returned = 1;
   t->pending--;
   if (--t->refs == 0)
     free(t);

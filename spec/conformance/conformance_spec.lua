@@ -116,6 +116,32 @@ swit.on_start(function() assert(swit.publish(P .. "r", "x")) end)
     assert.matches("dlq x 1 nope 1", out)
   end)
 
+  it("dead-letters a rejected message to the handler's own dead_letter topic", function()
+    local code, out, err = run([[
+local swit = require "swit"
+swit.on(P .. "cr", { dead_letter = P .. "my.parking" }, function(msg)
+  return swit.reject("not for us")
+end)
+swit.on(P .. "my.parking", function(msg)
+  local h = {}
+  for _, n in ipairs({ "x-swit-attempts", "x-swit-origin-topic", "x-swit-error" }) do
+    h[#h + 1] = msg:header(n)
+  end
+  print(("parked %s attempts=%s origin=%s error=%s"):format(msg:payload(), h[1],
+    h[2]:sub(#P + 1), h[3]))
+end)
+swit.on(P .. "cr.dlq", function(msg) print("default dlq " .. msg:payload()) end)
+swit.on_start(function()
+  for i = 1, 5 do assert(swit.publish(P .. "cr", "m" .. i)) end
+end)
+]])
+    assert.equal(0, code, err)
+    for i = 1, 5 do
+      assert.equal(1, t.count(out, ("^parked m%d attempts=1 origin=cr error=not for us$"):format(i)), out)
+    end
+    assert.is_nil(out:find("default dlq", 1, true))
+  end)
+
   it("publishes from handlers along a chain", function()
     local code, out, err = run([[
 local swit = require "swit"

@@ -14,13 +14,17 @@ package.path = "spec/rabbitmq/?.lua;" .. package.path
 local R = require "rmq_support"
 
 -- A swit process that handles `topic` (printing "got <n>") and publishes
--- 1..n to it itself, `per_tick` every 20 ms.
-local function stream_script(topic, n, per_tick)
+-- 1..n to it itself, `per_tick` every 20 ms. With `dead_letter`, the
+-- handler then rejects every message into that topic.
+local function stream_script(topic, n, per_tick, dead_letter)
   return ([[
 local swit = require "swit"
 io.stdout:setvbuf("line")
-local T, N, PER = %q, %d, %d
-swit.on(T, function(msg) print("got " .. msg:payload()) end)
+local T, N, PER, D = %q, %d, %d, %s
+swit.on(T, { dead_letter = D }, function(msg)
+  print("got " .. msg:payload())
+  if D then return swit.reject("parked by the test") end
+end)
 local i = 0
 swit.every(20, function()
   for _ = 1, PER do
@@ -30,7 +34,7 @@ swit.every(20, function()
     i = i + 1
   end
 end)
-]]):format(topic, n, per_tick)
+]]):format(topic, n, per_tick, dead_letter and ("%q"):format(dead_letter) or "nil")
 end
 
 -- Publish first..last to topic from a separate swit process.
@@ -59,7 +63,8 @@ local function survive(fault, opts, reconnects)
   local N, MORE = 1200, 300
   opts = opts or {}
   opts.name = "survivor"
-  local p = R.start_swit(R.config(R.fault_url, opts), stream_script(topic, N, 5))
+  local p = R.start_swit(R.config(R.fault_url, opts),
+                         stream_script(topic, N, 5, opts.dead_letter))
   local ok, why = pcall(function()
     assert.truthy(R.wait_for(30, function() return count_got(p) >= 100 end),
                   "no messages before the fault:\n" .. p:stderr())
@@ -77,7 +82,7 @@ local function survive(fault, opts, reconnects)
   if reconnects ~= false then
     assert.matches("reconnecting %-> connected", p:stderr())
   end
-  return p
+  return p, topic, N, MORE
 end
 
 describe("rabbitmq faults #rabbitmq #slow", function()
@@ -98,6 +103,47 @@ describe("rabbitmq faults #rabbitmq #slow", function()
       end
     end)
     assert.matches("CONNECTION_FORCED %- swit fault test", p:stderr())
+  end)
+
+  it("keeps dead letters to a custom topic across a reconnect that redeclares its parking queue", function()
+    local dead = R.prefix() .. "parked"
+    local parking = "survivor." .. dead
+    local mark
+    local p, topic, N, MORE = survive(function(proc)
+      -- an operator deletes the parking queue: dead letters find no queue
+      -- (they are returned, and retried) until the reconnect declares it
+      local code, out, err = R.ctl("delete_queue " .. parking, R.fault_run_dir)
+      assert.equal(0, code, out .. err)
+      mark = #R.t.lines(proc:stdout())
+      R.sleep(1)
+      code, out, err = R.ctl("close_all_connections 'swit dlq test'", R.fault_run_dir)
+      assert.equal(0, code, out .. err)
+    end, { dead_letter = dead })
+    assert.matches("no queue is bound for this routing key", p:stderr())
+    -- read the parking queue back in the same group (the script that names
+    -- the dead-letter topic also takes any original given back at the stop)
+    local code, out, err = R.run(R.config(R.fault_url, { name = "survivor" }), ([[
+local swit = require "swit"
+swit.on(%q, { dead_letter = %q }, function(msg) return swit.reject("late") end)
+swit.on(%q, function(msg) print("parked " .. msg:payload()) end)
+]]):format(topic, dead, dead), "1500ms")
+    assert.equal(0, code, err)
+    local parked = R.numbers(out, "parked")
+    -- what was first handled after the deletion must all be parked (what
+    -- came before may have gone with the deleted queue), and so must the
+    -- messages published after the fault
+    local first, lost = {}, {}
+    for i, line in ipairs(R.t.lines(p:stdout())) do
+      local n = tonumber(line:match("^got (%d+)$"))
+      if n and not first[n] then first[n] = i end
+    end
+    for n, i in pairs(first) do
+      if (i > mark or n > N) and not parked[n] then lost[#lost + 1] = n end
+    end
+    for n = N + 1, N + MORE do
+      if not first[n] then lost[#lost + 1] = n end
+    end
+    assert.equal(0, #lost, ("%d dead letters lost, e.g. %s"):format(#lost, tostring(lost[1])))
   end)
 
   it("notices a broker that stopped answering through heartbeats", function()

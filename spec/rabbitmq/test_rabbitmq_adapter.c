@@ -11,7 +11,11 @@
  *   - deliveries made before the connection dropped are never acked on
  *     the new channel: settling them is harmless, and the broker
  *     redelivers them (amqp-redelivered), after which the channel works;
- *   - health follows the connection; flush returns once confirmed.
+ *   - health follows the connection; flush returns once confirmed;
+ *   - a subscription's own dead-letter topic has a parking queue, which a
+ *     subscription of that topic (spec.parking) consumes; a mandatory
+ *     publish no queue takes fails instead of being confirmed, while an
+ *     ordinary one is confirmed (and dropped by the broker).
  *
  *   test_rabbitmq_adapter AMQP_URL RABBITMQ_SH RUN_DIR
  *
@@ -198,6 +202,49 @@ static void test_batch_confirm(swit_broker *b)
   CHECK(ops->unsubscribe(b, h) == 0);
 }
 
+/* Dead letters: the parking queue of a custom dead-letter topic, and
+ * mandatory publishes (what the host uses for dead letters). */
+static void test_dead_letter_topic(swit_broker *b)
+{
+  char topic[128], dead[128], nowhere[128];
+  sink_rec r = { .mu = PTHREAD_MUTEX_INITIALIZER };
+  swit_sub_spec spec = { .group = "adapter", .prefetch = 10 };
+  swit_publish_opts dl = { .timeout_ms = 1000, .mandatory = 1 };
+  swit_publish_opts plain = { .timeout_ms = 1000 };
+  void *h = NULL, *hd = NULL;
+  uint64_t ids[2];
+
+  topic_name(topic, sizeof topic, "dl");
+  topic_name(dead, sizeof dead, "my.parking");
+  topic_name(nowhere, sizeof nowhere, "nowhere");
+  spec.topic = topic;
+  spec.dead_letter = dead;
+  CHECK_RC(ops->subscribe(b, &spec, sink, &r, &h, err, sizeof err), 0);
+  swit_msg_view v[2] = { msg(dead, "parked", NULL, NULL, 0),
+                         msg(nowhere, "lost?", NULL, NULL, 0) };
+  CHECK_RC(ops->publish(b, &v[0], 1, &dl, ids, err, sizeof err), 0);
+  CHECK(ids[0] != 0);
+  CHECK_RC(ops->publish(b, &v[1], 1, &dl, ids, err, sizeof err), SWIT_E_BROKER);
+  CHECK(ids[0] == 0 && strstr(err, "no queue is bound"));
+  CHECK_RC(ops->publish(b, v, 2, &dl, ids, err, sizeof err), SWIT_E_BROKER);
+  CHECK(ids[0] != 0 && ids[1] == 0);
+  CHECK_RC(ops->publish(b, &v[1], 1, &plain, ids, err, sizeof err), 0);
+  CHECK(ids[0] != 0);
+  /* the parking queue is the queue of a subscription to that topic */
+  spec.topic = dead;
+  spec.dead_letter = NULL;
+  spec.parking = 1;
+  CHECK_RC(ops->subscribe(b, &spec, sink, &r, &hd, err, sizeof err), 0);
+  CHECK(wait_count(&r, 2));
+  CHECK(count(&r) == 2);
+  for (size_t i = 0; i < count(&r); i++)
+    CHECK(r.d[i].msg->payload_len == 6 &&
+          !memcmp(r.d[i].msg->payload, "parked", 6));
+  settle_all(b, hd, &r, 0, count(&r), SWIT_SETTLE_ACK);
+  CHECK(ops->unsubscribe(b, hd) == 0);
+  CHECK(ops->unsubscribe(b, h) == 0);
+}
+
 /* Deliveries left unsettled at unsubscribe, requeued afterwards, come
  * back to the next subscriber of the group. */
 static void test_settle_after_unsubscribe(swit_broker *b)
@@ -354,6 +401,7 @@ int main(int argc, char **argv)
   test_settle_after_unsubscribe(b);
   test_pause_resume(b);
   test_stale_settles(b);
+  test_dead_letter_topic(b);
   CHECK(ops->disconnect(b) == 0);
   CHECK(ops->health(b, err, sizeof err) == SWIT_E_BROKER);
   ops->destroy(b);
