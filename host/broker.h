@@ -24,6 +24,7 @@
 #include "swit/swit.h"
 #include "swit_ffi.h"
 #include "config.h"
+#include "log.h" /* swit__fail, swit__now_ms for adapters */
 
 typedef struct swit_broker swit_broker; /* an adapter instance */
 

@@ -1,5 +1,6 @@
 /*
- * log.h - the host's log (stderr) and the monotonic clock.
+ * log.h - the host's log (stderr), the monotonic clock and the error
+ * text helper every part of the host and every adapter uses.
  *
  * One line per call, written with a single write so lines from different
  * threads never interleave. Safe from any thread. Handler output (print)
@@ -9,6 +10,7 @@
 #define SWIT_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct swit__logger {
@@ -33,5 +35,13 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
     ;
 
 int64_t swit__now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
+
+/* Format an error into buf (when buf and len are set) and return code:
+ *   return swit__fail(err, errlen, SWIT_E_CONFIG, "bad '%s'", name); */
+int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 #endif /* SWIT_LOG_H */

@@ -40,7 +40,6 @@
  * disconnect and destroy must not be called from a sink (disconnect
  * returns SWIT_E_STATE there). The delivery thread is memory_delivery.c.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,21 +61,6 @@ const swit_cfg_field swit__memory_config_fields[] = {
             "group) before publishers wait" },
   { .name = NULL }
 };
-
-/* Write a message to buf (if any) and return `code`. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 4, 5)))
-#endif
-static int fail_with(char *buf, size_t len, int code, const char *fmt, ...)
-{
-  if (buf && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static int64_t now_ms(clockid_t clock)
 {
@@ -133,19 +117,19 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   mem_broker *b = NULL;
   int rc = SWIT_E_INVAL;
   if (!out || !env) {
-    fail_with(err, errlen, rc, "memory broker: no environment");
+    swit__fail(err, errlen, rc, "memory broker: no environment");
     goto fail;
   }
   const swit_memory_settings *st = env->settings ? env->settings : &dflt;
   rc = SWIT_E_CONFIG;
   if (st->queue_size < 1 || st->queue_size > MEM_QUEUE_SIZE_MAX) {
-    fail_with(err, errlen, rc, "messaging.broker.config.queue_size: expected "
+    swit__fail(err, errlen, rc, "messaging.broker.config.queue_size: expected "
               "1..%d, got %lld", MEM_QUEUE_SIZE_MAX, (long long)st->queue_size);
     goto fail;
   }
   rc = SWIT_E_NOMEM;
   if (!(b = calloc(1, sizeof *b))) {
-    fail_with(err, errlen, rc, "memory broker: out of memory");
+    swit__fail(err, errlen, rc, "memory broker: out of memory");
     goto fail;
   }
   b->env = *env;
@@ -154,7 +138,7 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->max_message_size =
       env->cfg ? env->cfg->messaging.resources.memory.max_message_size : 0;
   if ((rc = broker_sync_init(b))) {
-    fail_with(err, errlen, rc, "memory broker: cannot create locks");
+    swit__fail(err, errlen, rc, "memory broker: cannot create locks");
     goto fail;
   }
   *out = b;
@@ -173,13 +157,13 @@ static void report(swit_broker *b, swit_conn_state state)
 static int mem_connect(swit_broker *b, char *err, size_t errlen)
 {
   if (!b)
-    return fail_with(err, errlen, SWIT_E_INVAL, "memory broker: no broker");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "memory broker: no broker");
   int rc = 0;
   pthread_mutex_lock(&b->life);
   if (!b->running) {
     int e = swit__mem_delivery_start(b);
     if (e) {
-      rc = fail_with(err, errlen, SWIT_E_SYS, "memory broker: cannot start "
+      rc = swit__fail(err, errlen, SWIT_E_SYS, "memory broker: cannot start "
                      "the delivery thread (error %d)", e);
     } else {
       b->running = 1;
@@ -211,8 +195,8 @@ static int mem_disconnect(swit_broker *b)
 static int mem_health(swit_broker *b, char *detail, size_t len)
 {
   if (b && atomic_load(&b->connected))
-    return fail_with(detail, len, 0, "memory broker: connected");
-  return fail_with(detail, len, SWIT_E_BROKER, "memory broker: not connected");
+    return swit__fail(detail, len, 0, "memory broker: connected");
+  return swit__fail(detail, len, SWIT_E_BROKER, "memory broker: not connected");
 }
 
 static int mem_flush(swit_broker *b, int timeout_ms)
@@ -231,12 +215,12 @@ static int mem_subscribe(swit_broker *b, const swit_sub_spec *spec,
   mem_member *m = NULL;
   int rc = SWIT_E_INVAL;
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle) {
-    fail_with(err, errlen, rc, "subscribe: topic, sink and handle are required");
+    swit__fail(err, errlen, rc, "subscribe: topic, sink and handle are required");
     goto fail;
   }
   rc = SWIT_E_STATE;
   if (!atomic_load(&b->connected)) {
-    fail_with(err, errlen, rc, "subscribe '%s': memory broker not connected",
+    swit__fail(err, errlen, rc, "subscribe '%s': memory broker not connected",
               spec->topic);
     goto fail;
   }
@@ -246,7 +230,7 @@ static int mem_subscribe(swit_broker *b, const swit_sub_spec *spec,
   if (!rc && !(m = calloc(1, sizeof *m)))
     rc = SWIT_E_NOMEM;
   if (rc) {
-    fail_with(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
+    swit__fail(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
     goto fail;
   }
   m->sink = sink;
@@ -262,7 +246,7 @@ static int mem_subscribe(swit_broker *b, const swit_sub_spec *spec,
   }
   pthread_mutex_unlock(&t->mu);
   if (rc) {
-    fail_with(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
+    swit__fail(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
     goto fail;
   }
   if (pending)
@@ -372,7 +356,7 @@ static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
   for (size_t i = 0; i < n; i++) {
     const swit_msg_view *m = &msgs[i];
     if (!m->topic || !m->topic_len)
-      return fail_with(err, errlen, SWIT_E_INVAL,
+      return swit__fail(err, errlen, SWIT_E_INVAL,
                        "publish: message %zu of %zu has no topic", i + 1, n);
     int bad = (m->key_len && !m->key) || (m->payload_len && !m->payload) ||
               (m->nheaders && !m->headers);
@@ -383,11 +367,11 @@ static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
       size += (size_t)hd->name_len + hd->value_len;
     }
     if (bad)
-      return fail_with(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
                        "%zu of %zu has a NULL pointer with a nonzero length",
                        (int)m->topic_len, m->topic, i + 1, n);
     if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size)
-      return fail_with(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
+      return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
                        "%zu of %zu is %zu bytes (payload+key+headers), over "
                        "max_message_size %lld; nothing was published",
                        (int)m->topic_len, m->topic, i + 1, n, size,
@@ -434,7 +418,7 @@ static int publish_run(mem_broker *b, const swit_msg_view *msgs, size_t n,
   mem_topic *t;
   int rc = swit__mem_topic_get(b, msgs[0].topic, msgs[0].topic_len, &t);
   if (rc)
-    return fail_with(err, errlen, rc, "publish to '%.*s': out of memory",
+    return swit__fail(err, errlen, rc, "publish to '%.*s': out of memory",
                      (int)msgs[0].topic_len, msgs[0].topic);
   size_t done = 0, woken = 0;
   pthread_mutex_lock(&t->mu);
@@ -457,10 +441,10 @@ static int publish_run(mem_broker *b, const swit_msg_view *msgs, size_t n,
   if (wake)
     swit__mem_delivery_wake(b);
   if (rc == SWIT_E_FULL)
-    return fail_with(err, errlen, rc, "topic '%s' is full (queue_size %lld)",
+    return swit__fail(err, errlen, rc, "topic '%s' is full (queue_size %lld)",
                      t->name, (long long)t->limit);
   if (rc)
-    return fail_with(err, errlen, rc, "publish to '%s': out of memory", t->name);
+    return swit__fail(err, errlen, rc, "publish to '%s': out of memory", t->name);
   return 0;
 }
 
@@ -469,11 +453,11 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
                        char *err, size_t errlen)
 {
   if (!b || (n && !msgs))
-    return fail_with(err, errlen, SWIT_E_INVAL, "publish: no messages");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   if (confirm_ids && n)
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
   if (!atomic_load(&b->connected))
-    return fail_with(err, errlen, SWIT_E_STATE,
+    return swit__fail(err, errlen, SWIT_E_STATE,
                      "publish: memory broker not connected");
   int rc = check_batch(b, msgs, n, err, errlen);
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms

@@ -23,7 +23,6 @@
  * and publish also from inside a sink call. disconnect and destroy must
  * not be called from a sink.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,29 +110,11 @@ const swit_cfg_field swit__nats_config_fields[] = {
 /* ---------------------------------------------------------------------
  * Helpers shared by the adapter's files */
 
-int swit__nats_fail(char *buf, size_t len, int code, const char *fmt, ...)
-{
-  if (buf && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 const char *swit__nats_errtext(natsStatus s)
 {
   natsStatus last = NATS_OK;
   const char *t = nats_GetLastError(&last);
   return t && *t && last == s ? t : natsStatus_GetText(s);
-}
-
-int64_t swit__nats_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void swit__nats_report(nats_broker *b, swit_conn_state st, const char *detail)
@@ -240,18 +221,18 @@ static int nats_create(swit_broker **out, const swit_broker_env *env,
   nats_broker *b = NULL;
   int rc = SWIT_E_INVAL;
   if (!out || !env || !env->cfg) {
-    swit__nats_fail(err, errlen, rc, "nats broker: no environment");
+    swit__fail(err, errlen, rc, "nats broker: no environment");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
   if (!(b = calloc(1, sizeof *b))) {
-    swit__nats_fail(err, errlen, rc, "nats broker: out of memory");
+    swit__fail(err, errlen, rc, "nats broker: out of memory");
     goto fail;
   }
   b->env = *env;
   b->env.settings = NULL;
   if ((rc = broker_sync_init(b))) {
-    swit__nats_fail(err, errlen, rc, "nats broker: cannot create locks");
+    swit__fail(err, errlen, rc, "nats broker: cannot create locks");
     goto fail;
   }
   if ((rc = settings_init(b, env, err, errlen)))
@@ -273,7 +254,7 @@ fail:
 static int nats_connect(swit_broker *b, char *err, size_t errlen)
 {
   if (!b)
-    return swit__nats_fail(err, errlen, SWIT_E_INVAL, "nats broker: none");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "nats broker: none");
   pthread_mutex_lock(&b->mu);
   int rc = b->nc ? 0 : swit__nats_open(b, err, errlen);
   pthread_mutex_unlock(&b->mu);
@@ -313,17 +294,17 @@ void swit__nats_js_status(nats_broker *b, const char *detail)
 static int nats_health(swit_broker *b, char *detail, size_t len)
 {
   if (!b || !b->nc)
-    return swit__nats_fail(detail, len, SWIT_E_BROKER, "not connected");
+    return swit__fail(detail, len, SWIT_E_BROKER, "not connected");
   if (!swit__nats_is_connected(b))
-    return swit__nats_fail(detail, len, SWIT_E_BROKER,
+    return swit__fail(detail, len, SWIT_E_BROKER,
                            "not connected to %s (reconnecting)",
                            b->servers_text);
   if (!atomic_load(&b->js_used))
-    return swit__nats_fail(detail, len, 0, "connected");
+    return swit__fail(detail, len, 0, "connected");
   pthread_mutex_lock(&b->js_mu);
-  int rc = b->js_ok ? swit__nats_fail(detail, len, 0, "connected, JetStream "
+  int rc = b->js_ok ? swit__fail(detail, len, 0, "connected, JetStream "
                                       "available")
-                    : swit__nats_fail(detail, len, SWIT_E_BROKER,
+                    : swit__fail(detail, len, SWIT_E_BROKER,
                                       "%s", b->js_detail);
   pthread_mutex_unlock(&b->js_mu);
   return rc;
@@ -379,13 +360,13 @@ static int nats_subscribe(swit_broker *b, const swit_sub_spec *spec,
 {
   nats_sub *s = NULL;
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle)
-    return swit__nats_fail(err, errlen, SWIT_E_INVAL,
+    return swit__fail(err, errlen, SWIT_E_INVAL,
                            "subscribe: topic, sink and handle are required");
   if (!b->nc)
-    return swit__nats_fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "
+    return swit__fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "
                            "nats broker not connected", spec->topic);
   if (sub_new(b, spec, &s))
-    return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "subscribe '%s': out "
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "subscribe '%s': out "
                            "of memory", spec->topic);
   s->sink = sink;
   s->sink_ud = sink_ud;
@@ -466,11 +447,11 @@ static int nats_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
                         char *err, size_t errlen)
 {
   if (!b || (n && !msgs))
-    return swit__nats_fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   if (confirm_ids && n)
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
   if (!b->nc || atomic_load(&b->closed))
-    return swit__nats_fail(err, errlen, SWIT_E_STATE,
+    return swit__fail(err, errlen, SWIT_E_STATE,
                            "publish: nats broker not connected");
   return swit__nats_publish(b, msgs, n, o, confirm_ids, err, errlen);
 }

@@ -105,24 +105,24 @@ int swit__nats_core_subscribe(nats_broker *b, nats_sub *s, char *err,
   natsStatus st = natsConnection_QueueSubscribeSync(&s->ns, b->nc, s->topic,
                                                     s->group);
   if (st != NATS_OK)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s' "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s' "
                            "(queue group '%s'): %s", s->topic, s->group,
                            swit__nats_errtext(st));
   st = natsSubscription_SetPendingLimits(s->ns, (int)b->st.pending_msgs,
                                          (int)b->st.pending_bytes);
   if (st != NATS_OK)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
                            "config.pending_msgs: %s", swit__nats_errtext(st));
   s->batch = calloc(NATS_CORE_BATCH, sizeof *s->batch);
   if (!s->batch)
-    return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   /* The server has the interest once it answered our PING. */
   if (swit__nats_is_connected(b) &&
       natsConnection_FlushTimeout(b->nc, b->confirm_timeout_ms) != NATS_OK)
     NATS_LOG(b, SWIT_LOG_WARN, "nats: subscription to '%s' not confirmed by "
              "the server yet", s->topic);
   if (pthread_create(&s->thread, NULL, reader_main, s))
-    return swit__nats_fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
+    return swit__fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
                            "start the reader thread", s->topic);
   s->thread_started = 1;
   return 0;
@@ -197,7 +197,7 @@ void swit__nats_slow_consumer(nats_broker *b, natsSubscription *ns)
   for (s = b->subs; s && s->ns != ns; s = s->next)
     ;
   pthread_mutex_unlock(&b->mu);
-  int64_t now = swit__nats_now_ms(), dropped = 0;
+  int64_t now = swit__now_ms(), dropped = 0;
   if (!s) {
     NATS_LOG(b, SWIT_LOG_WARN, "nats: slow consumer on '%s': the client "
              "drops messages", natsSubscription_GetSubject(ns));

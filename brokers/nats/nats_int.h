@@ -157,15 +157,8 @@ struct swit_broker {
 
 /* --- nats_broker.c -------------------------------------------------- */
 
-/* printf into buf (if any) and return `code`. */
-int swit__nats_fail(char *buf, size_t len, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
 /* cnats' own text for the last error on this thread, or the status text. */
 const char *swit__nats_errtext(natsStatus s);
-int64_t swit__nats_now_ms(void);
 void swit__nats_report(nats_broker *b, swit_conn_state st, const char *detail);
 /* Record whether JetStream answered (detail NULL) or why not: what
  * health reports. */

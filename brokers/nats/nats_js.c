@@ -90,27 +90,27 @@ static int lookup_stream(nats_broker *b, const char *subject, char *name,
   char req[NATS_SUBJECT_MAX + 32];
   natsMsg *reply = NULL;
   if (strchr(subject, '"') || strchr(subject, '\\'))
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "'%s' is not a valid "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "'%s' is not a valid "
                            "subject", subject);
   snprintf(req, sizeof req, "{\"subject\":\"%s\"}", subject);
   natsStatus s = natsConnection_RequestString(&reply, b->nc,
                                               "$JS.API.STREAM.NAMES", req,
                                               js_wait_ms(b));
   if (s == NATS_NO_RESPONDERS)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "JetStream is not "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "JetStream is not "
                            "enabled on the NATS server at %s (no responders "
                            "for the JetStream API); start nats-server with "
                            "-js, or use core NATS (jetstream: false)",
                            b->servers_text);
   if (s != NATS_OK)
-    return swit__nats_fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
+    return swit__fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
                            "lookup for '%s': %s", subject,
                            swit__nats_errtext(s));
   const char *data = natsMsg_GetData(reply);
   int rc = data && strstr(data, "\"error\"") ? -1
            : parse_names(data ? data : "", name, len);
   if (rc < 0)
-    rc = swit__nats_fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
+    rc = swit__fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
                          "lookup for '%s': %s", subject, data);
   natsMsg_Destroy(reply);
   return rc;
@@ -147,7 +147,7 @@ static int create_stream(nats_broker *b, const char *name,
                b->st.storage == SWIT_NATS_STORAGE_MEMORY ? "memory" : "file");
     return 0;
   }
-  return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "cannot create JetStream "
+  return swit__fail(err, errlen, SWIT_E_CONFIG, "cannot create JetStream "
                          "stream '%s' for '%s': %s", name, subjects[0],
                          swit__nats_errtext(s));
 }
@@ -163,13 +163,13 @@ static int configured_stream(nats_broker *b, const char *subject, int create,
   if (s == NATS_OK)
     return 0;
   if (jerr != JSStreamNotFoundErr && s != NATS_NOT_FOUND)
-    return swit__nats_fail(err, errlen, s == NATS_NO_RESPONDERS
+    return swit__fail(err, errlen, s == NATS_NO_RESPONDERS
                                             ? SWIT_E_CONFIG : SWIT_E_BROKER,
                            "JetStream stream '%s': %s%s", b->st.stream,
                            swit__nats_errtext(s), s == NATS_NO_RESPONDERS
                            ? " (is JetStream enabled on the server?)" : "");
   if (!create || !b->st.create_streams)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
                            "config.stream: no stream '%s' on the server "
                            "(create_streams is false)", b->st.stream);
   const swit_cfg_list *l = &b->st.stream_subjects;
@@ -191,7 +191,7 @@ int swit__nats_stream_for(nats_broker *b, const char *subject, char *name,
   if (rc != 0)
     return rc < 0 ? rc : 0;
   if (!create || !b->st.create_streams)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "no JetStream stream "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "no JetStream stream "
                            "captures '%s' (create_streams is false: create "
                            "one, or set messaging.broker.config.stream)",
                            subject);
@@ -234,7 +234,7 @@ static int ensure_consumer(nats_sub *s, char *err, size_t errlen)
   snprintf(why, sizeof why, "%s", swit__nats_errtext(st));
   ci = NULL;
   if (js_GetConsumerInfo(&ci, b->js, s->stream, s->durable, NULL, NULL)) {
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
                            "JetStream consumer '%s' on stream '%s': %s",
                            s->topic, s->durable, s->stream, why);
   }
@@ -264,7 +264,7 @@ static int js_setup(nats_sub *s, char *err, size_t errlen)
     return rc;
   free(s->stream);
   if (!(s->stream = strdup(stream)))
-    return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   if ((rc = ensure_consumer(s, err, errlen)))
     return rc;
   jsSubOptions_Init(&so);
@@ -274,14 +274,14 @@ static int js_setup(nats_sub *s, char *err, size_t errlen)
   natsStatus st = js_PullSubscribe(&ns, b->js, s->topic, s->durable, NULL,
                                    &so, &jerr);
   if (st != NATS_OK)
-    return swit__nats_fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
                            "JetStream pull subscription on consumer '%s': %s",
                            s->topic, s->durable, swit__nats_errtext(st));
   if (s->ns) {
     natsSubscription **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
     if (!r) {
       natsSubscription_Destroy(ns);
-      return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+      return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
     }
     s->retired = r;
     s->retired[s->nretired++] = s->ns;
@@ -300,7 +300,7 @@ static int js_setup(nats_sub *s, char *err, size_t errlen)
 
 static void hold(nats_sub *s, const swit_delivery *batch, size_t k)
 {
-  int64_t now = swit__nats_now_ms();
+  int64_t now = swit__now_ms();
   pthread_mutex_lock(&s->pool_mu);
   for (size_t i = 0; i < k; i++) {
     nats_dlv *d = (nats_dlv *)(uintptr_t)batch[i].token;
@@ -382,11 +382,11 @@ static int room_now(const nats_sub *s)
  * first (after an error). Keeps held messages alive meanwhile. */
 static int wait_for_room(nats_sub *s, int64_t idle_ms)
 {
-  int64_t idle_until = swit__nats_now_ms() + (idle_ms > 0 ? idle_ms : 0);
+  int64_t idle_until = swit__now_ms() + (idle_ms > 0 ? idle_ms : 0);
   int room = 0;
   pthread_mutex_lock(&s->mu);
   while (!s->stop) {
-    int64_t now = swit__nats_now_ms();
+    int64_t now = swit__now_ms();
     if (now >= s->next_touch_ms) {
       pthread_mutex_unlock(&s->mu);
       keep_alive(s, now);
@@ -512,10 +512,10 @@ int swit__nats_js_subscribe(nats_broker *b, nats_sub *s,
   s->durable = strdup(durable);
   s->batch = calloc((size_t)b->st.fetch_batch, sizeof *s->batch);
   if (!s->durable || !s->batch)
-    return swit__nats_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   s->max_ack_pending = spec->prefetch ? spec->prefetch : 1000;
   s->ack_wait_ms = spec->ack_deadline_ms > 0 ? spec->ack_deadline_ms : 30000;
-  s->next_touch_ms = swit__nats_now_ms() + s->ack_wait_ms / 4;
+  s->next_touch_ms = swit__now_ms() + s->ack_wait_ms / 4;
   atomic_store(&b->js_used, 1);
   int rc = 0;
   if (swit__nats_is_connected(b))
@@ -524,7 +524,7 @@ int swit__nats_js_subscribe(nats_broker *b, nats_sub *s,
     NATS_LOG(b, SWIT_LOG_INFO, "nats: JetStream subscription '%s' is set up "
              "once the server is reachable", s->topic);
   if (!rc && pthread_create(&s->thread, NULL, fetch_main, s))
-    rc = swit__nats_fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
+    rc = swit__fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
                          "start the fetch thread", s->topic);
   if (!rc)
     s->thread_started = 1;

@@ -264,9 +264,9 @@ int swit__nats_subject(const swit_msg_view *v, char *buf, size_t len,
                        char *err, size_t errlen)
 {
   if (!v->topic || !v->topic_len)
-    return swit__nats_fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
   if (v->topic_len >= len)
-    return swit__nats_fail(err, errlen, SWIT_E_INVAL, "publish: subject of "
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: subject of "
                            "%u bytes is too long", v->topic_len);
   memcpy(buf, v->topic, v->topic_len);
   buf[v->topic_len] = '\0';
@@ -277,7 +277,7 @@ int swit__nats_subject(const swit_msg_view *v, char *buf, size_t len,
                (i + 1 == v->topic_len || buf[i + 1] == '.');
     if (c <= ' ' || c == 127 || wild || (c == '.' && (i == 0 ||
         i + 1 == v->topic_len || buf[i + 1] == '.')))
-      return swit__nats_fail(err, errlen, SWIT_E_INVAL, "publish: '%s' is "
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish: '%s' is "
                              "not a NATS subject one can publish to (no "
                              "blanks, empty tokens or wildcards)", buf);
   }
@@ -350,7 +350,7 @@ int swit__nats_msg_build(const swit_msg_view *v, const char *subj,
   natsStatus s;
   for (uint32_t i = 0; i < v->nheaders; i++)
     if (!header_ok(&v->headers[i]))
-      return swit__nats_fail(err, errlen, SWIT_E_INVAL, "publish to '%s': "
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%s': "
                              "header %u ('%.*s') cannot travel in NATS "
                              "headers (name: printable, no ':' or blanks; "
                              "value: no CR, LF or NUL)", subj, i + 1,
@@ -364,7 +364,7 @@ int swit__nats_msg_build(const swit_msg_view *v, const char *subj,
     s = put_key(m, v);
   if (s != NATS_OK) {
     natsMsg_Destroy(m);
-    return swit__nats_fail(err, errlen, s == NATS_NO_MEMORY ? SWIT_E_NOMEM
+    return swit__fail(err, errlen, s == NATS_NO_MEMORY ? SWIT_E_NOMEM
                                                             : SWIT_E_INVAL,
                            "publish to '%s': %s", subj,
                            swit__nats_errtext(s));

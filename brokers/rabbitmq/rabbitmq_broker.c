@@ -32,7 +32,6 @@
  * (without confirm ids), pause and resume also from inside a sink call.
  * disconnect and destroy must not be called from a sink.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,24 +98,6 @@ const swit_cfg_field swit__rabbitmq_config_fields[] = {
 /* ---------------------------------------------------------------------
  * Helpers shared by the adapter's files */
 
-int swit__rmq_fail(char *buf, size_t len, int code, const char *fmt, ...)
-{
-  if (buf && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
-int64_t swit__rmq_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void swit__rmq_set_state(rmq_broker *b, swit_conn_state s, const char *detail)
 {
   if (b->env.set_state)
@@ -172,9 +153,9 @@ static int copy_settings(rmq_broker *b, const swit_rabbitmq_settings *st,
   b->st.alternate_exchange = strdup(st->alternate_exchange ? st->alternate_exchange : "");
   b->st.vhost = strdup(st->vhost && *st->vhost ? st->vhost : "/");
   if (!b->st.exchange || !b->st.alternate_exchange || !b->st.vhost)
-    return swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   if (!*b->st.exchange || strlen(b->st.exchange) > 255)
-    return swit__rmq_fail(err, errlen, SWIT_E_CONFIG, "messaging.broker.config."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker.config."
                           "exchange: expected a name of 1..255 bytes");
   return 0;
 }
@@ -188,16 +169,16 @@ static int parse_endpoint(rmq_broker *b, rmq_endpoint *ep, const char *text,
   int has_scheme = strstr(text, "://") != NULL;
   size_t len = strlen(text) + 8;
   if (!(ep->buf = malloc(len)))
-    return swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   snprintf(ep->buf, len, "%s%s", has_scheme ? "" : "amqp://", text);
   amqp_default_connection_info(&ep->info);
   int rc = amqp_parse_url(ep->buf, &ep->info);
   if (rc != AMQP_STATUS_OK)
-    return swit__rmq_fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
                           "endpoints[%zu] '%s': %s", i, text,
                           amqp_error_string2(rc));
   if (ep->info.ssl)
-    return swit__rmq_fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
                           "endpoints[%zu] '%s': amqps:// (TLS) is not "
                           "supported by this adapter yet", i, text);
   const char *user = cfg->messaging.security.authentication.username;
@@ -216,11 +197,11 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
   const char *const *items = l->n ? (const char *const *)l->items : dflt;
   size_t n = l->n ? l->n : 1;
   if (b->env.cfg->messaging.security.transport.tls.enabled)
-    return swit__rmq_fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
                           "transport.tls: TLS is not supported by the "
                           "RabbitMQ adapter yet");
   if (!(b->eps = calloc(n, sizeof *b->eps)))
-    return swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   b->neps = n;
   for (size_t i = 0; i < n; i++) {
     int rc = parse_endpoint(b, &b->eps[i], items[i], i, err, errlen);
@@ -267,12 +248,12 @@ static int rmq_create(swit_broker **out, const swit_broker_env *env,
   rmq_broker *b = NULL;
   int rc = SWIT_E_INVAL;
   if (!out || !env || !env->cfg) {
-    swit__rmq_fail(err, errlen, rc, "rabbitmq: no environment");
+    swit__fail(err, errlen, rc, "rabbitmq: no environment");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
   if (!(b = calloc(1, sizeof *b))) {
-    swit__rmq_fail(err, errlen, rc, "rabbitmq: out of memory");
+    swit__fail(err, errlen, rc, "rabbitmq: out of memory");
     goto fail;
   }
   b->env = *env;
@@ -283,7 +264,7 @@ static int rmq_create(swit_broker **out, const swit_broker_env *env,
       (rc = parse_endpoints(b, err, errlen)))
     goto fail;
   if ((rc = sync_init(b))) {
-    swit__rmq_fail(err, errlen, rc, "rabbitmq: cannot create locks");
+    swit__fail(err, errlen, rc, "rabbitmq: cannot create locks");
     goto fail;
   }
   const swit_cfg_publisher *pc = swit__config_publisher(env->cfg, "default");
@@ -354,7 +335,7 @@ static void rmq_destroy(swit_broker *b)
 static int rmq_connect(swit_broker *b, char *err, size_t errlen)
 {
   if (!b)
-    return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "rabbitmq: no broker");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "rabbitmq: no broker");
   int rc = 0;
   pthread_mutex_lock(&b->life);
   if (!b->running) {
@@ -367,7 +348,7 @@ static int rmq_connect(swit_broker *b, char *err, size_t errlen)
     pthread_mutex_lock(&b->mu);
     if (e) {
       b->running = 0;
-      rc = swit__rmq_fail(err, errlen, SWIT_E_SYS, "rabbitmq: cannot start "
+      rc = swit__fail(err, errlen, SWIT_E_SYS, "rabbitmq: cannot start "
                           "the I/O thread (error %d)", e);
     }
     while (!e && !b->first_try_done)
@@ -399,12 +380,12 @@ static int rmq_disconnect(swit_broker *b)
 static int rmq_health(swit_broker *b, char *detail, size_t len)
 {
   if (!b)
-    return swit__rmq_fail(detail, len, SWIT_E_INVAL, "rabbitmq: no broker");
+    return swit__fail(detail, len, SWIT_E_INVAL, "rabbitmq: no broker");
   pthread_mutex_lock(&b->mu);
   int rc = atomic_load(&b->connected)
-               ? swit__rmq_fail(detail, len, 0, "rabbitmq: connected to %s",
+               ? swit__fail(detail, len, 0, "rabbitmq: connected to %s",
                                 b->where)
-               : swit__rmq_fail(detail, len, SWIT_E_BROKER, "rabbitmq: %s%s%s",
+               : swit__fail(detail, len, SWIT_E_BROKER, "rabbitmq: %s%s%s",
                                 b->gave_up ? "gave up reconnecting"
                                            : b->running ? "not connected"
                                                         : "disconnected",
@@ -468,13 +449,13 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
   rmq_sub *s = NULL;
   int rc = SWIT_E_INVAL;
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle) {
-    swit__rmq_fail(err, errlen, rc, "subscribe: topic, sink and handle are "
+    swit__fail(err, errlen, rc, "subscribe: topic, sink and handle are "
                    "required");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
   if (!(s = sub_new(b, spec, sink, sink_ud))) {
-    swit__rmq_fail(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
+    swit__fail(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);
     goto fail;
   }
   rc = SWIT_E_CONFIG;
@@ -482,7 +463,7 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
                      : s->dlq_queue && strlen(s->dlq_queue) > 255 ? s->dlq_queue
                      : strlen(s->dlq_key) > 255 ? s->dlq_key : NULL;
   if (name) {
-    swit__rmq_fail(err, errlen, rc, "subscribe '%s': queue name or dead-letter "
+    swit__fail(err, errlen, rc, "subscribe '%s': queue name or dead-letter "
                    "routing key '%s' is over 255 bytes", spec->topic, name);
     goto fail;
   }
@@ -490,7 +471,7 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
   cmd.sub = s;
   if ((rc = swit__rmq_command(b, &cmd))) {
     *handle = NULL;
-    swit__rmq_fail(err, errlen, rc, "subscribe '%s': %s", spec->topic,
+    swit__fail(err, errlen, rc, "subscribe '%s': %s", spec->topic,
                    rc == SWIT_E_STATE ? "the adapter is not connected" : cmd.err);
     goto fail;
   }
@@ -581,7 +562,7 @@ static int rmq_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
                        char *err, size_t errlen)
 {
   if (!b || (n && !msgs))
-    return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   return swit__rmq_publish(b, msgs, n, o, confirm_ids, err, errlen);
 }
 

@@ -105,7 +105,7 @@ int swit__rmq_rpc_check(rmq_broker *b, amqp_channel_t ch, const char *what,
   if (r.reply_type == AMQP_RESPONSE_NORMAL)
     return 0;
   swit__rmq_reply_text(r, why, sizeof why);
-  swit__rmq_fail(err, errlen, SWIT_E_BROKER, "%s: %s", what, why);
+  swit__fail(err, errlen, SWIT_E_BROKER, "%s: %s", what, why);
   int channel_closed = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
                        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
   if (channel_closed && ch == RMQ_CH_TOPO) {
@@ -290,7 +290,7 @@ static int tcp_connect(const char *host, int port, int64_t timeout_ms,
   snprintf(sport, sizeof sport, "%d", port);
   int gai = getaddrinfo(host, sport, &hints, &res);
   if (gai) {
-    swit__rmq_fail(err, errlen, -1, "%s", gai_strerror(gai));
+    swit__fail(err, errlen, -1, "%s", gai_strerror(gai));
     return -1;
   }
   for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
@@ -309,7 +309,7 @@ static int tcp_connect(const char *host, int port, int64_t timeout_ms,
   }
   freeaddrinfo(res);
   if (fd < 0) {
-    swit__rmq_fail(err, errlen, -1, "cannot connect: %s", strerror(e));
+    swit__fail(err, errlen, -1, "cannot connect: %s", strerror(e));
     return -1;
   }
   int one = 1; /* rabbitmq-c wants it non-blocking, as it is */
@@ -342,7 +342,7 @@ static int login(rmq_broker *b, const rmq_endpoint *ep, char *err, size_t errlen
   struct timeval tv = tv_of(b->st.connect_timeout_ms);
   amqp_socket_t *sock;
   if (!(b->conn = amqp_new_connection()) || !(sock = amqp_tcp_socket_new(b->conn)))
-    return swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   int fd = tcp_connect(in->host, in->port, b->st.connect_timeout_ms, err, errlen);
   if (fd < 0)
     return SWIT_E_BROKER;
@@ -369,7 +369,7 @@ static int login(rmq_broker *b, const rmq_endpoint *ep, char *err, size_t errlen
     return 0;
   char why[RMQ_ERRLEN];
   swit__rmq_reply_text(r, why, sizeof why);
-  return swit__rmq_fail(err, errlen, SWIT_E_BROKER, "login as '%s' to vhost "
+  return swit__fail(err, errlen, SWIT_E_BROKER, "login as '%s' to vhost "
                         "'%s' failed: %s", in->user, vhost, why);
 }
 
@@ -412,7 +412,7 @@ static int open_endpoint(rmq_broker *b, const rmq_endpoint *ep, char *err,
   if (!rc)
     rc = restore_subs(b, err, errlen);
   if (!rc && !b->conn)
-    rc = swit__rmq_fail(err, errlen, SWIT_E_BROKER, "connection lost");
+    rc = swit__fail(err, errlen, SWIT_E_BROKER, "connection lost");
   if (rc)
     drop_conn(b);
   return rc;
@@ -434,7 +434,7 @@ static int try_endpoints(rmq_broker *b, char *err, size_t errlen)
       pthread_mutex_unlock(&b->mu);
       return 0;
     }
-    swit__rmq_fail(err, errlen, rc, "%s:%d: %s", in->host, in->port, why);
+    swit__fail(err, errlen, rc, "%s:%d: %s", in->host, in->port, why);
   }
   return rc;
 }
@@ -459,7 +459,7 @@ static void give_up(rmq_broker *b, const char *why)
 
 static void connected(rmq_broker *b)
 {
-  atomic_store(&b->last_rx_ms, swit__rmq_now_ms());
+  atomic_store(&b->last_rx_ms, swit__now_ms());
   atomic_store(&b->wd_fired, 0);
   b->alarm = 0;
   swit__rmq_watch_fd(b, amqp_get_sockfd(b->conn));
@@ -488,7 +488,7 @@ int swit__rmq_conn_establish(rmq_broker *b)
       return SWIT_E_BROKER;
     }
     swit__rmq_set_state(b, SWIT_CONN_BACKING_OFF, err);
-    swit__rmq_io_idle_until(b, swit__rmq_now_ms() + wait);
+    swit__rmq_io_idle_until(b, swit__now_ms() + wait);
   }
   return SWIT_E_STATE;
 }

@@ -228,13 +228,6 @@ struct swit_broker {
       (b)->env.log((b)->env.log_ud, (level), __VA_ARGS__);             \
   } while (0)
 
-/* Write a message to buf (if any) and return `code`. */
-int swit__rmq_fail(char *buf, size_t len, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-int64_t swit__rmq_now_ms(void);
 void swit__rmq_set_state(rmq_broker *b, swit_conn_state s, const char *detail);
 /* Text of a failed RPC reply: the server's reply text, or the library's. */
 void swit__rmq_reply_text(amqp_rpc_reply_t r, char *buf, size_t len);

@@ -465,7 +465,7 @@ static size_t read_frames(rmq_broker *b)
       on_body(b, &f);
   }
   if (n)
-    atomic_store(&b->last_rx_ms, swit__rmq_now_ms());
+    atomic_store(&b->last_rx_ms, swit__now_ms());
   flush_batch(b);
   if (b->conn)
     amqp_maybe_release_buffers(b->conn);
@@ -503,7 +503,7 @@ static void sleep_poll(rmq_broker *b, int64_t timeout_ms)
       (void)r;
     }
     if (p[1].revents)
-      atomic_store(&b->last_rx_ms, swit__rmq_now_ms());
+      atomic_store(&b->last_rx_ms, swit__now_ms());
   }
   atomic_store(&b->sleeping, 0);
 }
@@ -520,7 +520,7 @@ static void check_heartbeat(rmq_broker *b)
 {
   int64_t limit = silence_limit_ms(b, 1000);
   if (b->conn && limit &&
-      swit__rmq_now_ms() - atomic_load(&b->last_rx_ms) > limit)
+      swit__now_ms() - atomic_load(&b->last_rx_ms) > limit)
     swit__rmq_conn_lost(b, "missed heartbeats from the broker");
 }
 
@@ -557,7 +557,7 @@ static void *watchdog_main(void *arg)
     }
     pthread_cond_timedwait(&b->wd_cv, &b->mu, &ts);
     if (b->wd_fd < 0 || !limit ||
-        swit__rmq_now_ms() - atomic_load(&b->last_rx_ms) <= limit)
+        swit__now_ms() - atomic_load(&b->last_rx_ms) <= limit)
       continue;
     atomic_store(&b->wd_fired, 1);
     shutdown(b->wd_fd, SHUT_RDWR);
@@ -570,7 +570,7 @@ static void *watchdog_main(void *arg)
 void swit__rmq_io_idle_until(rmq_broker *b, int64_t until_ms)
 {
   while (!atomic_load(&b->stop)) {
-    int64_t left = until_ms - swit__rmq_now_ms();
+    int64_t left = until_ms - swit__now_ms();
     if (left <= 0)
       break;
     atomic_store(&b->work, 0);

@@ -406,21 +406,21 @@ static int header_role(const swit_header *h, int has_key, int *prop)
 static int check_view(const swit_msg_view *m, char *err, size_t errlen)
 {
   if (!m->topic || !m->topic_len)
-    return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
   if (m->topic_len > 255)
-    return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish to '%.40s...': "
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.40s...': "
                           "a topic (AMQP routing key) is at most 255 bytes",
                           m->topic);
   if ((m->key_len && !m->key) || (m->payload_len && !m->payload) ||
       (m->nheaders && !m->headers))
-    return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': a "
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': a "
                           "NULL pointer with a nonzero length",
                           (int)m->topic_len, m->topic);
   for (uint32_t i = 0; i < m->nheaders; i++) {
     const swit_header *h = &m->headers[i];
     if ((h->name_len && !h->name) || (h->value_len && !h->value) ||
         !h->name_len || h->name_len > 255)
-      return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
                             "header %u needs a name of 1..255 bytes",
                             (int)m->topic_len, m->topic, i + 1);
   }
@@ -468,7 +468,7 @@ static int fill_headers(rmq_pub *r, const swit_msg_view *m, char **at,
       break;
     case AS_PRIORITY:
       if (parse_priority(h, &p->priority))
-        return swit__rmq_fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
+        return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
                               "header amqp-priority must be 0..255",
                               (int)m->topic_len, m->topic);
       p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
@@ -513,7 +513,7 @@ int swit__rmq_pub_fill(const rmq_broker *b, rmq_pub *r, const swit_msg_view *m,
   if (need > r->cap) {
     char *nb = malloc(need);
     if (!nb)
-      return swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
+      return swit__fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
                             "out of memory", (int)m->topic_len, m->topic);
     free(r->buf);
     r->buf = nb;

@@ -181,7 +181,7 @@ static int fill_all(rmq_broker *b, rmq_pub_list *recs, const swit_msg_view *msgs
     if (rc)
       return rc;
     if ((int64_t)r->body.len > b->st.max_publish_size)
-      return swit__rmq_fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
+      return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
                             "%zu bytes is over messaging.broker.config."
                             "max_publish_size (%lld); nothing was published",
                             (int)msgs[i].topic_len, msgs[i].topic, r->body.len,
@@ -207,11 +207,11 @@ static void hand_over(rmq_broker *b, rmq_pub_list *recs, rmq_ticket *t)
 static int refuse_state(rmq_broker *b, char *err, size_t errlen)
 {
   if (b->gave_up)
-    return swit__rmq_fail(err, errlen, SWIT_E_BROKER, "publish: RabbitMQ "
+    return swit__fail(err, errlen, SWIT_E_BROKER, "publish: RabbitMQ "
                           "unreachable, reconnect attempts exhausted: %s",
                           b->last_error);
   if (!b->running)
-    return swit__rmq_fail(err, errlen, SWIT_E_STATE,
+    return swit__fail(err, errlen, SWIT_E_STATE,
                           "publish: the RabbitMQ adapter is not connected");
   return 0;
 }
@@ -228,10 +228,10 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   if (!n)
     return 0;
   if (ids && swit__rmq_on_io_thread(b))
-    return swit__rmq_fail(err, errlen, SWIT_E_STATE, "publish: waiting for "
+    return swit__fail(err, errlen, SWIT_E_STATE, "publish: waiting for "
                           "a confirm inside a sink call would deadlock");
   if ((rc = pool_take(b, n, &recs))) {
-    swit__rmq_fail(err, errlen, rc, "publish: out of memory");
+    swit__fail(err, errlen, rc, "publish: out of memory");
     goto fail;
   }
   if ((rc = fill_all(b, &recs, msgs, err, errlen)))
@@ -239,14 +239,14 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   for (rmq_pub *r = recs.head; r; r = r->next)
     r->mandatory = o && o->mandatory;
   if (ids && !(t = calloc(1, sizeof *t + n * sizeof *t->ids))) {
-    rc = swit__rmq_fail(err, errlen, SWIT_E_NOMEM, "publish: out of memory");
+    rc = swit__fail(err, errlen, SWIT_E_NOMEM, "publish: out of memory");
     goto fail;
   }
   int64_t room_ms = !o || o->timeout_ms < 0 ? b->confirm_timeout_ms : o->timeout_ms;
   pthread_mutex_lock(&b->mu);
   rc = refuse_state(b, err, errlen);
   if (!rc && (rc = wait_room(b, n, room_ms)))
-    swit__rmq_fail(err, errlen, rc, "publish to '%.*s': %zu messages wait for "
+    swit__fail(err, errlen, rc, "publish to '%.*s': %zu messages wait for "
                    "a confirm (messaging.broker.config.publish_buffer)",
                    (int)msgs[0].topic_len, msgs[0].topic, b->pub_count);
   if (rc) {
@@ -262,7 +262,7 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
     swit__rmq_wake(b);
   int returned = 0;
   if (t && (rc = wait_ticket(b, t, ids, n, &returned)))
-    swit__rmq_fail(err, errlen, rc, rc == SWIT_E_TIMEDOUT
+    swit__fail(err, errlen, rc, rc == SWIT_E_TIMEDOUT
                    ? "publish to '%.*s': no confirm from RabbitMQ within "
                      "messaging.publishers.default.timeout (the message stays "
                      "queued and may still be published)"
