@@ -369,9 +369,17 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
 static void teardown(swit_host_t *h)
 {
   swit__watch_stop(h);
-  if (atomic_load(&h->connected)) h->ops->flush(h->broker, 5000);
   if (h->subs) unsubscribe_all(h);
   swit__workers_stop(h);
+  /* After the workers: what the last handlers and timers published is
+   * sent too. What the broker has not confirmed by then the adapter logs
+   * as not published when it disconnects. */
+  if (atomic_load(&h->connected)) {
+    int rc = h->ops->flush(h->broker, 5000);
+    if (rc)
+      swit__log(&h->log, SWIT_LOG_WARN, "stop: publishes not confirmed by "
+                "the broker within 5 s (%s)", swit_strerror(rc));
+  }
   swit__trace_stop(h);        /* tracing: export what the workers left */
   if (atomic_exchange(&h->connected, 0)) h->ops->disconnect(h->broker);
 }
