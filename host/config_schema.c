@@ -40,6 +40,11 @@ const swit_cfg_field swit__publisher_fields[] = {
     .offset = offsetof(swit_cfg_publisher, timeout_ms), .dflt = "5s",
     .min = 0, .max = MS_H,
     .desc = "How long a publish may wait for room or a confirm (0 = never)" },
+  { .name = "transactional", .type = SWIT_CFG_BOOL,
+    .offset = offsetof(swit_cfg_publisher, transactional), .dflt = "false",
+    .desc = "Handlers of the group of this name (default: every group) "
+            "publish in broker transactions with their consumed offsets, "
+            "as with swit.on{exactly_once = true} (Kafka)" },
   { .name = NULL }
 };
 
