@@ -15,11 +15,11 @@
 local k = require "spec.kafka.kafka_support"
 local t = k.t
 
--- Messages from..to to partition 0 of topic: key "k<i>", payload i
--- (= its offset when the topic starts empty).
+-- Messages from..to to topic: key "k<i mod 17>", payload i (= its
+-- offset when it goes to partition 0 of an empty topic).
 local function produce(bs, topic, from, to, partition)
   local lines = {}
-  for i = from, to do lines[#lines + 1] = ("k%d\t%d"):format(i, i) end
+  for i = from, to do lines[#lines + 1] = ("k%d\t%d"):format(i % 17, i) end
   local code, err = k.produce(bs, topic, lines, partition and ("-p " .. partition))
   assert.equal(0, code, err)
 end
@@ -71,85 +71,86 @@ local function txn_config(bs, extra)
           .. "log: {level: debug}}")
 end
 
-local function wait_out(p, bs, topic, want)
-  return p:wait(function()
-    local _, n = outputs(bs, topic)
-    return n >= want
+-- Messages 0..n-1 to a fresh input topic (partition 0, or spread by key
+-- when `spread`), and swit running a handler that republishes each one
+-- (header `attempt`) and then runs `tail` (Lua, `i` is the payload).
+local function start(tag, n, opts)
+  local bs, P = k.bootstrap(), k.prefix(tag)
+  local c = { bs = bs, input = P .. "in", output = P .. "out", group = P .. "g" }
+  produce(bs, c.input, 0, n - 1, not opts.spread and 0 or nil)
+  c.p = k.spawn(txn_config(bs, opts.messaging), ([[
+local swit = require "swit"
+swit.on(%q, { group = %q%s }, function(msg)
+  local i = tonumber(msg:payload())
+  assert(swit.publish(%q, msg:payload(), { key = msg:key(),
+                      headers = { attempt = tostring(msg:attempt()) } }))
+%s
+end)
+]]):format(c.input, c.group, opts.on or "", c.output, opts.tail or ""))
+  return c
+end
+
+-- Wait until the transactions carried offset n for partition 0.
+local function wait_committed(c, n)
+  return c.p:wait(function(q)
+    return (last_offsets(q:err(), c.input)[0] or 0) == n
   end, 90)
+end
+
+local function stop(p)
+  p:signal("TERM")
+  assert.equal(0, p:finish(30), p:err())
 end
 
 describe("kafka #kafka transactions", function()
   it("commits a handler's publishes with the consumed offsets", function()
-    local bs, P = k.bootstrap(), k.prefix("x")
-    local input, output, group = P .. "in", P .. "out", P .. "g"
     local n = 200
-    local lines = {}
-    for i = 1, n do lines[#lines + 1] = ("k%d\t%d"):format(i % 17, i) end
-    assert.equal(0, (k.produce(bs, input, lines)))
-    local p = k.spawn(txn_config(bs), ([[
-local swit = require "swit"
-swit.on(%q, { group = %q, exactly_once = true }, function(msg)
-  assert(swit.publish(%q, msg:payload(), { key = msg:key(),
-                      headers = { attempt = tostring(msg:attempt()) } }))
-end)
-]]):format(input, group, output))
+    local c = start("x", n, { on = ", exactly_once = true", spread = true })
+    local p = c.p
     finally(function() p:clean() end)
-    assert.truthy(wait_out(p, bs, output, n), p:err())
+    assert.truthy(p:wait(function()
+      local _, got = outputs(c.bs, c.output)
+      return got >= n
+    end, 90), p:err())
     k.sleep(1)
-    local out, total = outputs(bs, output)
+    local out, total = outputs(c.bs, c.output)
     assert.equal(n, total)
-    for i = 1, n do assert.same({ 1 }, out[tostring(i)]) end
+    for i = 0, n - 1 do assert.same({ 1 }, out[tostring(i)]) end
 
     -- the offsets sent with the transactions reach the end of every
     -- input partition
-    local code, parts = k.consume(bs, input, "%p\n")
+    local code, parts = k.consume(c.bs, c.input, "%p\n")
     assert.equal(0, code)
     local ends = {}
     for q in parts:gmatch("%d+") do ends[tonumber(q)] = (ends[tonumber(q)] or 0) + 1 end
-    assert.same(ends, last_offsets(p:err(), input))
+    assert.same(ends, last_offsets(p:err(), c.input))
     assert.truthy(metric(p, "swit_transactions_total", 'result="commit"') > 0)
     assert.equal(0, metric(p, "swit_transactions_total", 'result="abort"'))
-    p:signal("TERM")
-    assert.equal(0, p:finish(30), p:err())
+    stop(p)
   end)
 
   it("aborts a failed handler's transaction and never commits past it", function()
-    local bs, P = k.bootstrap(), k.prefix("y")
-    local input, output, group = P .. "in", P .. "out", P .. "g"
     local n = 60
-    produce(bs, input, 0, n - 1, 0)
-    local p = k.spawn(txn_config(bs), ([[
-local swit = require "swit"
-swit.on(%q, { group = %q, exactly_once = true }, function(msg)
-  local i = tonumber(msg:payload())
-  assert(swit.publish(%q, msg:payload(), { key = msg:key(),
-                      headers = { attempt = tostring(msg:attempt()) } }))
-  if i %% 7 == 3 and msg:attempt() == 1 then
-    swit.log("info", "failing %%d", i)
+    local c = start("y", n, { on = ", exactly_once = true", tail = [[
+  if i % 7 == 3 and msg:attempt() == 1 then
+    swit.log("info", "failing %d", i)
     error("fails once: " .. i)
   end
-  if msg:attempt() > 1 then swit.log("info", "finished %%d", i) end
-end)
-]]):format(input, group, output))
+  if msg:attempt() > 1 then swit.log("info", "finished %d", i) end]] })
+    local p = c.p
     finally(function() p:clean() end)
-    assert.truthy(p:wait(function(q)
-      return (last_offsets(q:err(), input)[0] or 0) == n
-    end, 90), p:err())
-    local err = p:err()
+    assert.truthy(wait_committed(c, n), p:err())
 
     -- in log order: a transaction's offset never passes a message that
     -- failed and has not finished yet
     local pending = {}
-    for line in err:gmatch("[^\n]+") do
-      local f = line:match("failing (%d+)")
-      local d = line:match("finished (%d+)")
-      local o = line:match(input:gsub("%p", "%%%0") .. " %[0%] commits offset (%d+)")
+    local pat = c.input:gsub("%p", "%%%0") .. " %[0%] commits offset (%d+)"
+    for line in p:err():gmatch("[^\n]+") do
+      local f, d, o = line:match("failing (%d+)"), line:match("finished (%d+)"), line:match(pat)
       if f then pending[tonumber(f)] = true end
       if d then pending[tonumber(d)] = nil end
-      if o then
-        for off in pairs(pending) do
-          assert(tonumber(o) <= off, ("committed %s past unfinished %d"):format(o, off))
-        end
+      for off in pairs(o and pending or {}) do
+        assert(tonumber(o) <= off, ("committed %s past unfinished %d"):format(o, off))
       end
     end
     assert.same({}, pending)
@@ -157,7 +158,7 @@ end)
     -- every input produced output; a failing message's committed copy
     -- is its second attempt (a first-attempt copy, if present, is an
     -- aborted record the mock does not hide)
-    local out = outputs(bs, output)
+    local out = outputs(c.bs, c.output)
     for i = 0, n - 1 do
       local got = out[tostring(i)]
       assert.truthy(got, "no output for " .. i)
@@ -169,47 +170,36 @@ end)
     end
     assert.truthy(metric(p, "swit_transactions_total", 'result="abort"') >= 9)
     assert.truthy(metric(p, "swit_transactions_total", 'result="commit"') > 0)
-    p:signal("TERM")
-    assert.equal(0, p:finish(30), p:err())
+    stop(p)
   end)
 
   it("dead-letters inside a transaction (publisher transactional: true)", function()
-    local bs, P = k.bootstrap(), k.prefix("z")
-    local input, output, group = P .. "in", P .. "out", P .. "g"
     local n = 40
-    produce(bs, input, 0, n - 1, 0)
-    local cfg = txn_config(bs, "  publishers:\n    default: {transactional: true}\n")
-    local p = k.spawn(cfg, ([[
-local swit = require "swit"
-swit.on(%q, { group = %q }, function(msg)
-  local i = tonumber(msg:payload())
-  assert(swit.publish(%q, msg:payload(), { key = msg:key(),
-                      headers = { attempt = tostring(msg:attempt()) } }))
-  if i %% 10 == 5 then return swit.reject("bad " .. i) end
-  if i == 12 then error("always fails") end
-end)
-]]):format(input, group, output))
+    local c = start("z", n, {
+      messaging = "  publishers:\n    default: {transactional: true}\n",
+      tail = [[
+  if i % 10 == 5 then return swit.reject("bad " .. i) end
+  if i == 12 then error("always fails") end]] })
+    local p = c.p
     finally(function() p:clean() end)
-    assert.truthy(p:wait(function(q)
-      return (last_offsets(q:err(), input)[0] or 0) == n
-    end, 90), p:err())
-    local code, dlq = k.consume(bs, input .. ".dlq", "%s|%h\n")
+    assert.truthy(wait_committed(c, n), p:err())
+    local code, dlq = k.consume(c.bs, c.input .. ".dlq", "%s|%h\n")
     assert.equal(0, code)
     local dead = {}
     for line in dlq:gmatch("[^\n]+") do
       local payload, headers = line:match("^(%d+)|(.*)$")
       dead[#dead + 1] = tonumber(payload)
-      assert.matches("x%-swit%-origin%-topic=" .. input:gsub("%p", "%%%0"), headers)
+      assert.matches("x%-swit%-origin%-topic=" .. c.input:gsub("%p", "%%%0"), headers)
     end
     table.sort(dead)
     assert.same({ 5, 12, 15, 25, 35 }, dead)
     assert.matches("x%-swit%-attempts=3", dlq)    -- 12: retries exhausted
     assert.matches("x%-swit%-error=bad 5", dlq)
-    p:signal("TERM")
-    assert.equal(0, p:finish(30), p:err())
+    stop(p)
 
     -- exactly_once implies ordering partition (swit check shows it)
-    local dir = t.dir({ ["swit.yaml"] = cfg, ["s.lua"] = [[
+    local dir = t.dir({ ["swit.yaml"] = txn_config(c.bs, "  publishers:\n    default: "
+                        .. "{transactional: true}\n"), ["s.lua"] = [[
 local swit = require "swit"
 swit.on("t", { ordering = "key" }, function() end)
 ]] })
