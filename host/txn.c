@@ -155,7 +155,7 @@ static void release(swit__worker *w, uint64_t token)
         t->capready = cap;
       }
     }
-    memcpy(t->ready + t->nready, h->items, h->n * sizeof *h->items);
+    if (h->n) memcpy(t->ready + t->nready, h->items, h->n * sizeof *h->items);
     t->nready += h->n;
     free(h->items);
     *h = t->holds[--t->nholds];
@@ -296,6 +296,7 @@ static void retry_later(swit__worker *w, const swit__item *it,
       swit__retry_push(&w->retries, &r) != 0) {
     free(r.dlq_reason);
     swit__settle_one(w, it, SWIT_SETTLE_REQUEUE);
+    release(w, it->token);
   }
 }
 
@@ -330,8 +331,9 @@ static size_t sort_out(swit__worker *w, size_t n, const char *why)
     const char *reason = why ? why : m->reason ? m->reason : "failed";
     size_t len = why || !m->reason ? strlen(reason) : m->reason_len;
 
-    if (m->result == SWIT__RES_GIVE_BACK) {
+    if (m->result == SWIT__RES_GIVE_BACK) {    /* its subscription is gone */
       swit__settle_one(w, it, SWIT_SETTLE_REQUEUE);
+      release(w, it->token);
     } else if (h && h->token != it->token) {
       park(w, h, *it);
     } else if (m->flags & SWIT_MSG_F_REJECTED) {   /* to be dead-lettered */
