@@ -42,9 +42,10 @@ const swit_cfg_field swit__publisher_fields[] = {
     .desc = "How long a publish may wait for room or a confirm (0 = never)" },
   { .name = "transactional", .type = SWIT_CFG_BOOL,
     .offset = offsetof(swit_cfg_publisher, transactional), .dflt = "false",
-    .desc = "Handlers of the group of this name (default: every group) "
-            "publish in broker transactions with their consumed offsets, "
-            "as with swit.on{exactly_once = true} (Kafka)" },
+    .desc = "The subscriptions of the group of this name (set on default: "
+            "of every group) run exactly_once: what their handlers publish "
+            "commits with the consumed offsets in a broker transaction "
+            "(Kafka)" },
   { .name = NULL }
 };
 
