@@ -64,10 +64,13 @@ size_t swit__txn_split(swit__worker *w, size_t *n)
   size_t plain = 0, moved = 0;
 
   for (size_t i = 0; i < *n; i++) {
-    if (w->items[i].sub->exactly_once)
+    if (w->items[i].sub->exactly_once) {
       w->txn.stash[moved++] = w->items[i];
-    else
+    } else {
+      if (w->tr && plain != i)      /* tracing: a retry's preset context */
+        w->tr->slots[plain] = w->tr->slots[i];
       w->items[plain++] = w->items[i];
+    }
   }
   *n = plain;
   return moved;
@@ -362,6 +365,8 @@ void swit__txn_run(swit__worker *w, size_t n)
   char err[256];
 
   memcpy(w->items, w->txn.stash, n * sizeof *w->items);
+  if (w->tr)   /* tracing: a retried message's span starts a new attempt */
+    for (size_t i = 0; i < n; i++) w->tr->slots[i].kind = SWIT__TR_NONE;
   n = park_held(w, n);
   while (n) {
     int rc = h->ops->txn_begin(h->broker, w->id, err, sizeof err);
