@@ -24,8 +24,10 @@
  *   - the others run again (their publishes were discarded with the
  *     aborted transaction).
  * Each failing pass removes or settles at least one message, so the loop
- * ends. A transaction that cannot begin or commit counts as a failure of
- * every message in it.
+ * ends. A commit that fails counts as a failure of every message in the
+ * transaction (they may be its cause, e.g. an output too large); a
+ * transaction that cannot begin retries its messages without counting
+ * an attempt (nothing ran).
  *
  * exactly_once forces ordering "partition" (subs.c): a partition's
  * messages all run on one worker, so its transactions never overlap.
@@ -271,31 +273,39 @@ static int commit(swit__worker *w, size_t n, char *err, size_t errlen)
   return h->ops->txn_end(h->broker, w->id, w->txn.msgs, k, 1, err, errlen);
 }
 
-/* A retryable failure: to the retry heap, with a hold on its partition. */
+/* Why a message goes to the retry heap (with a hold on its partition):
+ * its handler failed (an attempt is counted), its dead-letter copy must
+ * be published again, or no transaction could begin (nothing ran: no
+ * attempt counted, tried again after the same backoff). */
+enum { RL_HANDLER, RL_DEAD_LETTER, RL_AGAIN };
+
 static void retry_later(swit__worker *w, const swit__item *it,
-                        const char *reason, size_t len, int dlq)
+                        const char *reason, size_t len, int why)
 {
   const swit_cfg_subscriber *sc = it->sub->scfg;
-  int64_t delay = dlq ? (sc->retry_delay_ms > 100 ? sc->retry_delay_ms : 100)
-                      : swit__retry_backoff_ms(sc, it->attempt, &w->rng);
+  int64_t delay = why == RL_DEAD_LETTER
+      ? (sc->retry_delay_ms > 100 ? sc->retry_delay_ms : 100)
+      : swit__retry_backoff_ms(sc, it->attempt, &w->rng);
   swit__retry r = {.due_ms = swit__now_ms() + delay, .item = *it};
+  static const char *const what[] = {"handler", "dead-lettering a message",
+                                     "transaction"};
 
   r.item.reject = NULL;
-  if (dlq) {
+  if (why == RL_DEAD_LETTER) {
     r.dlq_reason = strndup(reason, len);
-  } else {
+  } else if (why == RL_HANDLER) {
     r.item.attempt++;
     if (w->host->obs->metrics_on) {                            /* metrics */
       swit__sub_stats *st = swit__stats_sub(w, it->sub->id);
       if (st) swit__ctr_add(&st->retried, 1);
     }
   }
-  swit__log(&w->host->log, SWIT_LOG_WARN, "[worker %u] %s of '%s' failed "
-            "(attempt %u of %u); transaction aborted, %s in %" PRId64
-            " ms: %.*s", w->id, dlq ? "dead-lettering a message" : "handler",
-            it->sub->topic, it->attempt, it->sub->max_attempts,
-            dlq ? "trying again" : "retrying", delay, (int)len, reason);
-  if ((dlq && !r.dlq_reason) || hold_add(w, it) != 0 ||
+  swit__log(&w->host->log, why == RL_AGAIN ? SWIT_LOG_DEBUG : SWIT_LOG_WARN,
+            "[worker %u] %s of '%s' failed (attempt %u of %u); transaction "
+            "aborted, trying again in %" PRId64 " ms: %.*s", w->id, what[why],
+            it->sub->topic, it->attempt, it->sub->max_attempts, delay,
+            (int)len, reason);
+  if ((why == RL_DEAD_LETTER && !r.dlq_reason) || hold_add(w, it) != 0 ||
       swit__retry_push(&w->retries, &r) != 0) {
     free(r.dlq_reason);
     swit__settle_one(w, it, SWIT_SETTLE_REQUEUE);
@@ -304,7 +314,7 @@ static void retry_later(swit__worker *w, const swit__item *it,
 }
 
 /* The transaction could not begin: no handler ran. Every message waits
- * for a retry (its partition held), or is parked behind one. */
+ * (its partition held, no attempt counted), or is parked behind one. */
 static void begin_failed(swit__worker *w, size_t n, const char *why)
 {
   for (size_t i = 0; i < n; i++) {
@@ -314,9 +324,9 @@ static void begin_failed(swit__worker *w, size_t n, const char *why)
     if (h && h->token != it->token)
       park(w, h, *it);
     else if (it->reject)
-      retry_later(w, it, it->reject, strlen(it->reject), 1);
+      retry_later(w, it, it->reject, strlen(it->reject), RL_DEAD_LETTER);
     else
-      retry_later(w, it, why, strlen(why), 0);
+      retry_later(w, it, why, strlen(why), RL_AGAIN);
   }
 }
 
@@ -341,12 +351,12 @@ static size_t sort_out(swit__worker *w, size_t n, const char *why)
       park(w, h, *it);
     } else if (m->flags & SWIT_MSG_F_REJECTED) {   /* to be dead-lettered */
       if (why) retry_later(w, it, m->reason ? m->reason : "rejected",
-                           m->reason ? m->reason_len : 8, 1);
+                           m->reason ? m->reason_len : 8, RL_DEAD_LETTER);
       else w->items[k++] = *it;
     } else if (why || m->result != SWIT_RES_ACK) {
       if ((why || m->result == SWIT_RES_RETRY) &&
           it->attempt < it->sub->max_attempts) {
-        retry_later(w, it, reason, len, 0);
+        retry_later(w, it, reason, len, RL_HANDLER);
       } else {                          /* dead-lettered in the next pass */
         it->reject = swit__arena_dup(w, reason, len);
         if (!it->reject) it->reject = "failed (reason lost: out of memory)";
