@@ -74,6 +74,12 @@ typedef struct swit_settle {
   int action; /* SWIT_SETTLE_* */
 } swit_settle;
 
+/* A delivery a transaction covers: its subscription's handle and token. */
+typedef struct swit_txn_msg {
+  void *handle;
+  uint64_t token;
+} swit_txn_msg;
+
 /* How long a publish may wait for room or for the broker's confirm;
  * 0 = never wait (SWIT_E_FULL at once). */
 typedef struct swit_publish_opts {
@@ -185,6 +191,27 @@ typedef struct swit_broker_ops {
                  const swit_publish_opts *o, uint64_t *confirm_ids,
                  char *err, size_t errlen);
   int (*flush)(swit_broker *b, int timeout_ms);
+
+  /* Transactions (exactly_once subscriptions). Both NULL for a broker
+   * without them; the host then refuses exactly_once at start.
+   *
+   * txn_begin opens a transaction for worker `worker` (0-based, below
+   * messaging.resources.subscribers.worker_pool_size) on the calling
+   * thread. Until txn_end, every publish made on that thread belongs to
+   * the transaction (a confirmed publish may return before the broker
+   * confirmed it: the commit confirms it). One transaction per worker at
+   * a time; txn_end is called on the same thread.
+   *
+   * txn_end with commit = 1 commits the publishes together with the
+   * consumed positions that the deliveries `msgs` complete (never past a
+   * delivery of the same partition that is not finished), and returns 0
+   * only once the broker committed. The host then settles the deliveries
+   * (ACK) as usual. commit = 0, or a failed commit (nonzero, with the
+   * reason), aborts: nothing of the transaction is visible to
+   * read_committed consumers, and the deliveries stay unsettled. */
+  int (*txn_begin)(swit_broker *b, uint32_t worker, char *err, size_t errlen);
+  int (*txn_end)(swit_broker *b, uint32_t worker, const swit_txn_msg *msgs,
+                 size_t n, int commit, char *err, size_t errlen);
 } swit_broker_ops;
 
 #endif /* SWIT_BROKER_H */

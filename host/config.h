@@ -84,6 +84,7 @@ typedef struct swit_cfg_publisher {
   int64_t retry_delay_ms;   /* "1s" */
   int64_t batch_size;       /* 100 */
   int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
+  int transactional;        /* false: subscriptions of the group run exactly_once */
 } swit_cfg_publisher;
 
 typedef struct swit_cfg_subscriber {

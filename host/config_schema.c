@@ -40,6 +40,12 @@ const swit_cfg_field swit__publisher_fields[] = {
     .offset = offsetof(swit_cfg_publisher, timeout_ms), .dflt = "5s",
     .min = 0, .max = MS_H,
     .desc = "How long a publish may wait for room or a confirm (0 = never)" },
+  { .name = "transactional", .type = SWIT_CFG_BOOL,
+    .offset = offsetof(swit_cfg_publisher, transactional), .dflt = "false",
+    .desc = "The subscriptions of the group of this name (set on default: "
+            "of every group) run exactly_once: what their handlers publish "
+            "commits with the consumed offsets in a broker transaction "
+            "(Kafka)" },
   { .name = NULL }
 };
 

@@ -254,9 +254,10 @@ static void log_handlers(swit_host_t *h)
   for (size_t i = 0; i < h->nsubs; i++) {
     const swit__sub *s = h->subs[i];
     swit__log(&h->log, SWIT_LOG_INFO, "handler: topic '%s' group '%s' (%s, "
-              "ordering %s, max_attempts %u, dead letter '%s')", s->topic,
+              "ordering %s, %smax_attempts %u, dead letter '%s')", s->topic,
               s->group, s->ccb ? "C" : "Lua", orders[s->ordering],
-              s->max_attempts, s->dead_letter);
+              s->exactly_once ? "exactly_once, " : "", s->max_attempts,
+              s->dead_letter);
   }
 }
 

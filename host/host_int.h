@@ -154,6 +154,26 @@ typedef struct swit__arena_chunk {
   char data[];
 } swit__arena_chunk;
 
+/* Exactly-once (txn.c): a (subscription, partition) whose oldest
+ * unfinished message (token) waits for its retry; the later messages of
+ * that partition wait here, in order, until it is finished. */
+typedef struct swit__hold {
+  struct swit__sub *sub;
+  int32_t partition;
+  uint64_t token;
+  swit__item *items;
+  size_t n, cap;
+} swit__hold;
+
+typedef struct swit__wtxn {
+  swit__item *stash;          /* [batch]: the batch's exactly_once items */
+  swit_txn_msg *msgs;         /* [batch]: what a transaction covers */
+  swit__hold *holds;
+  size_t nholds, capholds;
+  swit__item *ready;          /* released by a finished hold, in order */
+  size_t nready, capready, readyhead;
+} swit__wtxn;
+
 typedef struct swit__worker {
   swit_ffi_worker ffi;        /* first: what Lua sees */
   struct swit_host_s *host;
@@ -179,6 +199,7 @@ typedef struct swit__worker {
   uint64_t handler_us;        /* this batch: its handler time / messages
                                  whose handler ran */
   swit__wtrace *tr;           /* tracing (trace.h); NULL when off */
+  swit__wtxn txn;             /* exactly_once subscriptions (txn.c) */
 } swit__worker;
 
 /* ---------------------------------------------------------------------
@@ -218,6 +239,8 @@ struct swit_host_s {
   atomic_int_fast64_t inflight;      /* delivered, not yet settled */
   atomic_int_fast64_t last_activity_ms;
   atomic_int on_start_done;   /* 0 pending, 1 ok, -1 failed */
+  atomic_int has_txn;         /* some subscription is exactly_once */
+  atomic_uint_fast64_t txn_commits, txn_aborts; /* metrics */
   atomic_int conn_state;      /* swit_conn_state, reported by the adapter */
   atomic_uint reconnects;     /* reconnect attempts so far */
   atomic_uint_fast64_t jitter_seed;
@@ -273,11 +296,34 @@ void swit__workers_stop(struct swit_host_s *h);
 void swit__workers_free(struct swit_host_s *h);
 char *swit__arena_dup(swit__worker *w, const char *s, size_t len);
 void *swit__arena_alloc(swit__worker *w, size_t size);
+/* Fill the batch from w->items[0..n) and run its handlers; results are
+ * in w->ffi.msgs. */
+void swit__worker_run_handlers(swit__worker *w, size_t n);
 
 /* settle.c: apply a finished batch's results */
 void swit__settle_batch(swit__worker *w, size_t n);
 void swit__settle_retry_due(swit__worker *w, swit__retry *r);
 void swit__settle_requeue_all(swit__worker *w);
+/* Publish the dead-letter copy of it (with confirm); 0 or an SWIT_E_*. */
+int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
+                             const swit__trace_ctx *tc, const char *reason,
+                             size_t reason_len, char *err, size_t errlen);
+/* Settle one message at once (ack or requeue). */
+void swit__settle_one(swit__worker *w, const swit__item *it, int action);
+
+/* txn.c: exactly_once subscriptions */
+int swit__txn_worker_init(swit__worker *w);
+void swit__txn_worker_free(swit__worker *w);
+/* Move the exactly_once items of w->items[0..*n) aside (order kept);
+ * *n becomes the number of the others, left at the front. Returns how
+ * many were moved. */
+size_t swit__txn_split(swit__worker *w, size_t *n);
+/* Run the `n` items moved aside in transactions. */
+void swit__txn_run(swit__worker *w, size_t n);
+/* Items released by finished holds, for the next batch. */
+size_t swit__txn_take_ready(swit__worker *w, swit__item *out, size_t max);
+/* Everything parked or ready (shutdown: given back). */
+size_t swit__txn_take_all(swit__worker *w, swit__item *out, size_t max);
 
 /* publish.c */
 int swit__publish(struct swit_host_s *h, const swit_msg_view *m,

@@ -564,6 +564,13 @@ static void render_host(swit_host_t *h, render *r)
        "Messages delivered to the host and not yet settled");
   swit__buf_printf(r->b, "swit_messages_in_flight %ld\n",
                    (long)atomic_load(&h->inflight));
+  head(r, "swit_transactions_total", "counter",
+       "Broker transactions of exactly_once subscriptions, by result");
+  swit__buf_printf(r->b, "swit_transactions_total{broker=\"%s\",result="
+                   "\"commit\"} %" PRIu64 "\nswit_transactions_total{broker="
+                   "\"%s\",result=\"abort\"} %" PRIu64 "\n", r->broker,
+                   (uint64_t)atomic_load(&h->txn_commits), r->broker,
+                   (uint64_t)atomic_load(&h->txn_aborts));
   head(r, "swit_admin_unauthorized_total", "counter",
        "Admin requests refused for a missing or wrong token");
   swit__buf_printf(r->b, "swit_admin_unauthorized_total %" PRIu64 "\n",

@@ -73,9 +73,9 @@ static int is_swit_header(const swit_header *h)
 
 /* The dead-letter copy: the original headers (less x-swit-* ones from an
  * earlier dead-lettering, which this one replaces), then ours. */
-static int dead_letter(swit__worker *w, const swit__item *it,
-                       const swit__trace_ctx *tc, const char *reason,
-                       size_t reason_len, char *err, size_t errlen)
+int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
+                             const swit__trace_ctx *tc, const char *reason,
+                             size_t reason_len, char *err, size_t errlen)
 {
   const swit_msg_view *o = it->msg;
   swit__sub *sub = it->sub;
@@ -135,7 +135,8 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
 {
   int64_t delay = it->sub->scfg->retry_delay_ms;
   char err[256];
-  int rc = dead_letter(w, it, tc, reason, reason_len, err, sizeof err);
+  int rc = swit__settle_dead_letter(w, it, tc, reason, reason_len, err,
+                                    sizeof err);
 
   if (rc == 0) {
     swit__sub_stats *st = w->host->obs->metrics_on          /* metrics */
@@ -240,6 +241,14 @@ void swit__settle_batch(swit__worker *w, size_t n)
   atomic_store(&w->host->last_activity_ms, swit__now_ms());
 }
 
+void swit__settle_one(swit__worker *w, const swit__item *it, int action)
+{
+  settle_run run = {NULL, 0};
+
+  run_add(w, &run, it->sub, it->token, action);
+  run_flush(w, &run);
+}
+
 /* A parked dead-letter publish is due again. */
 void swit__settle_retry_due(swit__worker *w, swit__retry *r)
 {
@@ -262,6 +271,11 @@ void swit__settle_requeue_all(swit__worker *w)
 
   while ((n = swit__queue_take_all(&w->q, w->items, w->host->batch_size))) {
     for (size_t i = 0; i < n; i++)
+      run_add(w, &run, w->items[i].sub, w->items[i].token,
+              SWIT_SETTLE_REQUEUE);
+  }
+  while ((n = swit__txn_take_all(w, w->items, w->host->batch_size))) {
+    for (size_t i = 0; i < n; i++)                 /* exactly_once holds */
       run_add(w, &run, w->items[i].sub, w->items[i].token,
               SWIT_SETTLE_REQUEUE);
   }

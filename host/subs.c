@@ -104,6 +104,13 @@ int swit__subdef_defaults(swit_host_t *h, swit__subdef *d)
   if (!d->max_attempts)
     d->max_attempts =
         (uint32_t)swit__config_subscriber(h->cfg, d->group)->max_attempts;
+  /* messaging.publishers.<group>.transactional (else default) makes every
+   * subscription of the group exactly_once; exactly_once runs a
+   * partition's messages on one worker, so that its transactions commit
+   * in offset order (txn.c). */
+  if (swit__config_publisher(h->cfg, d->group)->transactional)
+    d->exactly_once = 1;
+  if (d->exactly_once) d->ordering = SWIT_ORDER_PARTITION;
   return 0;
 }
 
@@ -185,6 +192,7 @@ int swit__subs_add(swit_host_t *h, const swit__subdef *d, swit_handler_cb cb,
   s->ccb = cb;
   s->cud = ud;
   s->active = 1;
+  if (s->exactly_once) atomic_store(&h->has_txn, 1);
   h->subs[h->nsubs++] = s;
   if (cb) h->has_chandlers = 1;
   *id = s->id;
@@ -219,8 +227,17 @@ int swit__subs_subscribe(swit_host_t *h, swit__sub *s, char *err,
     .dead_letter = s->dead_letter,
     .parking = is_dead_letter_topic(h, s->topic),
   };
-  int rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
-                             &s->handle, err, errlen);
+  int rc;
+
+  if (s->exactly_once && (!h->ops->txn_begin || !h->ops->txn_end)) {
+    snprintf(err, errlen, "subscribe '%s' (group '%s'): exactly_once needs "
+             "transactions, and broker '%s' has none (exactly_once = true, "
+             "or messaging.publishers.<group or default>.transactional)",
+             s->topic, s->group, h->ops->name);
+    return SWIT_E_CONFIG;
+  }
+  rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
+                         &s->handle, err, errlen);
   if (rc == 0) atomic_store(&s->subscribed, 1);
   return rc;
 }

@@ -135,7 +135,7 @@ static void run_c_handlers(swit__worker *w, size_t n)
   }
 }
 
-static void run_batch(swit__worker *w, size_t n)
+void swit__worker_run_handlers(swit__worker *w, size_t n)
 {
   size_t nlua, nrun;
   uint64_t t0 = swit__now_us(), t1;   /* health (busy) and metrics */
@@ -159,7 +159,19 @@ static void run_batch(swit__worker *w, size_t n)
    * batch, none per message; operations.md says what that measures) */
   w->handler_us = nrun ? (t1 - t0) / nrun : 0;
   if (w->host->obs->metrics_on) swit__stats_batch(w, n, t1);
-  swit__settle_batch(w, n);
+}
+
+static void run_batch(swit__worker *w, size_t n)
+{
+  size_t ntxn = 0;
+
+  if (atomic_load_explicit(&w->host->has_txn, memory_order_relaxed))
+    ntxn = swit__txn_split(w, &n);                      /* exactly_once */
+  if (n) {
+    swit__worker_run_handlers(w, n);
+    swit__settle_batch(w, n);
+  }
+  if (ntxn) swit__txn_run(w, ntxn);
   arena_reset(w);
 }
 
@@ -184,7 +196,13 @@ static size_t take_due_retries(swit__worker *w, int64_t now, size_t max)
    * refused publish that parks itself again cannot keep the worker here */
   for (size_t popped = 0; popped < max &&
                           swit__retry_pop_due(&w->retries, now, &r); popped++) {
-    if (r.dlq_reason) {
+    if (r.dlq_reason && r.item.sub->exactly_once) {
+      /* dead-lettered in a transaction, with the batch (txn.c) */
+      r.item.reject = swit__arena_dup(w, r.dlq_reason, strlen(r.dlq_reason));
+      free(r.dlq_reason);
+      if (!r.item.reject) r.item.reject = "dead-lettered (reason lost)";
+      w->items[n++] = r.item;
+    } else if (r.dlq_reason) {
       swit__settle_retry_due(w, &r);
     } else {
       if (w->tr) swit__trace_preset(w, (uint32_t)n, &r.trace); /* tracing */
@@ -228,7 +246,8 @@ static void *worker_main(void *arg)
 
     swit__generation_swap(w);
     run_timers(w, now);
-    n = take_due_retries(w, now, h->batch_size);
+    n = swit__txn_take_ready(w, w->items, h->batch_size);  /* exactly_once */
+    n += take_due_retries(w, now, h->batch_size - n);
     if (n < h->batch_size) {
       int64_t deadline = n ? 0 : earliest(swit__retry_next_due(&w->retries),
                                           w->id == 0 ? w->next_timer_ms : -1);
@@ -262,6 +281,7 @@ static int worker_init(swit_host_t *h, swit__worker *w, uint32_t id)
   w->settles = calloc(h->batch_size, sizeof *w->settles);
   if (swit__stats_worker_init(w) != 0) return SWIT_E_NOMEM;   /* metrics */
   if (swit__trace_worker_init(w) != 0) return SWIT_E_NOMEM;   /* tracing */
+  if (swit__txn_worker_init(w) != 0) return SWIT_E_NOMEM;
   return w->items && w->ffi.msgs && w->settles ? 0 : SWIT_E_NOMEM;
 }
 
@@ -349,6 +369,7 @@ void swit__workers_free(swit_host_t *h)
     free(w->dlq_headers);
     swit__stats_worker_free(w);
     swit__trace_worker_free(w);                                /* tracing */
+    swit__txn_worker_free(w);
   }
   free(h->workers);
   h->workers = NULL;

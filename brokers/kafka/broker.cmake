@@ -21,7 +21,8 @@ list(APPEND SWIT_BROKER_SOURCES
   brokers/kafka/kafka_health.c
   brokers/kafka/kafka_offsets.c
   brokers/kafka/kafka_poll.c
-  brokers/kafka/kafka_producer.c)
+  brokers/kafka/kafka_producer.c
+  brokers/kafka/kafka_txn.c)
 list(APPEND SWIT_BROKER_INCLUDES ${CMAKE_CURRENT_LIST_DIR})
 list(APPEND SWIT_BROKER_LIBS PkgConfig::RDKAFKA)
 

@@ -10,6 +10,9 @@
  * created per group at subscribe (kafka_group.c). disconnect stops the
  * groups (commit, leave), then flushes and destroys the producer.
  *
+ * Transactions (txn_begin, txn_end: kafka_txn.c) serve exactly_once
+ * subscriptions.
+ *
  * Capabilities: SWIT_CAP_CONFIRM (a publish can wait for the broker's
  * acknowledgement; its confirm id is the message's offset). No
  * SWIT_CAP_REQUEUE: Kafka cannot give one message back; a REQUEUE
@@ -58,6 +61,7 @@ static void kafka_destroy(swit_broker *b)
   if (!b)
     return;
   swit__kafka_groups_free(b);
+  swit__kafka_txns_free(b);
   swit__kafka_producer_stop(b);
   swit__kafka_conf_free(&b->conf);
   if (b->sync & BS_LIFE)
@@ -125,6 +129,10 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   }
   if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, err, errlen)))
     goto fail;
+  if ((rc = swit__kafka_txns_init(b))) {
+    swit__kafka_fail(err, errlen, rc, "kafka: out of memory");
+    goto fail;
+  }
   *out = b;
   return 0;
 fail:
@@ -167,6 +175,11 @@ static int kafka_disconnect(swit_broker *b)
     b->connected = 0;
     swit__kafka_groups_close(b);
     pthread_mutex_unlock(&b->groups_mu);
+    for (size_t i = 0; i < b->ntxns; i++) /* workers have stopped */
+      if (b->txns[i].rk) {
+        rd_kafka_destroy(b->txns[i].rk);
+        b->txns[i] = (ktxn){0};
+      }
     swit__kafka_producer_stop(b);
     swit__kafka_state(b, SWIT_CONN_DISCONNECTED, NULL);
   }
@@ -216,4 +229,6 @@ const swit_broker_ops swit_broker_kafka = {
   .settle = swit__kafka_settle,
   .publish = swit__kafka_publish,
   .flush = kafka_flush,
+  .txn_begin = swit__kafka_txn_begin,
+  .txn_end = swit__kafka_txn_end,
 };

@@ -4,7 +4,9 @@
  *
  * The map is a passthrough. Keys are read in this order:
  *  - swit's keys (not librdkafka properties): consumer_group, client_id
- *    (alias of client.id), subscribe_timeout, revoke_timeout;
+ *    (alias of client.id), subscribe_timeout, revoke_timeout,
+ *    transactional_id (prefix of the transactional producers' ids;
+ *    default "<server.name>-<hostname>");
  *  - "producer.<property>" goes to the producer only, "consumer.<property>"
  *    to the consumers only;
  *  - any other key goes to both; librdkafka's warnings that a property
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kafka_int.h"
 
@@ -171,6 +174,13 @@ static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
     *rc = duration_key(c, &kc->subscribe_timeout_ms);
   } else if (!strcmp(k, "revoke_timeout")) {
     *rc = duration_key(c, &kc->revoke_timeout_ms);
+  } else if (!strcmp(k, "transactional_id")) {
+    free(kc->txn_prefix);
+    if (!*v)
+      *rc = key_error(c, "expected a transactional id prefix, got an empty "
+                         "string");
+    else if (!(kc->txn_prefix = strdup(v)))
+      *rc = swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
   } else {
     return 0;
   }
@@ -180,6 +190,9 @@ static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
 /* Properties swit owns; 0 if `name` is not one of them. */
 static int refused(const kv_ctx *c, const char *name, const char *value)
 {
+  if (!strcmp(name, "transactional.id"))
+    return key_error(c, "swit gives each worker its own transactional "
+                        "producer: use transactional_id (a prefix)");
   if (!strcmp(name, "group.id"))
     return key_error(c, "swit sets the group of each subscription (the "
                         "handler's group, or consumer_group): use "
@@ -236,6 +249,26 @@ static int check_bootstrap(kconf *kc, const kv_ctx *c)
                           "in messaging.broker.config.bootstrap.servers");
 }
 
+/* transactional_id unless set: "<server.name>-<hostname>", stable across
+ * restarts of one instance, distinct between instances on other hosts. */
+static int default_txn_prefix(kconf *kc, const swit_config *cfg,
+                              const kv_ctx *c)
+{
+  char host[256] = "localhost";
+  size_t len;
+
+  if (kc->txn_prefix)
+    return 0;
+  if (gethostname(host, sizeof host) != 0)
+    snprintf(host, sizeof host, "localhost");
+  host[sizeof host - 1] = '\0';
+  len = strlen(cfg->server.name) + strlen(host) + 2;
+  if (!(kc->txn_prefix = malloc(len)))
+    return swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+  snprintf(kc->txn_prefix, len, "%s-%s", cfg->server.name, host);
+  return 0;
+}
+
 int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
                            size_t errlen)
 {
@@ -260,7 +293,7 @@ int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
       goto fail;
   }
   c.kv = NULL;
-  if ((rc = check_bootstrap(kc, &c)))
+  if ((rc = check_bootstrap(kc, &c)) || (rc = default_txn_prefix(kc, cfg, &c)))
     goto fail;
   kc->commit_interval_ms = conf_int(kc->consumer, "auto.commit.interval.ms");
   if (kc->commit_interval_ms <= 0)
@@ -281,5 +314,6 @@ void swit__kafka_conf_free(kconf *kc)
   if (kc->consumer)
     rd_kafka_conf_destroy(kc->consumer);
   free(kc->default_group);
+  free(kc->txn_prefix);
   memset(kc, 0, sizeof *kc);
 }

@@ -265,6 +265,7 @@ static ksub *sub_new(kgroup *g, const swit_sub_spec *spec, swit_sink_fn sink,
   s->topic_len = (uint32_t)strlen(s->topic);
   s->sink = sink;
   s->sink_ud = sink_ud;
+  s->eos = spec->exactly_once; /* offsets commit in transactions */
   return s;
 }
 
@@ -279,11 +280,6 @@ int swit__kafka_subscribe(kbroker *b, const swit_sub_spec *spec,
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle)
     return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "subscribe: topic, "
                             "sink and handle are required");
-  if (spec->exactly_once)
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
-                            "exactly_once is not supported yet (see "
-                            "docs/brokers/kafka.md, Transactions)",
-                            spec->topic);
   pthread_mutex_lock(&b->groups_mu);
   if (!b->connected) {
     rc = swit__kafka_fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "

@@ -8,6 +8,8 @@
  *   kafka_poll.c    a group's poll thread: deliveries, backpressure
  *   kafka_offsets.c per-partition settle windows, settle, commits and the
  *                   rebalance callback
+ *   kafka_txn.c     transactions of exactly_once subscriptions: one
+ *                   transactional producer per worker
  *
  * Threads: each consumer group has one poll thread (kafka_poll.c) that
  * alone calls rd_kafka_consumer_poll on its handle, so every rebalance
@@ -68,6 +70,7 @@ typedef struct kconf {
   int64_t commit_interval_ms;   /* auto.commit.interval.ms (1s default) */
   int64_t subscribe_timeout_ms; /* subscribe_timeout: wait for assignment */
   int64_t revoke_timeout_ms;    /* revoke_timeout: wait for in-flight */
+  char *txn_prefix;             /* transactional_id: <prefix>-<worker> */
   int stats;                    /* statistics.interval.ms > 0 */
 } kconf;
 
@@ -100,7 +103,8 @@ typedef struct kwindow {
   uint64_t head, tail, mask;  /* capacity mask + 1, a power of two */
 } kwindow;
 
-enum { KW_OPEN = 0, KW_DONE = 1, KW_HELD = 2 };
+/* KW_TXN: finished by a transaction that has not committed yet. */
+enum { KW_OPEN = 0, KW_DONE = 1, KW_HELD = 2, KW_TXN = 3 };
 
 struct kpart {
   ksub *sub;
@@ -125,6 +129,7 @@ struct ksub {
   int applied;                /* what librdkafka was told (poll thread) */
   int64_t pause_at;           /* when the core asked for the pause */
   int active, dead;
+  int eos;                    /* exactly_once: offsets commit in transactions */
   kpart **parts;              /* owned partitions by number, or NULL */
   int32_t nparts;
   ksub *next;
@@ -198,6 +203,11 @@ void swit__kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 void swit__kafka_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t *offsets,
                            void *opaque);
+/* Transactions: mark (on = 1) or unmark a message as finished by an open
+ * transaction, and the offset its partition commits once the marked
+ * messages are done (-1: nothing new). g->mu held. */
+void swit__kafka_txn_mark(kmsg *r, int on);
+int64_t swit__kafka_txn_point(const kpart *p);
 
 /* ---------------------------------------------------------------------
  * Producer side (kafka_producer.c) */
@@ -215,6 +225,34 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
                         char *err, size_t errlen);
 int swit__kafka_flush(kbroker *b, int timeout_ms);
 void swit__kafka_topics_free(kbroker *b);
+/* Shared with kafka_txn.c */
+rd_kafka_headers_t *swit__kafka_headers(const swit_msg_view *m);
+int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
+                              char *err, size_t errlen);
+int swit__kafka_check_batch(const swit_msg_view *msgs, size_t n, char *err,
+                            size_t errlen);
+
+/* ---------------------------------------------------------------------
+ * Transactions (kafka_txn.c) */
+
+typedef struct ktxn {
+  rd_kafka_t *rk;             /* transactional producer, or NULL */
+  int ready;                  /* init_transactions done */
+  int open;                   /* a transaction is open */
+  uint64_t commits, aborts;
+} ktxn;
+
+int swit__kafka_txn_begin(kbroker *b, uint32_t worker, char *err,
+                          size_t errlen);
+int swit__kafka_txn_end(kbroker *b, uint32_t worker, const swit_txn_msg *msgs,
+                        size_t n, int commit, char *err, size_t errlen);
+/* The calling thread's open transactional producer, or NULL. */
+rd_kafka_t *swit__kafka_txn_current(kbroker *b);
+int swit__kafka_txn_publish(kbroker *b, rd_kafka_t *rk,
+                            const swit_msg_view *msgs, size_t n, char *err,
+                            size_t errlen);
+int swit__kafka_txns_init(kbroker *b);
+void swit__kafka_txns_free(kbroker *b);
 
 /* ---------------------------------------------------------------------
  * Health (kafka_health.c) */
@@ -262,6 +300,10 @@ struct swit_broker {
   uint64_t dr_logged;
   char dr_last[256];
   int64_t dr_log_ms;
+
+  /* transactional producers, one per worker (kafka_txn.c) */
+  ktxn *txns;
+  size_t ntxns;
 
   /* consumer groups */
   pthread_mutex_t groups_mu;

@@ -72,7 +72,8 @@ static void window_settle(kpart *p, uint64_t seq, int held)
 {
   kwindow *w = &p->win;
   w->state[seq & w->mask] = held ? KW_HELD : KW_DONE;
-  while (w->head < w->tail && w->state[w->head & w->mask] != KW_OPEN) {
+  while (w->head < w->tail && (w->state[w->head & w->mask] == KW_DONE ||
+                               w->state[w->head & w->mask] == KW_HELD)) {
     int64_t off = w->off[w->head & w->mask];
     if (w->state[w->head & w->mask] == KW_HELD && (p->hold < 0 || off < p->hold))
       p->hold = off;
@@ -87,6 +88,36 @@ static int64_t commit_point(const kpart *p)
   int64_t at = p->frontier;
   if (p->hold >= 0 && (at < 0 || p->hold < at))
     at = p->hold;
+  return at > p->committed ? at : -1;
+}
+
+void swit__kafka_txn_mark(kmsg *r, int on)
+{
+  kpart *p = r->part;
+  uint8_t *st;
+  if (!p->owned)
+    return;
+  st = &p->win.state[r->seq & p->win.mask];
+  if (on && *st == KW_OPEN)
+    *st = KW_TXN;
+  else if (!on && *st == KW_TXN)
+    *st = KW_OPEN;
+}
+
+/* commit_point as if the KW_TXN messages were done. */
+int64_t swit__kafka_txn_point(const kpart *p)
+{
+  const kwindow *w = &p->win;
+  int64_t at = p->frontier, hold = p->hold;
+  for (uint64_t s = w->head; s < w->tail && w->state[s & w->mask] != KW_OPEN;
+       s++) {
+    int64_t off = w->off[s & w->mask];
+    if (w->state[s & w->mask] == KW_HELD && (hold < 0 || off < hold))
+      hold = off;
+    at = off + 1;
+  }
+  if (hold >= 0 && (at < 0 || hold < at))
+    at = hold;
   return at > p->committed ? at : -1;
 }
 
@@ -153,7 +184,7 @@ int swit__kafka_settle(kbroker *b, void *handle, const swit_settle *s,
 /* Add p's commit point to `list` (created on first use); g->mu held. */
 static void commit_add(rd_kafka_topic_partition_list_t **list, kpart *p)
 {
-  int64_t at = commit_point(p);
+  int64_t at = p->sub->eos ? -1 : commit_point(p); /* eos: in transactions */
   if (at < 0)
     return;
   if (!*list)

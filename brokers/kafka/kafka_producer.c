@@ -302,8 +302,8 @@ static void sleep_ms(long ms)
  * of a publish is librdkafka's message.max.bytes (max_message_size limits
  * what handlers receive: a dead-letter copy of an oversized message must
  * still go out). */
-static int check_batch(const swit_msg_view *msgs, size_t n, char *err,
-                       size_t errlen)
+int swit__kafka_check_batch(const swit_msg_view *msgs, size_t n, char *err,
+                            size_t errlen)
 {
   for (size_t i = 0; i < n; i++) {
     const swit_msg_view *m = &msgs[i];
@@ -316,7 +316,7 @@ static int check_batch(const swit_msg_view *msgs, size_t n, char *err,
   return 0;
 }
 
-static rd_kafka_headers_t *make_headers(const swit_msg_view *m)
+rd_kafka_headers_t *swit__kafka_headers(const swit_msg_view *m)
 {
   rd_kafka_headers_t *h;
   if (!m->nheaders)
@@ -328,8 +328,8 @@ static rd_kafka_headers_t *make_headers(const swit_msg_view *m)
   return h;
 }
 
-static int produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
-                         char *err, size_t errlen)
+int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
+                              char *err, size_t errlen)
 {
   if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
     return swit__kafka_fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
@@ -359,7 +359,7 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
     return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
                             "cannot create the topic handle",
                             (int)m->topic_len, m->topic);
-  hdrs = make_headers(m);
+  hdrs = swit__kafka_headers(m);
   for (;;) {
     e = rd_kafka_producev(b->producer, RD_KAFKA_V_RKT(rkt),
                           RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
@@ -377,7 +377,7 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
     return 0; /* hdrs owned by librdkafka now */
   if (hdrs)
     rd_kafka_headers_destroy(hdrs);
-  return produce_error(e, m, err, errlen);
+  return swit__kafka_produce_error(e, m, err, errlen);
 }
 
 static kwaiter *waiter_new(size_t n, uint64_t *ids)
@@ -444,8 +444,11 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
     return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   if (confirm_ids && n)
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
-  if ((rc = check_batch(msgs, n, err, errlen)) || n == 0)
+  if ((rc = swit__kafka_check_batch(msgs, n, err, errlen)) || n == 0)
     return rc;
+  rd_kafka_t *txp = swit__kafka_txn_current(b); /* inside a transaction */
+  if (txp)
+    return swit__kafka_txn_publish(b, txp, msgs, n, err, errlen);
   if (confirm_ids && !(w = waiter_new(n, confirm_ids)))
     return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "publish: out of "
                             "memory");

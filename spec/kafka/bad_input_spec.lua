@@ -2,8 +2,8 @@
 -- librdkafka properties (refused at start with librdkafka's own text,
 -- exit 2), an unreachable cluster (a clear error and a retrying state,
 -- no crash), messages over max_message_size (dead-lettered with the
--- reason) or over message.max.bytes (refused at publish), and options
--- swit does not support on Kafka.
+-- reason) or over message.max.bytes (refused at publish), and
+-- exactly_once on a broker without transactions.
 local k = require "spec.kafka.kafka_support"
 
 local quiet = [[
@@ -62,13 +62,25 @@ describe("kafka #kafka bad input", function()
     assert.matches("messaging.broker.endpoints: Kafka needs at least one bootstrap server", err)
   end)
 
-  it("refuses exactly_once subscriptions (not supported yet)", function()
-    local code, _, err = k.run(k.config("127.0.0.1:1"), [[
+  it("refuses exactly_once on a broker without transactions (memory)", function()
+    local t = k.t
+    local script = [[
 local swit = require "swit"
 swit.on("t", { exactly_once = true }, function() end)
-]])
+]]
+    local code, _, err = t.run_scripts(t.config({ "s.lua" }), { ["s.lua"] = script })
     assert.equal(2, code, err)
-    assert.matches("subscribe 't': exactly_once is not supported yet", err)
+    assert.matches("subscribe 't' %(group 'spec'%): exactly_once needs transactions, "
+                   .. "and broker 'memory' has none", err)
+    -- the publisher key has the same effect
+    local yaml = t.config({ "s.lua" }):gsub("  subscribers:",
+      "  publishers:\n    default: {transactional: true}\n  subscribers:", 1)
+    code, _, err = t.run_scripts(yaml, { ["s.lua"] = [[
+local swit = require "swit"
+swit.on("t", function() end)
+]] })
+    assert.equal(2, code, err)
+    assert.matches("exactly_once needs transactions, and broker 'memory' has none", err)
   end)
 
   it("keeps running and retrying when the cluster is unreachable", function()
