@@ -22,7 +22,6 @@
  * resume also from inside a sink call. connect/disconnect are serialised
  * by b->life; disconnect and destroy must not run on a poll thread.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,24 +33,6 @@ enum {
   BS_LIFE = 1, BS_TOPICS = 2, BS_CONF_MU = 4, BS_CONF_CV = 8, BS_GROUPS = 16,
   BS_STATE = 32
 };
-
-int swit__kafka_fail(char *buf, size_t len, int code, const char *fmt, ...)
-{
-  if (buf && len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
-int64_t swit__kafka_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------------
  * Lifecycle */
@@ -109,12 +90,12 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   int rc = SWIT_E_INVAL;
 
   if (!out || !env || !env->cfg) {
-    swit__kafka_fail(err, errlen, rc, "kafka: no environment or config");
+    swit__fail(err, errlen, rc, "kafka: no environment or config");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
   if (!(b = calloc(1, sizeof *b))) {
-    swit__kafka_fail(err, errlen, rc, "kafka: out of memory");
+    swit__fail(err, errlen, rc, "kafka: out of memory");
     goto fail;
   }
   b->env = *env;
@@ -124,13 +105,13 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   b->confirm_timeout_ms =
       swit__config_publisher(env->cfg, "default")->timeout_ms;
   if ((rc = broker_sync_init(b))) {
-    swit__kafka_fail(err, errlen, rc, "kafka: cannot create locks");
+    swit__fail(err, errlen, rc, "kafka: cannot create locks");
     goto fail;
   }
   if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, err, errlen)))
     goto fail;
   if ((rc = swit__kafka_txns_init(b))) {
-    swit__kafka_fail(err, errlen, rc, "kafka: out of memory");
+    swit__fail(err, errlen, rc, "kafka: out of memory");
     goto fail;
   }
   *out = b;
@@ -145,7 +126,7 @@ static int kafka_connect(swit_broker *b, char *err, size_t errlen)
   int rc = 0;
 
   if (!b)
-    return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "kafka: no broker");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "kafka: no broker");
   pthread_mutex_lock(&b->life);
   if (!b->connected) {
     swit__kafka_state(b, SWIT_CONN_CONNECTING, NULL);
@@ -190,7 +171,7 @@ static int kafka_disconnect(swit_broker *b)
 static int kafka_health(swit_broker *b, char *detail, size_t len)
 {
   if (!b)
-    return swit__kafka_fail(detail, len, SWIT_E_BROKER, "kafka: no broker");
+    return swit__fail(detail, len, SWIT_E_BROKER, "kafka: no broker");
   return swit__kafka_health(b, detail, len);
 }
 

@@ -63,12 +63,12 @@ static int conf_set(rd_kafka_conf_t *conf, const kv_ctx *c, const char *name,
       RD_KAFKA_CONF_OK)
     return 0;
   if (!c->kv)
-    return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG, "kafka: "
-                            "cannot set %s=%s: %s", name, value, text);
+    return swit__fail(c->err, c->errlen, SWIT_E_CONFIG, "kafka: "
+                      "cannot set %s=%s: %s", name, value, text);
   where(c, at, sizeof at);
-  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
-                          "%smessaging.broker.config.%s: %s", at,
-                          c->kv->key, text);
+  return swit__fail(c->err, c->errlen, SWIT_E_CONFIG,
+                    "%smessaging.broker.config.%s: %s", at,
+                    c->kv->key, text);
 }
 
 static int set_both(kconf *kc, const kv_ctx *c, const char *name,
@@ -82,9 +82,9 @@ static int key_error(const kv_ctx *c, const char *why)
 {
   char at[300];
   where(c, at, sizeof at);
-  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
-                          "%smessaging.broker.config.%s: %s", at, c->kv->key,
-                          why);
+  return swit__fail(c->err, c->errlen, SWIT_E_CONFIG,
+                    "%smessaging.broker.config.%s: %s", at, c->kv->key,
+                    why);
 }
 
 /* ---------------------------------------------------------------------
@@ -103,8 +103,8 @@ static int bootstrap_from_endpoints(kconf *kc, const swit_config *cfg,
   for (size_t i = 0; i < ep->n; i++)
     len += strlen(ep->items[i]) + 1;
   if (!(s = malloc(len)))
-    return swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "kafka: out of "
-                            "memory");
+    return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "kafka: out of "
+                      "memory");
   s[0] = '\0';
   for (size_t i = 0; i < ep->n; i++) {
     if (i)
@@ -167,7 +167,7 @@ static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
     if (!*v)
       *rc = key_error(c, "expected a group name, got an empty string");
     else if (!(kc->default_group = strdup(v)))
-      *rc = swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+      *rc = swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
   } else if (!strcmp(k, "client_id")) {
     *rc = set_both(kc, c, "client.id", v);
   } else if (!strcmp(k, "subscribe_timeout")) {
@@ -180,7 +180,7 @@ static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
       *rc = key_error(c, "expected a transactional id prefix, got an empty "
                          "string");
     else if (!(kc->txn_prefix = strdup(v)))
-      *rc = swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+      *rc = swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
   } else {
     return 0;
   }
@@ -243,10 +243,10 @@ static int check_bootstrap(kconf *kc, const kv_ctx *c)
   if (rd_kafka_conf_get(kc->producer, "bootstrap.servers", NULL, &len) ==
           RD_KAFKA_CONF_OK && len > 1)
     return 0;
-  return swit__kafka_fail(c->err, c->errlen, SWIT_E_CONFIG,
-                          "messaging.broker.endpoints: Kafka needs at least "
-                          "one bootstrap server (host:port), in endpoints or "
-                          "in messaging.broker.config.bootstrap.servers");
+  return swit__fail(c->err, c->errlen, SWIT_E_CONFIG,
+                    "messaging.broker.endpoints: Kafka needs at least "
+                    "one bootstrap server (host:port), in endpoints or "
+                    "in messaging.broker.config.bootstrap.servers");
 }
 
 /* transactional_id unless set: "<server.name>-<hostname>", stable across
@@ -264,7 +264,7 @@ static int default_txn_prefix(kconf *kc, const swit_config *cfg,
   host[sizeof host - 1] = '\0';
   len = strlen(cfg->server.name) + strlen(host) + 2;
   if (!(kc->txn_prefix = malloc(len)))
-    return swit__kafka_fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
   snprintf(kc->txn_prefix, len, "%s-%s", cfg->server.name, host);
   return 0;
 }
@@ -282,7 +282,7 @@ int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
   kc->producer = rd_kafka_conf_new();
   kc->consumer = rd_kafka_conf_new();
   if (!kc->producer || !kc->consumer) {
-    rc = swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
+    rc = swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
     goto fail;
   }
   if ((rc = set_defaults(kc, cfg, &c)))

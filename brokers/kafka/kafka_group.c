@@ -65,11 +65,11 @@ static int group_consumer(kgroup *g, char *err, size_t errlen)
   rd_kafka_conf_t *conf = rd_kafka_conf_dup(g->b->conf.consumer);
 
   if (!conf)
-    return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   if (rd_kafka_conf_set(conf, "group.id", g->name, text, sizeof text)) {
     rd_kafka_conf_destroy(conf);
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG, "group '%s': %s",
-                            g->name, text);
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "group '%s': %s",
+                      g->name, text);
   }
   rd_kafka_conf_set_opaque(conf, g);
   rd_kafka_conf_set_rebalance_cb(conf, swit__kafka_rebalance_cb);
@@ -77,8 +77,8 @@ static int group_consumer(kgroup *g, char *err, size_t errlen)
   swit__kafka_conf_callbacks(conf, 0);
   if (!(g->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, text, sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG,
-                            "messaging.broker.config: %s", text);
+    return swit__fail(err, errlen, SWIT_E_CONFIG,
+                      "messaging.broker.config: %s", text);
   }
   conf = NULL; /* owned by the consumer now */
   rd_kafka_poll_set_consumer(g->rk);
@@ -93,26 +93,26 @@ static int group_new(kbroker *b, const char *name, kgroup **out, char *err,
   int rc = SWIT_E_NOMEM, e;
 
   if (!g || !(g->name = strdup(name))) {
-    swit__kafka_fail(err, errlen, rc, "out of memory");
+    swit__fail(err, errlen, rc, "out of memory");
     goto fail;
   }
   g->b = b;
   rc = SWIT_E_SYS;
   if (pthread_mutex_init(&g->mu, NULL)) {
-    swit__kafka_fail(err, errlen, rc, "cannot create a lock");
+    swit__fail(err, errlen, rc, "cannot create a lock");
     goto fail;
   }
   g->sync |= GS_MU;
   if (pthread_cond_init(&g->cv, NULL)) {
-    swit__kafka_fail(err, errlen, rc, "cannot create a condition");
+    swit__fail(err, errlen, rc, "cannot create a condition");
     goto fail;
   }
   g->sync |= GS_CV;
   if ((rc = group_consumer(g, err, errlen)))
     goto fail;
   if ((e = pthread_create(&g->thread, NULL, swit__kafka_poll_main, g))) {
-    rc = swit__kafka_fail(err, errlen, SWIT_E_SYS, "cannot start the poll "
-                          "thread of group '%s': %s", name, strerror(e));
+    rc = swit__fail(err, errlen, SWIT_E_SYS, "cannot start the poll "
+                    "thread of group '%s': %s", name, strerror(e));
     goto fail;
   }
   g->thread_started = 1;
@@ -173,8 +173,8 @@ int swit__kafka_group_resubscribe(kgroup *g, char *err, size_t errlen)
   pthread_mutex_unlock(&g->mu);
   rd_kafka_topic_partition_list_destroy(l);
   if (e)
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG, "group '%s': "
-                            "subscribe: %s", g->name, rd_kafka_err2str(e));
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "group '%s': "
+                      "subscribe: %s", g->name, rd_kafka_err2str(e));
   return 0;
 }
 
@@ -226,14 +226,14 @@ static void sleep_until_cv(kgroup *g, int64_t wait_ms)
 /* Wait until the group's assignment covers s (bounded; logs meanwhile). */
 static void wait_active(kgroup *g, ksub *s)
 {
-  int64_t start = swit__kafka_now_ms(), next_log = start + 5000;
+  int64_t start = swit__now_ms(), next_log = start + 5000;
   int64_t end = start + g->b->conf.subscribe_timeout_ms;
 
   if (swit__kafka_on_poll_thread(g))
     return; /* the poll thread would wait for itself */
   pthread_mutex_lock(&g->mu);
   while (!s->active) {
-    int64_t now = swit__kafka_now_ms();
+    int64_t now = swit__now_ms();
     if (now >= end)
       break;
     if (now >= next_log) {
@@ -278,12 +278,12 @@ int swit__kafka_subscribe(kbroker *b, const swit_sub_spec *spec,
   int rc = 0;
 
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle)
-    return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "subscribe: topic, "
-                            "sink and handle are required");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "subscribe: topic, "
+                      "sink and handle are required");
   pthread_mutex_lock(&b->groups_mu);
   if (!b->connected) {
-    rc = swit__kafka_fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "
-                          "kafka is not connected", spec->topic);
+    rc = swit__fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "
+                    "kafka is not connected", spec->topic);
     goto done;
   }
   const char *name = group_for(b, spec);
@@ -294,7 +294,7 @@ int swit__kafka_subscribe(kbroker *b, const swit_sub_spec *spec,
     b->groups = g;
   }
   if (!(s = sub_new(g, spec, sink, sink_ud))) {
-    rc = swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "out of memory");
+    rc = swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
     goto done;
   }
   pthread_mutex_lock(&g->mu);
@@ -349,7 +349,7 @@ int swit__kafka_unsubscribe(kbroker *b, void *handle)
      * rebalance per topic. Until then s's messages are dropped
      * uncommitted. */
     pthread_mutex_lock(&g->mu);
-    g->resub_at = swit__kafka_now_ms() + KAFKA_RESUBSCRIBE_DELAY_MS;
+    g->resub_at = swit__now_ms() + KAFKA_RESUBSCRIBE_DELAY_MS;
     pthread_mutex_unlock(&g->mu);
   } else {
     group_stop(g); /* commits, closes the consumer */
@@ -371,7 +371,7 @@ int swit__kafka_pause(kbroker *b, void *handle, int pause)
     return SWIT_E_STATE;
   }
   if (pause && !s->paused)
-    s->pause_at = swit__kafka_now_ms();
+    s->pause_at = swit__now_ms();
   s->paused = pause;
   g->pause_dirty = 1;
   if (!pause && s->applied && !swit__kafka_on_poll_thread(g))

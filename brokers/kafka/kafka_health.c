@@ -101,8 +101,8 @@ int swit__kafka_health(kbroker *b, char *detail, size_t len)
 
   pthread_mutex_lock(&b->state_mu);
   rc = b->state == SWIT_CONN_CONNECTED ? 0 : SWIT_E_BROKER;
-  swit__kafka_fail(detail, len, rc, "kafka: %s%s%s", names[b->state],
-                   b->state_detail[0] ? ": " : "", b->state_detail);
+  swit__fail(detail, len, rc, "kafka: %s%s%s", names[b->state],
+             b->state_detail[0] ? ": " : "", b->state_detail);
   pthread_mutex_unlock(&b->state_mu);
   return rc;
 }

@@ -316,12 +316,4 @@ struct swit_broker {
   char state_detail[256];
 };
 
-/* Shared helpers (kafka_broker.c) */
-int swit__kafka_fail(char *buf, size_t len, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-int64_t swit__kafka_now_ms(void);
-
 #endif /* SWIT_KAFKA_INT_H */

@@ -349,14 +349,14 @@ static void on_assign(kgroup *g, rd_kafka_topic_partition_list_t *parts)
  * revoke timeout; g->mu held. Returns how many are still in flight. */
 static uint64_t wait_revoked(kgroup *g, rd_kafka_topic_partition_list_t *parts)
 {
-  int64_t end = swit__kafka_now_ms() + g->b->conf.revoke_timeout_ms;
+  int64_t end = swit__now_ms() + g->b->conf.revoke_timeout_ms;
   for (;;) {
     uint64_t left = 0;
     for (int i = 0; i < parts->cnt; i++) {
       kpart *p = part_of(g, parts->elems[i].topic, parts->elems[i].partition);
       left += p ? p->inflight : 0;
     }
-    int64_t now = swit__kafka_now_ms();
+    int64_t now = swit__now_ms();
     if (!left || now >= end)
       return left;
     struct timespec ts;

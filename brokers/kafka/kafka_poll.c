@@ -318,7 +318,7 @@ static void resume_parts(kgroup *g, rd_kafka_topic_partition_list_t *l)
  * Poll thread, g->mu held. */
 static void apply_pauses(kgroup *g)
 {
-  int64_t now = swit__kafka_now_ms();
+  int64_t now = swit__now_ms();
 
   g->pause_dirty = 0;
   for (ksub *s = g->subs; s; s = s->next) {
@@ -363,11 +363,11 @@ void *swit__kafka_poll_main(void *arg)
   kgroup *g = arg;
 
   tl_poll_group = g;
-  g->next_commit_ms = swit__kafka_now_ms() + g->b->conf.commit_interval_ms;
+  g->next_commit_ms = swit__now_ms() + g->b->conf.commit_interval_ms;
   while (!atomic_load(&g->stop)) {
     apply_pending_pauses(g);
     poll_once(g);
-    int64_t now = swit__kafka_now_ms();
+    int64_t now = swit__now_ms();
     if (resubscribe_due(g, now))
       swit__kafka_group_resubscribe(g, NULL, 0); /* revokes removed topics */
     if (now >= g->next_commit_ms) {

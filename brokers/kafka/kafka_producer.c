@@ -189,7 +189,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 /* At most once a second: how many unconfirmed messages failed. */
 static void log_failures(kbroker *b)
 {
-  int64_t now = swit__kafka_now_ms();
+  int64_t now = swit__now_ms();
   uint64_t n = 0;
   char last[256];
 
@@ -223,15 +223,15 @@ int swit__kafka_producer_start(kbroker *b, char *err, size_t errlen)
   int e;
 
   if (!conf)
-    return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
   rd_kafka_conf_set_opaque(conf, b);
   rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
   swit__kafka_conf_callbacks(conf, 1);
   if (!(b->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, text,
                                    sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG,
-                            "messaging.broker.config: %s", text);
+    return swit__fail(err, errlen, SWIT_E_CONFIG,
+                      "messaging.broker.config: %s", text);
   }
   conf = NULL; /* owned by the producer now */
   atomic_store(&b->prod_stop, 0);
@@ -241,8 +241,8 @@ int swit__kafka_producer_start(kbroker *b, char *err, size_t errlen)
   if ((e = pthread_create(&b->prod_thread, NULL, producer_main, b))) {
     rd_kafka_destroy(b->producer);
     b->producer = NULL;
-    return swit__kafka_fail(err, errlen, SWIT_E_SYS, "kafka: cannot start "
-                            "the producer thread: %s", strerror(e));
+    return swit__fail(err, errlen, SWIT_E_SYS, "kafka: cannot start "
+                      "the producer thread: %s", strerror(e));
   }
   b->prod_started = 1;
   return 0;
@@ -309,9 +309,9 @@ int swit__kafka_check_batch(const swit_msg_view *msgs, size_t n, char *err,
     const swit_msg_view *m = &msgs[i];
     if (!m->topic || !m->topic_len || (m->nheaders && !m->headers) ||
         (m->payload_len && !m->payload) || (m->key_len && !m->key))
-      return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "publish: message "
-                              "%zu of %zu has no topic or a NULL pointer "
-                              "with a nonzero length", i + 1, n);
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish: message "
+                        "%zu of %zu has no topic or a NULL pointer "
+                        "with a nonzero length", i + 1, n);
   }
   return 0;
 }
@@ -332,14 +332,14 @@ int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
                               char *err, size_t errlen)
 {
   if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-    return swit__kafka_fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
-                            "%zu bytes of payload is over librdkafka's "
-                            "message.max.bytes (%s)", (int)m->topic_len,
-                            m->topic, m->payload_len, rd_kafka_err2str(e));
-  return swit__kafka_fail(err, errlen, e == RD_KAFKA_RESP_ERR__QUEUE_FULL
+    return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
+                      "%zu bytes of payload is over librdkafka's "
+                      "message.max.bytes (%s)", (int)m->topic_len,
+                      m->topic, m->payload_len, rd_kafka_err2str(e));
+  return swit__fail(err, errlen, e == RD_KAFKA_RESP_ERR__QUEUE_FULL
                                            ? SWIT_E_FULL : SWIT_E_BROKER,
-                          "publish to '%.*s': %s", (int)m->topic_len,
-                          m->topic, rd_kafka_err2str(e));
+                    "publish to '%.*s': %s", (int)m->topic_len,
+                    m->topic, rd_kafka_err2str(e));
 }
 
 /* Produce one message, waiting for room until `deadline` (monotonic ms,
@@ -352,13 +352,13 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
   rd_kafka_resp_err_t e;
 
   if (!rkt && !b->prod_open)
-    return swit__kafka_fail(err, errlen, SWIT_E_STATE, "publish to '%.*s': "
-                            "kafka is not connected", (int)m->topic_len,
-                            m->topic);
+    return swit__fail(err, errlen, SWIT_E_STATE, "publish to '%.*s': "
+                      "kafka is not connected", (int)m->topic_len,
+                      m->topic);
   if (!rkt)
-    return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
-                            "cannot create the topic handle",
-                            (int)m->topic_len, m->topic);
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
+                      "cannot create the topic handle",
+                      (int)m->topic_len, m->topic);
   hdrs = swit__kafka_headers(m);
   for (;;) {
     e = rd_kafka_producev(b->producer, RD_KAFKA_V_RKT(rkt),
@@ -369,7 +369,7 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
                           RD_KAFKA_V_HEADERS(hdrs),
                           RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || !deadline ||
-        swit__kafka_now_ms() >= deadline)
+        swit__now_ms() >= deadline)
       break;
     sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
   }
@@ -409,14 +409,14 @@ static int wait_confirms(kbroker *b, kwaiter *w, size_t produced,
   while (w->left && !pthread_cond_timedwait(&b->conf_cv, &b->conf_mu, &ts))
     ;
   if (w->left)
-    rc = swit__kafka_fail(err, errlen, SWIT_E_TIMEDOUT, "publish to '%.*s': "
-                          "%zu of %zu message(s) not confirmed within %lld ms",
-                          (int)msgs[0].topic_len, msgs[0].topic, w->left,
-                          produced, (long long)b->confirm_timeout_ms);
+    rc = swit__fail(err, errlen, SWIT_E_TIMEDOUT, "publish to '%.*s': "
+                    "%zu of %zu message(s) not confirmed within %lld ms",
+                    (int)msgs[0].topic_len, msgs[0].topic, w->left,
+                    produced, (long long)b->confirm_timeout_ms);
   else if (w->err)
-    rc = swit__kafka_fail(err, errlen, SWIT_E_BROKER, "publish to '%.*s': "
-                          "not confirmed: %s", (int)msgs[0].topic_len,
-                          msgs[0].topic, rd_kafka_err2str(w->err));
+    rc = swit__fail(err, errlen, SWIT_E_BROKER, "publish to '%.*s': "
+                    "not confirmed: %s", (int)msgs[0].topic_len,
+                    msgs[0].topic, rd_kafka_err2str(w->err));
   w->gone = 1; /* reports arriving later must not write to the ids */
   waiter_release(w);
   pthread_mutex_unlock(&b->conf_mu);
@@ -441,7 +441,7 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
   int rc;
 
   if (!b || (n && !msgs))
-    return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
+    return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   if (confirm_ids && n)
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
   if ((rc = swit__kafka_check_batch(msgs, n, err, errlen)) || n == 0)
@@ -450,14 +450,14 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
   if (txp)
     return swit__kafka_txn_publish(b, txp, msgs, n, err, errlen);
   if (confirm_ids && !(w = waiter_new(n, confirm_ids)))
-    return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "publish: out of "
-                            "memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "publish: out of "
+                      "memory");
   int64_t deadline = o && o->timeout_ms > 0
-                         ? swit__kafka_now_ms() + o->timeout_ms : 0;
+                         ? swit__now_ms() + o->timeout_ms : 0;
   pthread_rwlock_rdlock(&b->prod_lock);
   if (!b->prod_open)
-    rc = swit__kafka_fail(err, errlen, SWIT_E_STATE,
-                          "publish: kafka is not connected");
+    rc = swit__fail(err, errlen, SWIT_E_STATE,
+                    "publish: kafka is not connected");
   while (!rc && done < n) {
     if (w)
       waiter_expect(b, w, 1); /* before its report can arrive */
@@ -473,7 +473,7 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
     char werr[256];
     int wrc = wait_confirms(b, w, done, msgs, werr, sizeof werr);
     if (!rc && wrc)
-      rc = swit__kafka_fail(err, errlen, wrc, "%s", werr);
+      rc = swit__fail(err, errlen, wrc, "%s", werr);
   }
   return rc;
 }

@@ -85,8 +85,8 @@ static void txn_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 static int fail_error(rd_kafka_error_t *e, const char *what, char *err,
                       size_t errlen)
 {
-  int rc = swit__kafka_fail(err, errlen, SWIT_E_BROKER, "kafka: %s: %s", what,
-                            rd_kafka_error_string(e));
+  int rc = swit__fail(err, errlen, SWIT_E_BROKER, "kafka: %s: %s", what,
+                      rd_kafka_error_string(e));
   rd_kafka_error_destroy(e);
   return rc;
 }
@@ -107,13 +107,13 @@ static int producer_new(kbroker *b, ktxn *t, uint32_t worker, char *err,
   rd_kafka_conf_t *conf = rd_kafka_conf_dup(b->conf.producer);
 
   if (!conf)
-    return swit__kafka_fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
+    return swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
   snprintf(id, sizeof id, "%s-%u", b->conf.txn_prefix, worker);
   if (rd_kafka_conf_set(conf, "transactional.id", id, text, sizeof text) ||
       rd_kafka_conf_set(conf, "statistics.interval.ms", "0", text,
                         sizeof text)) {
     rd_kafka_conf_destroy(conf);
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG, "kafka: %s", text);
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "kafka: %s", text);
   }
   rd_kafka_conf_set_opaque(conf, b);
   rd_kafka_conf_set_dr_msg_cb(conf, txn_dr_cb);
@@ -121,8 +121,8 @@ static int producer_new(kbroker *b, ktxn *t, uint32_t worker, char *err,
   rd_kafka_conf_set_stats_cb(conf, NULL);
   if (!(t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, text, sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__kafka_fail(err, errlen, SWIT_E_CONFIG,
-                            "messaging.broker.config: %s", text);
+    return swit__fail(err, errlen, SWIT_E_CONFIG,
+                      "messaging.broker.config: %s", text);
   }
   return 0; /* conf owned by t->rk now */
 }
@@ -160,12 +160,12 @@ int swit__kafka_txn_begin(kbroker *b, uint32_t worker, char *err,
   int rc;
 
   if (!b || worker >= b->ntxns)
-    return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "kafka: no "
-                            "transactional producer for worker %u", worker);
+    return swit__fail(err, errlen, SWIT_E_INVAL, "kafka: no "
+                      "transactional producer for worker %u", worker);
   t = &b->txns[worker];
   if (t->open)
-    return swit__kafka_fail(err, errlen, SWIT_E_STATE, "kafka: worker %u "
-                            "already has an open transaction", worker);
+    return swit__fail(err, errlen, SWIT_E_STATE, "kafka: worker %u "
+                      "already has an open transaction", worker);
   if ((rc = producer_ready(b, t, worker, err, errlen)))
     return rc;
   rd_kafka_poll(t->rk, 0);
@@ -192,8 +192,8 @@ int swit__kafka_txn_publish(kbroker *b, rd_kafka_t *rk,
     rd_kafka_headers_t *hdrs;
     rd_kafka_resp_err_t e;
     if (m->topic_len >= sizeof topic)
-      return swit__kafka_fail(err, errlen, SWIT_E_INVAL, "publish: topic "
-                              "name of %u bytes is too long", m->topic_len);
+      return swit__fail(err, errlen, SWIT_E_INVAL, "publish: topic "
+                        "name of %u bytes is too long", m->topic_len);
     memcpy(topic, m->topic, m->topic_len);
     topic[m->topic_len] = '\0';
     hdrs = swit__kafka_headers(m);
@@ -296,8 +296,8 @@ static int send_offsets(ktxn *t, txn_group *tg, size_t ntg, char *err,
     if (!tg[k].offsets->cnt)
       continue;
     if (!(md = rd_kafka_consumer_group_metadata(tg[k].g->rk)))
-      return swit__kafka_fail(err, errlen, SWIT_E_STATE, "kafka: group '%s' "
-                              "has no metadata", tg[k].g->name);
+      return swit__fail(err, errlen, SWIT_E_STATE, "kafka: group '%s' "
+                        "has no metadata", tg[k].g->name);
     for (int i = 0; i < tg[k].offsets->cnt; i++)
       KAFKA_LOG(tg[k].g->b, SWIT_LOG_DEBUG, "kafka: group '%s': %s [%d] "
                 "commits offset %lld in a transaction", tg[k].g->name,
@@ -360,15 +360,15 @@ int swit__kafka_txn_end(kbroker *b, uint32_t worker, const swit_txn_msg *msgs,
   int rc = 0;
 
   if (!b || worker >= b->ntxns || !b->txns[worker].open)
-    return swit__kafka_fail(err, errlen, SWIT_E_STATE, "kafka: worker %u has "
-                            "no open transaction", worker);
+    return swit__fail(err, errlen, SWIT_E_STATE, "kafka: worker %u has "
+                      "no open transaction", worker);
   t = &b->txns[worker];
   tl_txn = NULL;
   if (commit) {
     rc = collect(msgs, n, tg, &ntg);
     if (rc)
-      swit__kafka_fail(err, errlen, rc, "kafka: a transaction covers more "
-                       "than %d consumer groups", TXN_GROUPS);
+      swit__fail(err, errlen, rc, "kafka: a transaction covers more "
+                 "than %d consumer groups", TXN_GROUPS);
     if (!rc)
       rc = send_offsets(t, tg, ntg, err, errlen);
     if (!rc)

@@ -124,7 +124,7 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   rc = SWIT_E_CONFIG;
   if (st->queue_size < 1 || st->queue_size > MEM_QUEUE_SIZE_MAX) {
     swit__fail(err, errlen, rc, "messaging.broker.config.queue_size: expected "
-              "1..%d, got %lld", MEM_QUEUE_SIZE_MAX, (long long)st->queue_size);
+               "1..%d, got %lld", MEM_QUEUE_SIZE_MAX, (long long)st->queue_size);
     goto fail;
   }
   rc = SWIT_E_NOMEM;
@@ -164,7 +164,7 @@ static int mem_connect(swit_broker *b, char *err, size_t errlen)
     int e = swit__mem_delivery_start(b);
     if (e) {
       rc = swit__fail(err, errlen, SWIT_E_SYS, "memory broker: cannot start "
-                     "the delivery thread (error %d)", e);
+                      "the delivery thread (error %d)", e);
     } else {
       b->running = 1;
       atomic_store(&b->connected, 1);
@@ -221,7 +221,7 @@ static int mem_subscribe(swit_broker *b, const swit_sub_spec *spec,
   rc = SWIT_E_STATE;
   if (!atomic_load(&b->connected)) {
     swit__fail(err, errlen, rc, "subscribe '%s': memory broker not connected",
-              spec->topic);
+               spec->topic);
     goto fail;
   }
   const char *group = spec->group && *spec->group ? spec->group : "default";
@@ -357,7 +357,7 @@ static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
     const swit_msg_view *m = &msgs[i];
     if (!m->topic || !m->topic_len)
       return swit__fail(err, errlen, SWIT_E_INVAL,
-                       "publish: message %zu of %zu has no topic", i + 1, n);
+                        "publish: message %zu of %zu has no topic", i + 1, n);
     int bad = (m->key_len && !m->key) || (m->payload_len && !m->payload) ||
               (m->nheaders && !m->headers);
     size_t size = (size_t)m->key_len + m->payload_len;
@@ -368,14 +368,14 @@ static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
     }
     if (bad)
       return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
-                       "%zu of %zu has a NULL pointer with a nonzero length",
-                       (int)m->topic_len, m->topic, i + 1, n);
+                        "%zu of %zu has a NULL pointer with a nonzero length",
+                        (int)m->topic_len, m->topic, i + 1, n);
     if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size)
       return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
-                       "%zu of %zu is %zu bytes (payload+key+headers), over "
-                       "max_message_size %lld; nothing was published",
-                       (int)m->topic_len, m->topic, i + 1, n, size,
-                       (long long)b->max_message_size);
+                        "%zu of %zu is %zu bytes (payload+key+headers), over "
+                        "max_message_size %lld; nothing was published",
+                        (int)m->topic_len, m->topic, i + 1, n, size,
+                        (long long)b->max_message_size);
   }
   return 0;
 }
@@ -419,7 +419,7 @@ static int publish_run(mem_broker *b, const swit_msg_view *msgs, size_t n,
   int rc = swit__mem_topic_get(b, msgs[0].topic, msgs[0].topic_len, &t);
   if (rc)
     return swit__fail(err, errlen, rc, "publish to '%.*s': out of memory",
-                     (int)msgs[0].topic_len, msgs[0].topic);
+                      (int)msgs[0].topic_len, msgs[0].topic);
   size_t done = 0, woken = 0;
   pthread_mutex_lock(&t->mu);
   for (; done < n; done++) {
@@ -442,7 +442,7 @@ static int publish_run(mem_broker *b, const swit_msg_view *msgs, size_t n,
     swit__mem_delivery_wake(b);
   if (rc == SWIT_E_FULL)
     return swit__fail(err, errlen, rc, "topic '%s' is full (queue_size %lld)",
-                     t->name, (long long)t->limit);
+                      t->name, (long long)t->limit);
   if (rc)
     return swit__fail(err, errlen, rc, "publish to '%s': out of memory", t->name);
   return 0;
@@ -458,7 +458,7 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
   if (!atomic_load(&b->connected))
     return swit__fail(err, errlen, SWIT_E_STATE,
-                     "publish: memory broker not connected");
+                      "publish: memory broker not connected");
   int rc = check_batch(b, msgs, n, err, errlen);
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
                                                           : 0 };

@@ -297,15 +297,15 @@ static int nats_health(swit_broker *b, char *detail, size_t len)
     return swit__fail(detail, len, SWIT_E_BROKER, "not connected");
   if (!swit__nats_is_connected(b))
     return swit__fail(detail, len, SWIT_E_BROKER,
-                           "not connected to %s (reconnecting)",
-                           b->servers_text);
+                      "not connected to %s (reconnecting)",
+                      b->servers_text);
   if (!atomic_load(&b->js_used))
     return swit__fail(detail, len, 0, "connected");
   pthread_mutex_lock(&b->js_mu);
   int rc = b->js_ok ? swit__fail(detail, len, 0, "connected, JetStream "
-                                      "available")
+                                 "available")
                     : swit__fail(detail, len, SWIT_E_BROKER,
-                                      "%s", b->js_detail);
+                                 "%s", b->js_detail);
   pthread_mutex_unlock(&b->js_mu);
   return rc;
 }
@@ -361,13 +361,13 @@ static int nats_subscribe(swit_broker *b, const swit_sub_spec *spec,
   nats_sub *s = NULL;
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle)
     return swit__fail(err, errlen, SWIT_E_INVAL,
-                           "subscribe: topic, sink and handle are required");
+                      "subscribe: topic, sink and handle are required");
   if (!b->nc)
     return swit__fail(err, errlen, SWIT_E_STATE, "subscribe '%s': "
-                           "nats broker not connected", spec->topic);
+                      "nats broker not connected", spec->topic);
   if (sub_new(b, spec, &s))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "subscribe '%s': out "
-                           "of memory", spec->topic);
+                      "of memory", spec->topic);
   s->sink = sink;
   s->sink_ud = sink_ud;
   s->js = spec->jetstream < 0 ? b->st.jetstream : spec->jetstream;
@@ -452,7 +452,7 @@ static int nats_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
   if (!b->nc || atomic_load(&b->closed))
     return swit__fail(err, errlen, SWIT_E_STATE,
-                           "publish: nats broker not connected");
+                      "publish: nats broker not connected");
   return swit__nats_publish(b, msgs, n, o, confirm_ids, err, errlen);
 }
 

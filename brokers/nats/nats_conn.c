@@ -142,7 +142,7 @@ static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *ud)
 static int opt_fail(natsStatus s, const char *key, char *err, size_t errlen)
 {
   return swit__fail(err, errlen, SWIT_E_CONFIG, "%s: %s", key,
-                         swit__nats_errtext(s));
+                    swit__nats_errtext(s));
 }
 
 static int set_servers(nats_broker *b, char *err, size_t errlen)
@@ -248,7 +248,7 @@ int swit__nats_options(nats_broker *b, char *err, size_t errlen)
   int rc;
   if (s != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_NOMEM, "nats: cannot create "
-                           "options: %s", swit__nats_errtext(s));
+                      "options: %s", swit__nats_errtext(s));
   if ((rc = set_servers(b, err, errlen)) || (rc = set_auth(b, err, errlen)) ||
       (rc = set_tls(b, err, errlen)) || (rc = set_limits(b, err, errlen)) ||
       (rc = set_callbacks(b, err, errlen)))
@@ -277,13 +277,13 @@ int swit__nats_js_check(nats_broker *b, char *err, size_t errlen)
   if (s == NATS_NO_RESPONDERS || jerr == JSNotEnabledErr ||
       jerr == JSNotEnabledForAccountErr)
     rc = swit__fail(err, errlen, SWIT_E_BROKER, "JetStream is not "
-                         "enabled on the NATS server at %s (%s); start "
-                         "nats-server with -js, or set jetstream: false",
-                         b->servers_text, swit__nats_errtext(s));
+                    "enabled on the NATS server at %s (%s); start "
+                    "nats-server with -js, or set jetstream: false",
+                    b->servers_text, swit__nats_errtext(s));
   else if (s != NATS_OK)
     rc = swit__fail(err, errlen, SWIT_E_BROKER, "JetStream on %s does "
-                         "not answer: %s", b->servers_text,
-                         swit__nats_errtext(s));
+                    "not answer: %s", b->servers_text,
+                    swit__nats_errtext(s));
   swit__nats_js_status(b, rc ? err : NULL);
   return rc;
 }
@@ -298,7 +298,7 @@ static int js_context(nats_broker *b, char *err, size_t errlen)
   natsStatus s = natsConnection_JetStream(&b->js, b->nc, &jo);
   if (s != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_BROKER, "nats: cannot create "
-                           "a JetStream context: %s", swit__nats_errtext(s));
+                      "a JetStream context: %s", swit__nats_errtext(s));
   return 0;
 }
 
@@ -311,8 +311,8 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
   if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
     b->nc = NULL;
     return swit__fail(err, errlen, SWIT_E_BROKER, "nats: cannot connect "
-                           "to %s: %s", b->servers_text,
-                           swit__nats_errtext(s));
+                      "to %s: %s", b->servers_text,
+                      swit__nats_errtext(s));
   }
   if (s == NATS_NOT_YET_CONNECTED) {
     snprintf(detail, sizeof detail, "cannot reach %s; retrying in the "
@@ -329,8 +329,8 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
   if (!rc && s == NATS_OK && b->st.jetstream &&
       swit__nats_js_check(b, why, sizeof why))
     rc = swit__fail(err, errlen, SWIT_E_CONFIG,
-                         "messaging.broker.config.jetstream: true, but %s",
-                         why);
+                    "messaging.broker.config.jetstream: true, but %s",
+                    why);
   return rc;
 }
 

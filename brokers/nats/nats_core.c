@@ -106,13 +106,13 @@ int swit__nats_core_subscribe(nats_broker *b, nats_sub *s, char *err,
                                                     s->group);
   if (st != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s' "
-                           "(queue group '%s'): %s", s->topic, s->group,
-                           swit__nats_errtext(st));
+                      "(queue group '%s'): %s", s->topic, s->group,
+                      swit__nats_errtext(st));
   st = natsSubscription_SetPendingLimits(s->ns, (int)b->st.pending_msgs,
                                          (int)b->st.pending_bytes);
   if (st != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
-                           "config.pending_msgs: %s", swit__nats_errtext(st));
+                      "config.pending_msgs: %s", swit__nats_errtext(st));
   s->batch = calloc(NATS_CORE_BATCH, sizeof *s->batch);
   if (!s->batch)
     return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
@@ -123,7 +123,7 @@ int swit__nats_core_subscribe(nats_broker *b, nats_sub *s, char *err,
              "the server yet", s->topic);
   if (pthread_create(&s->thread, NULL, reader_main, s))
     return swit__fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
-                           "start the reader thread", s->topic);
+                      "start the reader thread", s->topic);
   s->thread_started = 1;
   return 0;
 }

@@ -91,27 +91,27 @@ static int lookup_stream(nats_broker *b, const char *subject, char *name,
   natsMsg *reply = NULL;
   if (strchr(subject, '"') || strchr(subject, '\\'))
     return swit__fail(err, errlen, SWIT_E_CONFIG, "'%s' is not a valid "
-                           "subject", subject);
+                      "subject", subject);
   snprintf(req, sizeof req, "{\"subject\":\"%s\"}", subject);
   natsStatus s = natsConnection_RequestString(&reply, b->nc,
                                               "$JS.API.STREAM.NAMES", req,
                                               js_wait_ms(b));
   if (s == NATS_NO_RESPONDERS)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "JetStream is not "
-                           "enabled on the NATS server at %s (no responders "
-                           "for the JetStream API); start nats-server with "
-                           "-js, or use core NATS (jetstream: false)",
-                           b->servers_text);
+                      "enabled on the NATS server at %s (no responders "
+                      "for the JetStream API); start nats-server with "
+                      "-js, or use core NATS (jetstream: false)",
+                      b->servers_text);
   if (s != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
-                           "lookup for '%s': %s", subject,
-                           swit__nats_errtext(s));
+                      "lookup for '%s': %s", subject,
+                      swit__nats_errtext(s));
   const char *data = natsMsg_GetData(reply);
   int rc = data && strstr(data, "\"error\"") ? -1
            : parse_names(data ? data : "", name, len);
   if (rc < 0)
     rc = swit__fail(err, errlen, SWIT_E_BROKER, "JetStream stream "
-                         "lookup for '%s': %s", subject, data);
+                    "lookup for '%s': %s", subject, data);
   natsMsg_Destroy(reply);
   return rc;
 }
@@ -148,8 +148,8 @@ static int create_stream(nats_broker *b, const char *name,
     return 0;
   }
   return swit__fail(err, errlen, SWIT_E_CONFIG, "cannot create JetStream "
-                         "stream '%s' for '%s': %s", name, subjects[0],
-                         swit__nats_errtext(s));
+                    "stream '%s' for '%s': %s", name, subjects[0],
+                    swit__nats_errtext(s));
 }
 
 /* The configured stream: bound if it exists, else created if allowed. */
@@ -165,13 +165,13 @@ static int configured_stream(nats_broker *b, const char *subject, int create,
   if (jerr != JSStreamNotFoundErr && s != NATS_NOT_FOUND)
     return swit__fail(err, errlen, s == NATS_NO_RESPONDERS
                                             ? SWIT_E_CONFIG : SWIT_E_BROKER,
-                           "JetStream stream '%s': %s%s", b->st.stream,
-                           swit__nats_errtext(s), s == NATS_NO_RESPONDERS
-                           ? " (is JetStream enabled on the server?)" : "");
+                      "JetStream stream '%s': %s%s", b->st.stream,
+                      swit__nats_errtext(s), s == NATS_NO_RESPONDERS
+                      ? " (is JetStream enabled on the server?)" : "");
   if (!create || !b->st.create_streams)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
-                           "config.stream: no stream '%s' on the server "
-                           "(create_streams is false)", b->st.stream);
+                      "config.stream: no stream '%s' on the server "
+                      "(create_streams is false)", b->st.stream);
   const swit_cfg_list *l = &b->st.stream_subjects;
   const char *one[] = { subject };
   return l->n ? create_stream(b, b->st.stream, (const char **)l->items,
@@ -192,9 +192,9 @@ int swit__nats_stream_for(nats_broker *b, const char *subject, char *name,
     return rc < 0 ? rc : 0;
   if (!create || !b->st.create_streams)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "no JetStream stream "
-                           "captures '%s' (create_streams is false: create "
-                           "one, or set messaging.broker.config.stream)",
-                           subject);
+                      "captures '%s' (create_streams is false: create "
+                      "one, or set messaging.broker.config.stream)",
+                      subject);
   char clean[200];
   sanitize(subject, clean, sizeof clean);
   snprintf(name, namelen, "%s%s_%08x", b->st.stream_prefix, clean,
@@ -235,8 +235,8 @@ static int ensure_consumer(nats_sub *s, char *err, size_t errlen)
   ci = NULL;
   if (js_GetConsumerInfo(&ci, b->js, s->stream, s->durable, NULL, NULL)) {
     return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
-                           "JetStream consumer '%s' on stream '%s': %s",
-                           s->topic, s->durable, s->stream, why);
+                      "JetStream consumer '%s' on stream '%s': %s",
+                      s->topic, s->durable, s->stream, why);
   }
   jsConsumerInfo_Destroy(ci);
   ci = NULL;
@@ -275,8 +275,8 @@ static int js_setup(nats_sub *s, char *err, size_t errlen)
                                    &so, &jerr);
   if (st != NATS_OK)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': "
-                           "JetStream pull subscription on consumer '%s': %s",
-                           s->topic, s->durable, swit__nats_errtext(st));
+                      "JetStream pull subscription on consumer '%s': %s",
+                      s->topic, s->durable, swit__nats_errtext(st));
   if (s->ns) {
     natsSubscription **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
     if (!r) {
@@ -525,7 +525,7 @@ int swit__nats_js_subscribe(nats_broker *b, nats_sub *s,
              "once the server is reachable", s->topic);
   if (!rc && pthread_create(&s->thread, NULL, fetch_main, s))
     rc = swit__fail(err, errlen, SWIT_E_SYS, "subscribe '%s': cannot "
-                         "start the fetch thread", s->topic);
+                    "start the fetch thread", s->topic);
   if (!rc)
     s->thread_started = 1;
   return rc;

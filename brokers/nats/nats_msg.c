@@ -267,7 +267,7 @@ int swit__nats_subject(const swit_msg_view *v, char *buf, size_t len,
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
   if (v->topic_len >= len)
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish: subject of "
-                           "%u bytes is too long", v->topic_len);
+                      "%u bytes is too long", v->topic_len);
   memcpy(buf, v->topic, v->topic_len);
   buf[v->topic_len] = '\0';
   for (size_t i = 0; i < v->topic_len; i++) {
@@ -278,8 +278,8 @@ int swit__nats_subject(const swit_msg_view *v, char *buf, size_t len,
     if (c <= ' ' || c == 127 || wild || (c == '.' && (i == 0 ||
         i + 1 == v->topic_len || buf[i + 1] == '.')))
       return swit__fail(err, errlen, SWIT_E_INVAL, "publish: '%s' is "
-                             "not a NATS subject one can publish to (no "
-                             "blanks, empty tokens or wildcards)", buf);
+                        "not a NATS subject one can publish to (no "
+                        "blanks, empty tokens or wildcards)", buf);
   }
   return 0;
 }
@@ -351,11 +351,11 @@ int swit__nats_msg_build(const swit_msg_view *v, const char *subj,
   for (uint32_t i = 0; i < v->nheaders; i++)
     if (!header_ok(&v->headers[i]))
       return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%s': "
-                             "header %u ('%.*s') cannot travel in NATS "
-                             "headers (name: printable, no ':' or blanks; "
-                             "value: no CR, LF or NUL)", subj, i + 1,
-                             (int)v->headers[i].name_len,
-                             v->headers[i].name ? v->headers[i].name : "");
+                        "header %u ('%.*s') cannot travel in NATS "
+                        "headers (name: printable, no ':' or blanks; "
+                        "value: no CR, LF or NUL)", subj, i + 1,
+                        (int)v->headers[i].name_len,
+                        v->headers[i].name ? v->headers[i].name : "");
   s = natsMsg_Create(&m, subj, NULL, v->payload, (int)v->payload_len);
   for (uint32_t i = 0; s == NATS_OK && i < v->nheaders; i++)
     s = put_header(m, v->headers[i].name, v->headers[i].name_len,
@@ -366,8 +366,8 @@ int swit__nats_msg_build(const swit_msg_view *v, const char *subj,
     natsMsg_Destroy(m);
     return swit__fail(err, errlen, s == NATS_NO_MEMORY ? SWIT_E_NOMEM
                                                             : SWIT_E_INVAL,
-                           "publish to '%s': %s", subj,
-                           swit__nats_errtext(s));
+                      "publish to '%s': %s", subj,
+                      swit__nats_errtext(s));
   }
   *out = m;
   return 0;

@@ -36,29 +36,29 @@ static int pub_error(nats_broker *b, natsStatus s, const char *subj,
   switch (s) {
   case NATS_INSUFFICIENT_BUFFER:
     return swit__fail(err, errlen, SWIT_E_FULL, "publish to '%s': the "
-                           "connection to %s is down and the reconnect "
-                           "buffer (messaging.broker.config.reconnect_buffer"
-                           ", %lld bytes) is full; message not published",
-                           subj, b->servers_text,
-                           (long long)b->st.reconnect_buffer);
+                      "connection to %s is down and the reconnect "
+                      "buffer (messaging.broker.config.reconnect_buffer"
+                      ", %lld bytes) is full; message not published",
+                      subj, b->servers_text,
+                      (long long)b->st.reconnect_buffer);
   case NATS_MAX_PAYLOAD:
     return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%s': "
-                           "%zu bytes exceed the server's max_payload (%lld)",
-                           subj, size,
-                           (long long)natsConnection_GetMaxPayload(b->nc));
+                      "%zu bytes exceed the server's max_payload (%lld)",
+                      subj, size,
+                      (long long)natsConnection_GetMaxPayload(b->nc));
   case NATS_CONNECTION_CLOSED:
     return swit__fail(err, errlen, SWIT_E_STATE, "publish to '%s': the "
-                           "NATS connection is closed", subj);
+                      "NATS connection is closed", subj);
   case NATS_TIMEOUT:
     return swit__fail(err, errlen, SWIT_E_TIMEDOUT, "publish to '%s': "
-                           "no confirmation from %s within %lld ms", subj,
-                           b->servers_text, (long long)b->confirm_timeout_ms);
+                      "no confirmation from %s within %lld ms", subj,
+                      b->servers_text, (long long)b->confirm_timeout_ms);
   case NATS_NO_RESPONDERS:
     return swit__fail(err, errlen, SWIT_E_BROKER, "publish to '%s': no "
-                           "JetStream stream captures the subject", subj);
+                      "JetStream stream captures the subject", subj);
   default:
     return swit__fail(err, errlen, SWIT_E_BROKER, "publish to '%s': %s",
-                           subj, swit__nats_errtext(s));
+                      subj, swit__nats_errtext(s));
   }
 }
 
@@ -184,8 +184,8 @@ static int publish_js(nats_broker *b, const swit_msg_view *v,
   natsMsg_Destroy(m);
   if (s == NATS_TIMEOUT && !confirm)
     return swit__fail(err, errlen, SWIT_E_FULL, "publish to '%s': too "
-                           "many JetStream publishes wait for their PubAck",
-                           subj);
+                      "many JetStream publishes wait for their PubAck",
+                      subj);
   return s == NATS_OK ? 0 : pub_error(b, s, subj, v->payload_len, err, errlen);
 }
 

@@ -156,7 +156,7 @@ static int copy_settings(rmq_broker *b, const swit_rabbitmq_settings *st,
     return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   if (!*b->st.exchange || strlen(b->st.exchange) > 255)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker.config."
-                          "exchange: expected a name of 1..255 bytes");
+                      "exchange: expected a name of 1..255 bytes");
   return 0;
 }
 
@@ -175,12 +175,12 @@ static int parse_endpoint(rmq_broker *b, rmq_endpoint *ep, const char *text,
   int rc = amqp_parse_url(ep->buf, &ep->info);
   if (rc != AMQP_STATUS_OK)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
-                          "endpoints[%zu] '%s': %s", i, text,
-                          amqp_error_string2(rc));
+                      "endpoints[%zu] '%s': %s", i, text,
+                      amqp_error_string2(rc));
   if (ep->info.ssl)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
-                          "endpoints[%zu] '%s': amqps:// (TLS) is not "
-                          "supported by this adapter yet", i, text);
+                      "endpoints[%zu] '%s': amqps:// (TLS) is not "
+                      "supported by this adapter yet", i, text);
   const char *user = cfg->messaging.security.authentication.username;
   const char *pass = cfg->messaging.security.authentication.password;
   if (user && *user)
@@ -198,8 +198,8 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
   size_t n = l->n ? l->n : 1;
   if (b->env.cfg->messaging.security.transport.tls.enabled)
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
-                          "transport.tls: TLS is not supported by the "
-                          "RabbitMQ adapter yet");
+                      "transport.tls: TLS is not supported by the "
+                      "RabbitMQ adapter yet");
   if (!(b->eps = calloc(n, sizeof *b->eps)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   b->neps = n;
@@ -349,7 +349,7 @@ static int rmq_connect(swit_broker *b, char *err, size_t errlen)
     if (e) {
       b->running = 0;
       rc = swit__fail(err, errlen, SWIT_E_SYS, "rabbitmq: cannot start "
-                          "the I/O thread (error %d)", e);
+                      "the I/O thread (error %d)", e);
     }
     while (!e && !b->first_try_done)
       pthread_cond_wait(&b->cv, &b->mu);
@@ -384,12 +384,12 @@ static int rmq_health(swit_broker *b, char *detail, size_t len)
   pthread_mutex_lock(&b->mu);
   int rc = atomic_load(&b->connected)
                ? swit__fail(detail, len, 0, "rabbitmq: connected to %s",
-                                b->where)
+                            b->where)
                : swit__fail(detail, len, SWIT_E_BROKER, "rabbitmq: %s%s%s",
-                                b->gave_up ? "gave up reconnecting"
+                            b->gave_up ? "gave up reconnecting"
                                            : b->running ? "not connected"
                                                         : "disconnected",
-                                *b->last_error ? ": " : "", b->last_error);
+                            *b->last_error ? ": " : "", b->last_error);
   pthread_mutex_unlock(&b->mu);
   return rc;
 }
@@ -450,7 +450,7 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
   int rc = SWIT_E_INVAL;
   if (!b || !spec || !spec->topic || !*spec->topic || !sink || !handle) {
     swit__fail(err, errlen, rc, "subscribe: topic, sink and handle are "
-                   "required");
+               "required");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
@@ -464,7 +464,7 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
                      : strlen(s->dlq_key) > 255 ? s->dlq_key : NULL;
   if (name) {
     swit__fail(err, errlen, rc, "subscribe '%s': queue name or dead-letter "
-                   "routing key '%s' is over 255 bytes", spec->topic, name);
+               "routing key '%s' is over 255 bytes", spec->topic, name);
     goto fail;
   }
   *handle = s;
@@ -472,7 +472,7 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
   if ((rc = swit__rmq_command(b, &cmd))) {
     *handle = NULL;
     swit__fail(err, errlen, rc, "subscribe '%s': %s", spec->topic,
-                   rc == SWIT_E_STATE ? "the adapter is not connected" : cmd.err);
+               rc == SWIT_E_STATE ? "the adapter is not connected" : cmd.err);
     goto fail;
   }
   return 0;

@@ -370,7 +370,7 @@ static int login(rmq_broker *b, const rmq_endpoint *ep, char *err, size_t errlen
   char why[RMQ_ERRLEN];
   swit__rmq_reply_text(r, why, sizeof why);
   return swit__fail(err, errlen, SWIT_E_BROKER, "login as '%s' to vhost "
-                        "'%s' failed: %s", in->user, vhost, why);
+                    "'%s' failed: %s", in->user, vhost, why);
 }
 
 static int open_channels(rmq_broker *b, char *err, size_t errlen)

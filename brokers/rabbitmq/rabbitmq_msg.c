@@ -409,20 +409,20 @@ static int check_view(const swit_msg_view *m, char *err, size_t errlen)
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no topic");
   if (m->topic_len > 255)
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.40s...': "
-                          "a topic (AMQP routing key) is at most 255 bytes",
-                          m->topic);
+                      "a topic (AMQP routing key) is at most 255 bytes",
+                      m->topic);
   if ((m->key_len && !m->key) || (m->payload_len && !m->payload) ||
       (m->nheaders && !m->headers))
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': a "
-                          "NULL pointer with a nonzero length",
-                          (int)m->topic_len, m->topic);
+                      "NULL pointer with a nonzero length",
+                      (int)m->topic_len, m->topic);
   for (uint32_t i = 0; i < m->nheaders; i++) {
     const swit_header *h = &m->headers[i];
     if ((h->name_len && !h->name) || (h->value_len && !h->value) ||
         !h->name_len || h->name_len > 255)
       return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
-                            "header %u needs a name of 1..255 bytes",
-                            (int)m->topic_len, m->topic, i + 1);
+                        "header %u needs a name of 1..255 bytes",
+                        (int)m->topic_len, m->topic, i + 1);
   }
   return 0;
 }
@@ -469,8 +469,8 @@ static int fill_headers(rmq_pub *r, const swit_msg_view *m, char **at,
     case AS_PRIORITY:
       if (parse_priority(h, &p->priority))
         return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': "
-                              "header amqp-priority must be 0..255",
-                              (int)m->topic_len, m->topic);
+                          "header amqp-priority must be 0..255",
+                          (int)m->topic_len, m->topic);
       p->_flags |= AMQP_BASIC_PRIORITY_FLAG;
       break;
     case AS_ENTRY:
@@ -514,7 +514,7 @@ int swit__rmq_pub_fill(const rmq_broker *b, rmq_pub *r, const swit_msg_view *m,
     char *nb = malloc(need);
     if (!nb)
       return swit__fail(err, errlen, SWIT_E_NOMEM, "publish to '%.*s': "
-                            "out of memory", (int)m->topic_len, m->topic);
+                        "out of memory", (int)m->topic_len, m->topic);
     free(r->buf);
     r->buf = nb;
     r->cap = need;

@@ -182,10 +182,10 @@ static int fill_all(rmq_broker *b, rmq_pub_list *recs, const swit_msg_view *msgs
       return rc;
     if ((int64_t)r->body.len > b->st.max_publish_size)
       return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': "
-                            "%zu bytes is over messaging.broker.config."
-                            "max_publish_size (%lld); nothing was published",
-                            (int)msgs[i].topic_len, msgs[i].topic, r->body.len,
-                            (long long)b->st.max_publish_size);
+                        "%zu bytes is over messaging.broker.config."
+                        "max_publish_size (%lld); nothing was published",
+                        (int)msgs[i].topic_len, msgs[i].topic, r->body.len,
+                        (long long)b->st.max_publish_size);
   }
   return 0;
 }
@@ -208,11 +208,11 @@ static int refuse_state(rmq_broker *b, char *err, size_t errlen)
 {
   if (b->gave_up)
     return swit__fail(err, errlen, SWIT_E_BROKER, "publish: RabbitMQ "
-                          "unreachable, reconnect attempts exhausted: %s",
-                          b->last_error);
+                      "unreachable, reconnect attempts exhausted: %s",
+                      b->last_error);
   if (!b->running)
     return swit__fail(err, errlen, SWIT_E_STATE,
-                          "publish: the RabbitMQ adapter is not connected");
+                      "publish: the RabbitMQ adapter is not connected");
   return 0;
 }
 
@@ -229,7 +229,7 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
     return 0;
   if (ids && swit__rmq_on_io_thread(b))
     return swit__fail(err, errlen, SWIT_E_STATE, "publish: waiting for "
-                          "a confirm inside a sink call would deadlock");
+                      "a confirm inside a sink call would deadlock");
   if ((rc = pool_take(b, n, &recs))) {
     swit__fail(err, errlen, rc, "publish: out of memory");
     goto fail;
@@ -247,8 +247,8 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   rc = refuse_state(b, err, errlen);
   if (!rc && (rc = wait_room(b, n, room_ms)))
     swit__fail(err, errlen, rc, "publish to '%.*s': %zu messages wait for "
-                   "a confirm (messaging.broker.config.publish_buffer)",
-                   (int)msgs[0].topic_len, msgs[0].topic, b->pub_count);
+               "a confirm (messaging.broker.config.publish_buffer)",
+               (int)msgs[0].topic_len, msgs[0].topic, b->pub_count);
   if (rc) {
     pthread_mutex_unlock(&b->mu);
     goto fail;
@@ -263,16 +263,16 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   int returned = 0;
   if (t && (rc = wait_ticket(b, t, ids, n, &returned)))
     swit__fail(err, errlen, rc, rc == SWIT_E_TIMEDOUT
-                   ? "publish to '%.*s': no confirm from RabbitMQ within "
+               ? "publish to '%.*s': no confirm from RabbitMQ within "
                      "messaging.publishers.default.timeout (the message stays "
                      "queued and may still be published)"
-                   : returned
-                   ? "publish to '%.*s': no queue is bound for this routing "
+               : returned
+               ? "publish to '%.*s': no queue is bound for this routing "
                      "key on the exchange (basic.return of a mandatory "
                      "publish); nothing keeps the message"
-                   : "publish to '%.*s': RabbitMQ refused the message "
+               : "publish to '%.*s': RabbitMQ refused the message "
                      "(basic.nack) or the adapter stopped",
-                   (int)msgs[0].topic_len, msgs[0].topic);
+               (int)msgs[0].topic_len, msgs[0].topic);
   pthread_mutex_unlock(&b->mu);
   return rc;
 fail:
