@@ -70,6 +70,7 @@ struct nats_dlv {
   char *key;                 /* decoded Swit-Key-B64, reused */
   size_t key_cap;
   char reason[NATS_REASON_MAX]; /* swit_delivery.reject text */
+  int action;                /* JetStream: its settle, SWIT_SETTLE_* */
 };
 
 struct nats_sub {
@@ -108,6 +109,10 @@ struct nats_sub {
   nats_dlv *spare;           /* free deliveries of the receiving thread
                               * (no lock: only that thread touches it) */
   nats_dlv *held;            /* JetStream: delivered, not settled */
+  nats_dlv *acks;            /* JetStream: settled, ack not sent yet */
+  int acker;                 /* JetStream: the fetch thread is in a fetch
+                              * and sends the queued acks when it returns
+                              * (pool_mu); else settle sends them */
   int64_t next_touch_ms;     /* JetStream: next keep-alive scan (fetch thread) */
   atomic_llong last_warn_ms; /* rate limit of slow-consumer warnings */
   unsigned sync;             /* which of the locks are initialised */

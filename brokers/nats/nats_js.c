@@ -28,6 +28,15 @@
  * REQUEUE -> Nak (NakWithDelay with nak_delay), DROP -> Term. A fetch
  * that fails (connection down, server restarting) is retried after a
  * pause; a consumer or stream that disappeared is set up again.
+ *
+ * Acks: while the fetch thread waits in a fetch (s->acker, under
+ * pool_mu), settle only queues the settled messages (s->acks), and the
+ * fetch thread sends their acks as soon as the fetch returns, before it
+ * hands the batch on, the way a plain cnats pull loop acks between
+ * fetches: the workers do not contend with the fetch thread for the
+ * connection, and the acks leave in bursts (bench_nats: JetStream consume
+ * from ~0.85 to ~0.95 of raw cnats). An ack so waits at most one
+ * fetch_wait. At any other time settle sends the acks itself.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,6 +361,66 @@ static void keep_alive(nats_sub *s, int64_t now)
 }
 
 /* ---------------------------------------------------------------------
+ * Acks */
+
+/* Ack, term or nak each delivery of the list (linked by next, in settle
+ * order), destroy its message and return the list's first and last. */
+static void send_acks(nats_sub *s, nats_dlv *list, nats_dlv **first,
+                      nats_dlv **last)
+{
+  nats_broker *b = s->b;
+  size_t failed = 0;
+  natsStatus why = NATS_OK;
+  *first = list;
+  *last = NULL;
+  for (nats_dlv *d = list; d; d = d->next) {
+    natsStatus r;
+    if (d->action == SWIT_SETTLE_ACK)
+      r = natsMsg_Ack(d->msg, NULL);
+    else if (d->action == SWIT_SETTLE_DROP)
+      r = natsMsg_Term(d->msg, NULL);
+    else if (b->st.nak_delay_ms > 0)
+      r = natsMsg_NakWithDelay(d->msg, b->st.nak_delay_ms, NULL);
+    else
+      r = natsMsg_Nak(d->msg, NULL);
+    if (r != NATS_OK) {
+      failed++;
+      why = r;
+    }
+    natsMsg_Destroy(d->msg);
+    d->msg = NULL;
+    *last = d;
+  }
+  if (failed)
+    NATS_LOG(b, SWIT_LOG_WARN, "nats: cannot settle %zu message(s) of '%s' "
+             "(%s); the server redelivers them after ack_wait (%lld ms)",
+             failed, s->topic, swit__nats_errtext(why),
+             (long long)s->ack_wait_ms);
+}
+
+/* Fetch thread: a fetch begins (1) or ended (0); at the end, send what
+ * settle queued meanwhile. */
+static void fetching(nats_sub *s, int on)
+{
+  pthread_mutex_lock(&s->pool_mu);
+  s->acker = on;
+  nats_dlv *newest = on ? NULL : s->acks, *order = NULL, *first, *last;
+  s->acks = NULL;
+  pthread_mutex_unlock(&s->pool_mu);
+  while (newest) { /* queued newest first */
+    nats_dlv *next = newest->next;
+    newest->next = order;
+    order = newest;
+    newest = next;
+  }
+  send_acks(s, order, &first, &last);
+  if (last) { /* this thread's own spare list: no lock */
+    last->next = s->spare;
+    s->spare = first;
+  }
+}
+
+/* ---------------------------------------------------------------------
  * The fetch thread */
 
 static struct timespec realtime_in(int64_t ms)
@@ -480,8 +549,10 @@ static void *fetch_main(void *arg)
     }
     natsMsgList list = { NULL, 0 };
     jsErrCode jerr = 0;
+    fetching(s, 1);
     natsStatus st = natsSubscription_Fetch(&list, s->ns, room,
                                            b->st.fetch_wait_ms, &jerr);
+    fetching(s, 0);
     if (list.Count > 0)
       deliver_batch(s, &list);
     natsMsgList_Destroy(&list);
@@ -558,36 +629,40 @@ void swit__nats_js_unsubscribe(nats_sub *s)
 
 void swit__nats_js_settle(nats_sub *s, const swit_settle *st, size_t n)
 {
-  nats_broker *b = s->b;
-  size_t failed = 0;
-  natsStatus why = NATS_OK;
+  nats_dlv *newest = NULL, *last_queued = NULL, *order = NULL, *first, *last;
   unhold(s, st, n);
   for (size_t i = 0; i < n; i++) {
     nats_dlv *d = (nats_dlv *)(uintptr_t)st[i].token;
-    natsStatus r;
-    if (st[i].action == SWIT_SETTLE_ACK)
-      r = natsMsg_Ack(d->msg, NULL);
-    else if (st[i].action == SWIT_SETTLE_DROP)
-      r = natsMsg_Term(d->msg, NULL);
-    else if (b->st.nak_delay_ms > 0)
-      r = natsMsg_NakWithDelay(d->msg, b->st.nak_delay_ms, NULL);
-    else
-      r = natsMsg_Nak(d->msg, NULL);
-    if (r != NATS_OK) {
-      failed++;
-      why = r;
-    }
+    d->action = st[i].action;
+    d->next = newest;
+    newest = d;
+    if (!last_queued)
+      last_queued = d;
   }
-  swit__nats_dlv_put_settled(s, st, n);
+  pthread_mutex_lock(&s->pool_mu);
+  if (s->acker && newest) { /* the fetch thread acks when its fetch returns */
+    last_queued->next = s->acks;
+    s->acks = newest;
+    newest = NULL;
+  }
+  pthread_mutex_unlock(&s->pool_mu);
+  while (newest) {
+    nats_dlv *next = newest->next;
+    newest->next = order;
+    order = newest;
+    newest = next;
+  }
+  send_acks(s, order, &first, &last);
+  if (last) {
+    pthread_mutex_lock(&s->pool_mu);
+    last->next = s->pool;
+    s->pool = first;
+    pthread_mutex_unlock(&s->pool_mu);
+  }
   atomic_fetch_sub(&s->inflight, (long long)n);
   if (atomic_load(&s->waiting_room)) {
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
   }
-  if (failed)
-    NATS_LOG(b, SWIT_LOG_WARN, "nats: cannot settle %zu message(s) of '%s' "
-             "(%s); the server redelivers them after ack_wait (%lld ms)",
-             failed, s->topic, swit__nats_errtext(why),
-             (long long)s->ack_wait_ms);
 }

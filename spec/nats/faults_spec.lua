@@ -69,6 +69,37 @@ swit.on(P .. "k", function(msg) print("got " .. msg:payload()) end)
     assert.equal(0, #lost, "not redelivered: " .. table.concat(lost, " "))
   end)
 
+  it("JetStream: acks of handled messages reach the server while swit waits for more", function()
+    -- Acks settled while the fetch thread waits in a fetch are sent when
+    -- that fetch returns (at most fetch_wait later), not with the next
+    -- message: a swit killed a little after its last message has acked
+    -- everything, so nothing is redelivered to the next one.
+    local P = N.prefix("a")
+    local cfg = N.config({ config = "jetstream: true, storage: memory, fetch_wait: 500ms",
+                           workers = 1, subscriber = "ack_deadline: 1s, prefetch: 50",
+                           name = "acktest" })
+    local first, next
+    finally(function() N.cleanup(first) N.cleanup(next) end)
+    local script = ("local P = %q\n"):format(P) .. [[
+local swit = require "swit"
+swit.on(P .. "a", function(msg) print("got " .. msg:payload()) io.stdout:flush() end)
+]]
+    first = N.spawn(cfg, script)
+    assert.truthy(N.running(first), first.err())
+    local code, _, err = N.run(("%s %s %s 30"):format(N.t.quote(N.jspub), N.url, P .. "a"))
+    assert.equal(0, code, err)
+    assert.truthy(N.wait(function()
+      local seen = N.numbers(first.out(), "got")
+      return #missing(seen, 30) == 0
+    end, 15), first.err())
+    N.sleep(1.5) -- three fetch_waits: every fetch under way has returned
+    N.kill(first, "KILL")
+    assert.equal(137, N.wait_exit(first, 10))
+    next = N.spawn(cfg, script, "3s") -- past ack_wait: unacked ones would come back
+    assert.equal(0, N.wait_exit(next, 60), next.err())
+    assert.equal("", next.out(), "redelivered although handled")
+  end)
+
   it("JetStream: messages held longer than ack_wait are kept alive, not redelivered", function()
     local P = N.prefix("w")
     local h
