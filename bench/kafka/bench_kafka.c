@@ -42,6 +42,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <swit/swit.h>
+#include "../bench_util.h"
 
 #ifndef BENCH_DIR
 #define BENCH_DIR "."
@@ -60,19 +61,6 @@ static char bootstrap[512];
 /* What the Lua handler saw: count, first and last time. */
 static atomic_long swit_seen;
 static _Atomic double swit_first, swit_last;
-
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 /* Called by bench/kafka/consume.lua through the FFI (ffi.C). */
 void bench_kafka_seen(int n);
@@ -377,18 +365,6 @@ static double swit_produce(const char *topic)
 /* ---------------------------------------------------------------------
  * Main */
 
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return v[n / 2];
-}
-
 static void usage(void)
 {
   fprintf(stderr, "usage: bench_kafka [--messages N] [--repeat R] "
@@ -419,7 +395,7 @@ static void parse_args(int argc, char **argv)
 
 static void print_row(const char *what, double *raw, double *sw)
 {
-  double r = median(raw, repeats), s = median(sw, repeats);
+  double r = median_of(raw, repeats), s = median_of(sw, repeats);
   printf("%-20s %10.0f (%.0f..%.0f) %10.0f (%.0f..%.0f)   %.2f\n", what, r,
          raw[0], raw[repeats - 1], s, sw[0], sw[repeats - 1],
          r > 0 ? s / r : 0);

@@ -38,6 +38,7 @@
 
 #include <nats/nats.h>
 #include <swit/swit.h>
+#include "../bench_util.h"
 
 #ifndef BENCH_DIR
 #define BENCH_DIR "."
@@ -54,27 +55,12 @@ static int workers = 1; /* swit's worker_pool_size for the next case */
 static atomic_long swit_seen;
 static _Atomic double swit_last;
 
-static double now_s(void);
-
 /* Called by bench/nats/handler.lua through the FFI (ffi.C). */
 void bench_nats_seen(int n);
 void bench_nats_seen(int n)
 {
   if (atomic_fetch_add(&swit_seen, n) + n == nmsgs)
     atomic_store(&swit_last, now_s());
-}
-
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-  nanosleep(&ts, NULL);
 }
 
 static natsConnection *raw_connect(void)
@@ -340,12 +326,6 @@ static double publish_swit(void)
 /* ---------------------------------------------------------------------
  * Driver */
 
-static int cmp(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double median(double (*fn)(void), int repeat)
 {
   double v[32];
@@ -355,8 +335,7 @@ static double median(double (*fn)(void), int repeat)
     if (v[i] < 0)
       return -1;
   }
-  qsort(v, (size_t)repeat, sizeof *v, cmp);
-  return v[repeat / 2];
+  return median_of(v, repeat);
 }
 
 static void row(const char *name, double (*raw)(void), double (*sw)(void),

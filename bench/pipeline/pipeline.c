@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include <swit/swit.h>
+#include "../bench_util.h"
 
 #ifndef BENCH_DIR
 #define BENCH_DIR "."
@@ -123,13 +124,6 @@ static int c_trivial(swit_msg_t *m, void *ud)
   return SWIT_ACK;
 }
 
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Runs one case; returns messages/s, or -1 on error. */
 static double run_case(const char *script, int workers, const char *payload,
                        long n)
@@ -181,12 +175,6 @@ static const char *const scripts[4] = {"trivial.lua", NULL, "json.lua",
 static const char *const names[4] = {
   "(a) trivial Lua handler", "(b) trivial C handler",
   "(c) Lua handler, msg:json() ~200 B", "(d) CPU-bound Lua handler"};
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* Median of `repeat` runs of case c; min and max to *lo and *hi. With
  * tracing on, each run alternates with one with tracing off (so both see

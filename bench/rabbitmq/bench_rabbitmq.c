@@ -42,6 +42,7 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <swit/swit.h>
+#include "../bench_util.h"
 
 #ifndef BENCH_DIR
 #define BENCH_DIR "."
@@ -63,25 +64,12 @@ void bench_rabbitmq_published(void);
 void bench_rabbitmq_seen(int n) { atomic_fetch_add(&swit_seen, n); }
 void bench_rabbitmq_published(void) { atomic_store(&swit_published, 1); }
 
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double cpu_s(void)
 {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-static void nap_ms(long ms)
-{
-  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-  nanosleep(&ts, NULL);
 }
 
 static void die(const char *what, const char *why)
@@ -356,18 +344,6 @@ static figure publish_swit(void)
 /* ---------------------------------------------------------------------
  * Main */
 
-static int cmp(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-  qsort(v, (size_t)n, sizeof *v, cmp);
-  return v[n / 2];
-}
-
 static void usage(void)
 {
   fprintf(stderr, "usage: bench_rabbitmq --url AMQP_URL [--messages N] "
@@ -384,10 +360,10 @@ static void report(const char *what, figure *raw, figure *sw, int reps)
     sr[i] = sw[i].rate;
     sc[i] = sw[i].cpu_us;
   }
-  double r = median(rr, reps), s = median(sr, reps);
+  double r = median_of(rr, reps), s = median_of(sr, reps);
   printf("%-8s raw rabbitmq-c %9.0f msg/s %6.2f us CPU/msg | swit %9.0f msg/s "
-         "%6.2f us CPU/msg | swit/raw %.2f\n", what, r, median(rc, reps), s,
-         median(sc, reps), r > 0 && s > 0 ? s / r : 0);
+         "%6.2f us CPU/msg | swit/raw %.2f\n", what, r, median_of(rc, reps), s,
+         median_of(sc, reps), r > 0 && s > 0 ? s / r : 0);
 }
 
 int main(int argc, char **argv)
