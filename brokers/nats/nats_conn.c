@@ -32,14 +32,23 @@ static void url_of(natsConnection *nc, char *buf, size_t len)
     snprintf(buf, len, "(no server)");
 }
 
+/* The connection is up ("connected" or "reconnected"): report it with
+ * the server's URL into detail. */
+static void report_up(nats_broker *b, natsConnection *nc, const char *how,
+                      char *detail, size_t len)
+{
+  char url[256];
+  url_of(nc, url, sizeof url);
+  snprintf(detail, len, "%s to %s", how, url);
+  atomic_store(&b->lost, 0);
+  swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+}
+
 static void on_connected(natsConnection *nc, void *ud)
 {
   nats_broker *b = ud;
-  char url[256], detail[512];
-  url_of(nc, url, sizeof url);
-  snprintf(detail, sizeof detail, "connected to %s", url);
-  atomic_store(&b->lost, 0);
-  swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+  char detail[512];
+  report_up(b, nc, "connected", detail, sizeof detail);
   if (b->st.jetstream && swit__nats_js_check(b, detail, sizeof detail))
     NATS_LOG(b, SWIT_LOG_ERROR, "messaging.broker.config.jetstream: true, "
              "but %s; JetStream subscriptions and publishes will fail",
@@ -65,12 +74,8 @@ static void on_disconnected(natsConnection *nc, void *ud)
 
 static void on_reconnected(natsConnection *nc, void *ud)
 {
-  nats_broker *b = ud;
-  char url[256], detail[300];
-  url_of(nc, url, sizeof url);
-  snprintf(detail, sizeof detail, "reconnected to %s", url);
-  atomic_store(&b->lost, 0);
-  swit__nats_report(b, SWIT_CONN_CONNECTED, detail);
+  char detail[300];
+  report_up(ud, nc, "reconnected", detail, sizeof detail);
 }
 
 static void on_closed(natsConnection *nc, void *ud)

@@ -40,6 +40,16 @@ local function stop_all(procs)
   for _, p in ipairs(procs) do p:stop(30) end
 end
 
+-- Whether messages 1..n were each handled by one of the two processes.
+local function all_got(first, second, n)
+  local s1 = R.numbers(first:stdout(), "got")
+  local s2 = R.numbers(second:stdout(), "got")
+  for i = 1, n do
+    if not s1[i] and not s2[i] then return false end
+  end
+  return true
+end
+
 describe("rabbitmq consumers #rabbitmq", function()
   it("splits a group's work between two processes, each message once", function()
     local P, N = R.prefix(), 400
@@ -82,14 +92,7 @@ describe("rabbitmq consumers #rabbitmq", function()
       first:kill("KILL")
       first:wait(10)
       second = R.start_swit(yaml, script)
-      R.wait_for(60, function()
-        local s1 = R.numbers(first:stdout(), "got")
-        local s2 = R.numbers(second:stdout(), "got")
-        for i = 1, N do
-          if not s1[i] and not s2[i] then return false end
-        end
-        return true
-      end)
+      R.wait_for(60, function() return all_got(first, second, N) end)
     end)
     if second then second:stop(30) end
     assert.is_true(ok, why)
@@ -161,14 +164,7 @@ end)
       end), "nothing handled before the stop")
       assert.is_true(first:stop(30), "did not stop on SIGTERM")
       second = R.start_swit(yaml, script)
-      R.wait_for(60, function()
-        local s1 = R.numbers(first:stdout(), "got")
-        local s2 = R.numbers(second:stdout(), "got")
-        for i = 1, N do
-          if not s1[i] and not s2[i] then return false end
-        end
-        return true
-      end)
+      R.wait_for(60, function() return all_got(first, second, N) end)
     end)
     if second then second:stop(30) end
     assert.is_true(ok, why)
