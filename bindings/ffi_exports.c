@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "swit_ffi.h"
-#include "host_int.h"
-#include "msg_int.h"
+#include "core/host_int.h"
+#include "core/msg_int.h"
 
 /* A worker with no host, for states that only load scripts (swit check). */
 static swit__worker placeholder;
@@ -83,7 +83,7 @@ int swit_ffi_publish(swit_ffi_worker *fw, const char *topic, size_t topic_len,
   return swit__publish(w->host, &v, 0, NULL, err, errlen);
 }
 
-/* tracing (host/trace.c) */
+/* tracing (host/obs/trace.c) */
 int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
                           char *out)
 {

@@ -1,12 +1,12 @@
 /*
  * ffi_metrics.c - the swit.metrics exports (swit_ffi_metric_*): thin
- * wrappers over host/metrics_lua.c. Counters and histograms count on the
+ * wrappers over host/obs/metrics_lua.c. Counters and histograms count on the
  * calling worker's own slot array (single writer, relaxed atomics);
  * gauges go to the host's shared array. Called on the worker thread that
  * owns the Lua state; never touch a lua_State.
  */
 #include "swit_ffi.h"
-#include "host_int.h"
+#include "core/host_int.h"
 
 static double *slots(swit_ffi_worker *fw)
 {

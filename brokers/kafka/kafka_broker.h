@@ -11,7 +11,7 @@
 #ifndef SWIT_KAFKA_BROKER_H
 #define SWIT_KAFKA_BROKER_H
 
-#include "broker.h"
+#include "core/broker.h"
 
 extern const swit_broker_ops swit_broker_kafka;
 

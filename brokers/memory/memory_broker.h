@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "broker.h"
+#include "core/broker.h"
 
 /* messaging.broker.config keys of the memory broker. */
 typedef struct swit_memory_settings {

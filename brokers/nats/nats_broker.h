@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "broker.h"
+#include "core/broker.h"
 
 enum { SWIT_NATS_STORAGE_FILE = 0, SWIT_NATS_STORAGE_MEMORY = 1 };
 enum {

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "broker.h"
+#include "core/broker.h"
 
 enum { RMQ_QUEUE_CLASSIC = 0, RMQ_QUEUE_QUORUM = 1 };
 enum { RMQ_OVERFLOW_DROP_HEAD = 0, RMQ_OVERFLOW_REJECT_PUBLISH = 1,

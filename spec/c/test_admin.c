@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "host_int.h"
-#include "http.h"
+#include "core/host_int.h"
+#include "net/http.h"
 
 static atomic_int handled, slow_done;
 static char last_key[64], last_hdr[64];

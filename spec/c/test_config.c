@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "config/config.h"
 #include "swit/swit.h"
 
 /* ------------------------------------------------------------------ */

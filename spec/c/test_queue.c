@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "host_int.h"
+#include "core/host_int.h"
 
 /* ------------------------------------------------------------------ */
 /* A fake adapter: only pause/resume are called by the dispatcher. */

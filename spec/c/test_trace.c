@@ -29,7 +29,7 @@
 #include <event2/thread.h>
 
 #include "check.h"
-#include "host_int.h"
+#include "core/host_int.h"
 
 static void sleep_ms(long ms)
 {

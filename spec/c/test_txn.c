@@ -1,5 +1,5 @@
 /*
- * test_txn.c - the host's side of exactly_once subscriptions (host/txn.c),
+ * test_txn.c - the host's side of exactly_once subscriptions (host/core/txn.c),
  * without Kafka: the memory broker wrapped in a fake adapter whose
  * txn_begin/txn_end record what a transaction covers. Checks that a
  * failed handler aborts, that the messages of a partition commit in
@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "host_int.h"
-#include "msg_int.h"
+#include "core/host_int.h"
+#include "core/msg_int.h"
 
 #define N 30
 

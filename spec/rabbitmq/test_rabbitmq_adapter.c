@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "config/config.h"
 #include "rabbitmq_broker.h"
 
 #define CHECK_RC(call, want)                                            \

@@ -1,0 +1,439 @@
+/*
+ * host_int.h - internal types shared by the core's files: the host, its
+ * subscriptions, worker queues and workers. Not API (see swit.h).
+ *
+ * Threads: the embedder's thread runs swit_host_* calls; adapter threads
+ * run the dispatcher sink (dispatch.c); each worker thread runs one
+ * worker (worker.c) and is the only thread to touch its lua_State,
+ * its batch, its arena and its retry heap.
+ */
+#ifndef SWIT_HOST_INT_H
+#define SWIT_HOST_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "swit/swit.h"
+#include "swit_ffi.h"
+#include "core/broker.h"
+#include "config/config.h"
+#include "base/log.h"
+#include "obs/metrics.h"
+#include "obs/trace.h"
+
+typedef struct lua_State lua_State;
+
+/* Subscription ids are stable for the life of a host (never reused), so a
+ * reload can add and remove handlers without renumbering: at most this
+ * many distinct subscriptions per host. */
+#define SWIT__MAX_SUBS 1024
+
+/* ---------------------------------------------------------------------
+ * Code generations (codeset.c, generation.c, reload.c) */
+
+typedef struct swit__chunk {
+  char *name;   /* module name; NULL for a script */
+  char *path;   /* file it was read from (the chunk name) */
+  char *src;
+  size_t len;
+} swit__chunk;
+
+typedef struct swit__codeset {
+  swit__chunk *scripts;
+  size_t nscripts;
+  swit__chunk *modules; /* required while loading; served from memory */
+  size_t nmodules;
+} swit__codeset;
+
+typedef struct swit__buf {
+  char *data;
+  size_t len, cap;
+} swit__buf;
+
+/* A registration as read from Lua (defaults not yet applied). */
+typedef struct swit__subdef {
+  char *topic, *group, *dead_letter;
+  char *script;               /* chunk name of the script that called
+                                 swit.on ("@path"), NULL for C handlers */
+  int ordering, exactly_once, jetstream;
+  uint32_t max_attempts;
+} swit__subdef;
+
+/* ---------------------------------------------------------------------
+ * Subscriptions */
+
+typedef struct swit__sub {
+  uint32_t id;                /* 1-based; Lua's handler table index */
+  char *topic;
+  char *group;
+  char *dead_letter;          /* "<topic>.dlq" unless given */
+  int ordering;               /* SWIT_ORDER_* */
+  int exactly_once;
+  int jetstream;              /* -1 unset */
+  uint32_t max_attempts;
+  const swit_cfg_subscriber *scfg;
+  swit_handler_cb ccb;        /* C handler, or NULL for a Lua one */
+  void *cud;
+  struct swit_host_s *host;
+  void *handle;               /* the adapter's; kept after unsubscribe for
+                                 settles of what is still in flight */
+  atomic_int subscribed;      /* the adapter delivers to handle */
+  atomic_int active;          /* subscribed; 0 once a reload removed it */
+  atomic_int_fast64_t inflight; /* delivered, not settled */
+  atomic_uint rr;             /* round-robin cursor */
+  atomic_int paused_by;       /* workers above high-water for this sub */
+  pthread_mutex_t pause_lock; /* serialises adapter pause/resume */
+  int adapter_paused;         /* under pause_lock */
+  atomic_uint pauses;         /* backpressure pauses (metrics) */
+  atomic_int admin_paused;    /* paused by POST /admin/.../pause */
+} swit__sub;
+
+/* One queued delivery: 40 bytes, copied by value into worker queues. */
+typedef struct swit__item {
+  const swit_msg_view *msg;
+  uint64_t token;
+  swit__sub *sub;
+  const char *reject;         /* from the adapter: dead-letter unhandled */
+  uint32_t attempt;
+  uint32_t recv_us;           /* low 32 bits of swit__now_us() at receipt */
+} swit__item;
+
+/* ---------------------------------------------------------------------
+ * Worker queue (queue.c): bounded ring, many producers, one consumer. */
+
+typedef struct swit__queue {
+  pthread_mutex_t lock;
+  pthread_cond_t not_empty;   /* the worker waits here */
+  pthread_cond_t not_full;    /* producers beyond capacity wait here */
+  swit__item *ring;
+  uint32_t cap, head, count;  /* head: next to pop */
+  uint32_t high, low;         /* pause at >= high, resume at <= low */
+  int consumer_waiting;
+  int producers_waiting;
+  int closed;
+  uint8_t *paused;            /* [SWIT__MAX_SUBS + 1]: this queue paused sub i */
+  uint32_t npaused;
+  int kicked;
+} swit__queue;
+
+void swit__mutex_init_fast(pthread_mutex_t *m);
+int swit__queue_init(swit__queue *q, uint32_t cap, uint32_t high,
+                     uint32_t low);
+void swit__queue_destroy(swit__queue *q);
+
+/* ---------------------------------------------------------------------
+ * Retry heap (retry.c): per worker, ordered by due time. */
+
+typedef struct swit__retry {
+  int64_t due_ms;
+  swit__item item;
+  char *dlq_reason;  /* set when only the dead-letter publish is pending */
+  swit__trace_ctx trace;  /* tracing: the attempt's context (trace.h) */
+} swit__retry;
+
+typedef struct swit__retry_heap {
+  swit__retry *v;
+  size_t n, cap;
+} swit__retry_heap;
+
+int swit__retry_push(swit__retry_heap *h, const swit__retry *r);
+/* Pop the earliest entry if due at `now_ms`; 1 if popped. */
+int swit__retry_pop_due(swit__retry_heap *h, int64_t now_ms, swit__retry *out);
+int64_t swit__retry_next_due(const swit__retry_heap *h); /* -1 if empty */
+void swit__retry_free(swit__retry_heap *h);
+int64_t swit__retry_backoff_ms(const swit_cfg_subscriber *s, uint32_t attempt,
+                               uint64_t *rng);
+
+/* ---------------------------------------------------------------------
+ * Workers */
+
+typedef struct swit__arena_chunk {
+  struct swit__arena_chunk *next;
+  size_t cap, used;
+  char data[];
+} swit__arena_chunk;
+
+/* Exactly-once (txn.c): a (subscription, partition) whose oldest
+ * unfinished message (token) waits for its retry; the later messages of
+ * that partition wait here, in order, until it is finished. */
+typedef struct swit__hold {
+  struct swit__sub *sub;
+  int32_t partition;
+  uint64_t token;
+  swit__item *items;
+  size_t n, cap;
+} swit__hold;
+
+typedef struct swit__wtxn {
+  swit__item *stash;          /* [batch]: the batch's exactly_once items */
+  swit_txn_msg *msgs;         /* [batch]: what a transaction covers */
+  swit__hold *holds;
+  size_t nholds, capholds;
+  swit__item *ready;          /* released by a finished hold, in order */
+  size_t nready, capready, readyhead;
+} swit__wtxn;
+
+typedef struct swit__worker {
+  swit_ffi_worker ffi;        /* first: what Lua sees */
+  struct swit_host_s *host;
+  uint32_t id;
+  pthread_t thread;
+  int thread_started;
+  swit__queue q;
+  lua_State *L;               /* NULL when no Lua scripts */
+  int dispatch_ref;           /* swit._dispatch in the registry */
+  const struct swit__sub_scripts *scripts; /* L's, by sub id (lua_state.c) */
+  atomic_uint seen_gen;       /* last generation this worker acted on */
+  lua_State *_Atomic next_L;  /* prebuilt by a reload, taken at the swap */
+  lua_State *_Atomic old_L;   /* left by the swap for the reload to close */
+  swit__item *items;          /* the batch, parallel to ffi.msgs */
+  swit__arena_chunk *arena;   /* set_header / reason copies, reset per batch */
+  swit__retry_heap retries;
+  swit_settle *settles;       /* settle run buffer [batch] */
+  swit_header *dlq_headers;   /* dead-letter header scratch */
+  size_t dlq_headers_cap;
+  uint64_t rng;
+  int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
+  swit__wstats st;            /* metrics, summed at scrape (metrics.h) */
+  uint64_t handler_us;        /* this batch: its handler time / messages
+                                 whose handler ran */
+  swit__wtrace *tr;           /* tracing (trace.h); NULL when off */
+  swit__wtxn txn;             /* exactly_once subscriptions (txn.c) */
+} swit__worker;
+
+/* ---------------------------------------------------------------------
+ * The host */
+
+enum { SWIT__NEW, SWIT__RUNNING, SWIT__DRAINING, SWIT__STOPPED };
+
+typedef struct swit__chandler {
+  char *topic, *group;
+  int ordering;
+  swit_handler_cb cb;
+  void *ud;
+} swit__chandler;
+
+struct swit_host_s {
+  swit_config *cfg;
+  swit__logger log;
+  const swit_broker_ops *ops;
+  swit_broker *broker;
+  void *broker_settings;
+  atomic_int connected;
+
+  swit__chandler *chandlers;
+  size_t nchandlers;
+
+  swit__sub **subs;           /* [SWIT__MAX_SUBS]; subs[i]->id == i + 1 */
+  size_t nsubs;               /* ever created; only `active` ones run */
+  struct swit__name *_Atomic script_names; /* swit__subs_script (subs.c) */
+  int has_chandlers;
+
+  swit__worker *workers;
+  size_t nworkers;
+  uint32_t batch_size;
+
+  atomic_int state;           /* SWIT__* */
+  atomic_int go;              /* workers may start dispatching */
+  atomic_int_fast64_t inflight;      /* delivered, not yet settled */
+  atomic_int_fast64_t last_activity_ms;
+  atomic_int on_start_done;   /* 0 pending, 1 ok, -1 failed */
+  atomic_int has_txn;         /* some subscription is exactly_once */
+  atomic_uint_fast64_t txn_commits, txn_aborts; /* metrics */
+  atomic_int conn_state;      /* swit_conn_state, reported by the adapter */
+  atomic_uint reconnects;     /* reconnect attempts so far */
+  atomic_uint_fast64_t jitter_seed;
+  pthread_mutex_t lock;       /* start/stop */
+
+  /* code generations (reload.c) */
+  swit__codeset *code;        /* current generation's code, NULL: no Lua */
+  swit__codeset *prev_code;   /* the previous good generation (rollback) */
+  atomic_uint generation;     /* 1 at start, +1 per accepted reload */
+  pthread_mutex_t reload_lock;/* one reload at a time; others queue */
+  pthread_mutex_t swap_lock;  /* with swap_cv: workers report swaps */
+  pthread_cond_t swap_cv;
+  atomic_uint reloads_ok, reloads_failed;
+  struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
+  struct swit__obs *obs;      /* admin server, metrics (obs.h) */
+  swit__tracer *tracer;       /* tracing (trace.h); NULL when off */
+};
+
+/* A result only the host sets: give the message back to the broker
+ * unhandled (its subscription was removed by a reload). */
+#define SWIT__RES_GIVE_BACK 16
+
+/* dispatch.c */
+void swit__dispatch_sink(void *sub, const swit_delivery *d, size_t n);
+/* Called by a worker after popping: resume what it paused. */
+void swit__sub_reconcile_pause(swit__sub *sub);
+uint32_t swit__key_hash(const char *key, size_t len);
+
+/* queue.c. Push never drops: past `cap` the producer waits for room.
+ * Returns 1 when this push took the queue to high-water for `sub` (the
+ * caller then pauses it). */
+int swit__queue_push(swit__queue *q, const swit__sub *sub,
+                     const swit__item *items, size_t n);
+/* Pop up to max items; waits until something arrives, `deadline_ms`
+ * (monotonic, -1 = none) passes, or the queue is closed or kicked. Sub ids
+ * this queue had paused and that may now resume are written to
+ * `resumed` (room for SWIT__MAX_SUBS) and counted in *nresumed. */
+size_t swit__queue_pop(swit__queue *q, swit__item *out, size_t max,
+                       int64_t deadline_ms, uint32_t *resumed,
+                       size_t *nresumed);
+/* Wake the consumer without an item (timers, stop). */
+void swit__queue_kick(swit__queue *q);
+void swit__queue_close(swit__queue *q);
+int swit__queue_closed(swit__queue *q);
+size_t swit__queue_take_all(swit__queue *q, swit__item *out, size_t max);
+uint32_t swit__queue_depth(swit__queue *q);
+
+/* worker.c */
+int swit__workers_create(struct swit_host_s *h, char *err, size_t errlen);
+int swit__workers_init_queues(struct swit_host_s *h, char *err, size_t errlen);
+int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
+void swit__workers_stop(struct swit_host_s *h);
+void swit__workers_free(struct swit_host_s *h);
+char *swit__arena_dup(swit__worker *w, const char *s, size_t len);
+void *swit__arena_alloc(swit__worker *w, size_t size);
+/* Fill the batch from w->items[0..n) and run its handlers; results are
+ * in w->ffi.msgs. */
+void swit__worker_run_handlers(swit__worker *w, size_t n);
+
+/* settle.c: apply a finished batch's results */
+void swit__settle_batch(swit__worker *w, size_t n);
+void swit__settle_retry_due(swit__worker *w, swit__retry *r);
+void swit__settle_requeue_all(swit__worker *w);
+/* Publish the dead-letter copy of it (with confirm); 0 or an SWIT_E_*. */
+int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
+                             const swit__trace_ctx *tc, const char *reason,
+                             size_t reason_len, char *err, size_t errlen);
+/* Settle one message at once (ack or requeue). */
+void swit__settle_one(swit__worker *w, const swit__item *it, int action);
+
+/* txn.c: exactly_once subscriptions */
+int swit__txn_worker_init(swit__worker *w);
+void swit__txn_worker_free(swit__worker *w);
+/* Move the exactly_once items of w->items[0..*n) aside (order kept);
+ * *n becomes the number of the others, left at the front. Returns how
+ * many were moved. */
+size_t swit__txn_split(swit__worker *w, size_t *n);
+/* Run the `n` items moved aside in transactions. */
+void swit__txn_run(swit__worker *w, size_t n);
+/* Items released by finished holds, for the next batch. */
+size_t swit__txn_take_ready(swit__worker *w, swit__item *out, size_t max);
+/* Everything parked or ready (shutdown: given back). */
+size_t swit__txn_take_all(swit__worker *w, swit__item *out, size_t max);
+
+/* publish.c */
+int swit__publish(struct swit_host_s *h, const swit_msg_view *m,
+                  int timeout_ms, uint64_t *confirm, char *err, size_t errlen);
+/* A dead letter: timeout 0, confirm awaited, and `mandatory` (a copy no
+ * queue would keep fails with SWIT_E_BROKER instead of being confirmed). */
+int swit__publish_dead_letter(struct swit_host_s *h, const swit_msg_view *m,
+                              uint64_t *confirm, char *err, size_t errlen);
+
+/* lua_state.c */
+lua_State *swit__lua_new_state(struct swit_host_s *h, swit__worker *w,
+                               const swit__codeset *code, int capture,
+                               char *err, size_t errlen);
+int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
+                            char *err, size_t errlen);
+int swit__lua_capture(lua_State *L, swit__codeset *code);
+/* Bind registration i's handler to subscription ids[i], and keep in the
+ * state which script registered each (swit__lua_adopt). */
+int swit__lua_bind(struct swit_host_s *h, lua_State *L,
+                   const swit__subdef *defs, const uint32_t *ids, size_t n,
+                   char *err, size_t errlen);
+int swit__lua_on_load(lua_State *L, char *err, size_t errlen);
+int swit__lua_handover(lua_State *from, lua_State *to, char *err,
+                       size_t errlen);
+int swit__lua_dispatch(swit__worker *w, uint32_t n);
+int swit__lua_on_start(swit__worker *w);
+int64_t swit__lua_timers(swit__worker *w, int64_t now_ms);
+void swit__lua_close(swit__worker *w);
+/* Make L the worker's state (its thread, or before it starts): its
+ * dispatch function and the scripts of its handlers. */
+void swit__lua_adopt(swit__worker *w, lua_State *L);
+/* The script whose handler serves subscription `sub` in the worker's
+ * state, or NULL (a C handler, no Lua). Worker thread. */
+const char *swit__lua_script_of(const swit__worker *w, uint32_t sub);
+void swit__lua_close_state(lua_State *L);
+
+/* serialize.c: a Lua value as bytes, between states */
+int swit__serialize(lua_State *L, int idx, swit__buf *out, char *err,
+                    size_t errlen);
+int swit__deserialize(lua_State *L, const char *data, size_t len);
+
+/* codeset.c */
+int swit__codeset_read(const swit_config *cfg, swit__codeset **out,
+                       char *err, size_t errlen);
+int swit__codeset_add_module(swit__codeset *cs, const char *name,
+                             const char *path, const char *src, size_t len);
+void swit__codeset_free(swit__codeset *cs);
+
+/* subs.c: the subscription table */
+int swit__subs_init(struct swit_host_s *h);
+void swit__subs_free(struct swit_host_s *h);
+void swit__subs_truncate(struct swit_host_s *h, size_t keep);
+void swit__subdefs_free(swit__subdef *defs, size_t n);
+/* The name of a script that registers handlers, from its chunk name
+ * ("@/srv/h.lua" -> "/srv/h.lua"): kept until the host is freed, so any
+ * thread may read it while code generations come and go. NULL when out
+ * of memory. */
+const char *swit__subs_script(struct swit_host_s *h, const char *chunkname);
+/* Apply defaults (group, dead letter, max_attempts) in place. */
+int swit__subdef_defaults(struct swit_host_s *h, swit__subdef *d);
+/* Map each def to an existing active subscription id, or 0 when new.
+ * Errors: the same topic and group twice, a C handler's topic and group,
+ * or an existing subscription with different options. */
+int swit__subs_resolve(struct swit_host_s *h, const swit__subdef *defs,
+                       size_t n, uint32_t *ids, char *err, size_t errlen);
+int swit__subs_add(struct swit_host_s *h, const swit__subdef *d,
+                   swit_handler_cb cb, void *ud, uint32_t *id);
+int swit__subs_subscribe(struct swit_host_s *h, swit__sub *s, char *err,
+                         size_t errlen);
+void swit__subs_unsubscribe(struct swit_host_s *h, swit__sub *s);
+
+/* generation.c: validating and building a generation's states */
+int swit__generation_validate(struct swit_host_s *h, swit__codeset *code,
+                              swit__subdef **defs, size_t *n, char *err,
+                              size_t errlen);
+int swit__generation_build(struct swit_host_s *h, swit__worker *w,
+                           const swit__codeset *code, lua_State **out,
+                           char *err, size_t errlen);
+void swit__generation_swap(swit__worker *w);
+int swit__generation_prebuild(struct swit_host_s *h, const swit__codeset *code,
+                              char *err, size_t errlen);
+void swit__generation_reap(struct swit_host_s *h);
+
+/* watch.c: lua.hot_reload.watch */
+int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);
+void swit__watch_stop(struct swit_host_s *h);
+
+/* The Lua modules compiled into the binary (generated by the build). */
+typedef struct swit__lua_module {
+  const char *name;        /* "swit" */
+  const char *chunkname;   /* "@swit/init.lua" */
+  const unsigned char *src;
+  size_t len;
+} swit__lua_module;
+extern const swit__lua_module swit__lua_modules[]; /* name == NULL ends */
+
+/* C modules for the Lua side (bindings/lua_cmodules.c). */
+typedef struct swit__lua_cmodule {
+  const char *name;             /* "swit.json" */
+  int (*open)(lua_State *L);    /* a lua_CFunction returning the module */
+} swit__lua_cmodule;
+extern const swit__lua_cmodule swit__lua_cmodules[]; /* name == NULL ends */
+
+/* conn.c */
+void swit__conn_env(struct swit_host_s *h, swit_broker_env *env);
+const char *swit__conn_state_name(int state);
+
+/* brokers.c (generated list of compiled-in adapters) */
+const swit_broker_ops *swit__broker_find(const char *name);
+
+#include "obs/obs.h"
+
+#endif /* SWIT_HOST_INT_H */

@@ -1,0 +1,144 @@
+/*
+ * publish.c - publishing through the host's broker, from any thread.
+ *
+ * swit__publish is the one path every publish takes (Lua handlers, C
+ * handlers, the C API, dead-lettering): it checks the host is connected,
+ * hands the message to the adapter and counts it as activity for the
+ * idle detector. Dead letters are published `mandatory`: the host acks
+ * their originals once they are confirmed, so a copy the broker would
+ * drop as unroutable must fail instead. Workers publish with timeout 0 so a full queue never
+ * blocks a worker; swit_host_publish (embedders) waits for room and
+ * retries transient failures with the default publisher's settings.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/host_int.h"
+
+static void sleep_ms(int64_t ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
+                     const swit_publish_opts *o, uint64_t *confirm, char *err,
+                     size_t errlen)
+{
+  int rc;
+
+  if (h->tracer) m = swit__trace_inject(h, m, n);   /* tracing: traceparent */
+
+  if (!atomic_load(&h->connected)) {
+    snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
+             (int)m->topic_len, m->topic);
+    if (h->obs->metrics_on)                                    /* metrics */
+      swit__stats_publish(h, m->topic, m->topic_len, n, SWIT_E_STATE, 0);
+    return SWIT_E_STATE;
+  }
+  if (h->obs->metrics_on) {                                   /* metrics */
+    uint64_t t0 = swit__now_us();
+    rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
+    swit__stats_publish(h, m->topic, m->topic_len, n, rc, swit__now_us() - t0);
+  } else {
+    rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
+  }
+  if (rc == 0) atomic_store(&h->last_activity_ms, swit__now_ms());
+  return rc;
+}
+
+int swit__publish(swit_host_t *h, const swit_msg_view *m, int timeout_ms,
+                  uint64_t *confirm, char *err, size_t errlen)
+{
+  swit_publish_opts o = {.timeout_ms = timeout_ms};
+  return publish_n(h, m, 1, &o, confirm, err, errlen);
+}
+
+int swit__publish_dead_letter(swit_host_t *h, const swit_msg_view *m,
+                              uint64_t *confirm, char *err, size_t errlen)
+{
+  swit_publish_opts o = {.timeout_ms = 0, .mandatory = 1};
+  return publish_n(h, m, 1, &o, confirm, err, errlen);
+}
+
+/* Publish with the default publisher's waiting and retry policy. */
+static int publish_retrying(swit_host_t *h, const swit_msg_view *m, size_t n,
+                            uint64_t *confirm, char *err, size_t errlen)
+{
+  const swit_cfg_publisher *pc = swit__config_publisher(h->cfg, "default");
+  int64_t delay = pc->retry_delay_ms;
+  int rc;
+
+  for (int64_t retry = 0;; retry++) {
+    swit_publish_opts o = {.timeout_ms = (int)pc->timeout_ms};
+    rc = publish_n(h, m, n, &o, confirm, err, errlen);
+    if ((rc != SWIT_E_FULL && rc != SWIT_E_BROKER) ||
+        retry == pc->retry_attempts)
+      break;
+    sleep_ms(delay);
+    delay *= 2;
+  }
+  return rc;
+}
+
+static size_t count_headers(const char *const *hv)
+{
+  size_t n = 0;
+  while (hv && hv[2 * n] && hv[2 * n + 1]) n++;
+  return n;
+}
+
+int swit_host_publish(swit_host_t *h, const char *topic,
+                      const void *key, size_t key_len,
+                      const void *payload, size_t payload_len,
+                      const char *const *headers, uint64_t *confirm_id,
+                      char *err, size_t errlen)
+{
+  size_t nh = count_headers(headers);
+  swit_header hv[nh ? nh : 1];
+  swit_msg_view m = {
+    .topic = topic, .topic_len = (uint32_t)strlen(topic),
+    .key = key, .key_len = (uint32_t)key_len,
+    .payload = payload, .payload_len = payload_len,
+    .headers = hv, .nheaders = (uint32_t)nh, .partition = -1,
+  };
+  char ebuf[256];
+
+  if (!err) err = ebuf, errlen = sizeof ebuf;
+  for (size_t i = 0; i < nh; i++)
+    hv[i] = (swit_header){headers[2 * i], headers[2 * i + 1],
+                          (uint32_t)strlen(headers[2 * i]),
+                          (uint32_t)strlen(headers[2 * i + 1])};
+  return publish_retrying(h, &m, 1, confirm_id, err, errlen);
+}
+
+#define PUB_CHUNK 256
+
+int swit_host_publish_batch(swit_host_t *h, const char *topic,
+                            const swit_pub_t *msgs, size_t n,
+                            size_t *accepted, char *err, size_t errlen)
+{
+  swit_msg_view v[PUB_CHUNK];
+  uint32_t tlen = (uint32_t)strlen(topic);
+  char ebuf[256];
+  size_t done = 0;
+  int rc = 0;
+
+  if (!err) err = ebuf, errlen = sizeof ebuf;
+  while (rc == 0 && done < n) {
+    size_t k = n - done < PUB_CHUNK ? n - done : PUB_CHUNK;
+    for (size_t i = 0; i < k; i++) {
+      const swit_pub_t *p = &msgs[done + i];
+      v[i] = (swit_msg_view){.topic = topic, .topic_len = tlen,
+                             .key = p->key, .key_len = (uint32_t)p->key_len,
+                             .payload = p->payload,
+                             .payload_len = p->payload_len,
+                             .partition = -1};
+    }
+    rc = publish_retrying(h, v, k, NULL, err, errlen);
+    if (rc == 0) done += k;
+  }
+  if (accepted) *accepted = done;
+  return rc;
+}

@@ -1,0 +1,287 @@
+/*
+ * settle.c - what happens to a message after its handler ran: ack it,
+ * schedule a retry with backoff, or dead-letter it and then ack it.
+ *
+ * Runs on the worker thread that ran the batch. Acks of consecutive
+ * messages of one subscription go to the adapter in one settle call.
+ * A message leaves the host's in-flight count only when the adapter has
+ * been told to ack or requeue it, so nothing is forgotten in between:
+ *   ack        - handler succeeded, or its dead-letter copy was accepted;
+ *   retry      - kept unsettled in the worker's retry heap until due;
+ *   dead-letter- published to the subscription's dead_letter topic with
+ *                x-swit-error, x-swit-attempts, x-swit-origin-topic; if
+ *                that publish fails, retried later, never dropped;
+ *   requeue    - only at shutdown, for what was not finished in time.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/host_int.h"
+
+/* A run of settles for one subscription, flushed when the sub changes. */
+typedef struct settle_run {
+  swit__sub *sub;
+  size_t n;
+} settle_run;
+
+static void run_flush(swit__worker *w, settle_run *r)
+{
+  swit_host_t *h = w->host;
+
+  if (r->n == 0) return;
+  h->ops->settle(h->broker, r->sub->handle, w->settles, r->n);
+  atomic_fetch_sub(&r->sub->inflight, (int_fast64_t)r->n);
+  atomic_fetch_sub(&h->inflight, (int_fast64_t)r->n);
+  r->n = 0;
+}
+
+static void run_add(swit__worker *w, settle_run *r, swit__sub *sub,
+                    uint64_t token, int action)
+{
+  if (r->sub != sub || r->n == w->host->batch_size) {
+    run_flush(w, r);
+    r->sub = sub;
+  }
+  w->settles[r->n++] = (swit_settle){token, action};
+}
+
+static const char *result_name(int code)
+{
+  switch (code) {
+  case SWIT_RES_RETRY: return "retry";
+  case SWIT_RES_REJECT: return "reject";
+  default: return "fatal";
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Dead-lettering */
+
+static int is_swit_header(const swit_header *h)
+{
+  static const char *const names[] = {"x-swit-error", "x-swit-attempts",
+                                      "x-swit-origin-topic"};
+  for (size_t i = 0; i < 3; i++)
+    if (h->name_len == strlen(names[i]) &&
+        strncasecmp(h->name, names[i], h->name_len) == 0)
+      return 1;
+  return 0;
+}
+
+/* The dead-letter copy: the original headers (less x-swit-* ones from an
+ * earlier dead-lettering, which this one replaces), then ours. */
+int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
+                             const swit__trace_ctx *tc, const char *reason,
+                             size_t reason_len, char *err, size_t errlen)
+{
+  const swit_msg_view *o = it->msg;
+  swit__sub *sub = it->sub;
+  size_t need = o->nheaders + 5, n = 0;
+  char attempts[16], tp[56];
+  int traced = tc && tc->kind != SWIT__TR_NONE;
+  uint64_t confirm;
+  swit_msg_view v = *o;
+  swit_header *hv;
+
+  if (w->dlq_headers_cap < need) {
+    hv = realloc(w->dlq_headers, need * sizeof *hv);
+    if (!hv) return SWIT_E_NOMEM;
+    w->dlq_headers = hv;
+    w->dlq_headers_cap = need;
+  }
+  hv = w->dlq_headers;
+  for (uint32_t i = 0; i < o->nheaders; i++)
+    if (!is_swit_header(&o->headers[i]) &&
+        !(traced && swit__trace_is_header(&o->headers[i])))
+      hv[n++] = o->headers[i];
+  if (traced) {                  /* tracing: a child of the failed attempt */
+    swit__trace_format(tc, tp);
+    hv[n++] = (swit_header){"traceparent", tp, 11, 55};
+    if (tc->state)
+      hv[n++] = (swit_header){"tracestate", tc->state, 10, tc->state_len};
+  }
+  snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
+  hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
+  hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
+                          (uint32_t)strlen(attempts)};
+  hv[n++] = (swit_header){"x-swit-origin-topic", o->topic, 19, o->topic_len};
+  v.topic = sub->dead_letter;
+  v.topic_len = (uint32_t)strlen(sub->dead_letter);
+  v.headers = hv;
+  v.nheaders = (uint32_t)n;
+  return swit__publish_dead_letter(w->host, &v, &confirm, err, errlen);
+}
+
+/* Errors that trying again later can cure. */
+static int transient(int rc)
+{
+  return rc == SWIT_E_FULL || rc == SWIT_E_BROKER || rc == SWIT_E_STATE ||
+         rc == SWIT_E_TIMEDOUT || rc == SWIT_E_NOMEM;
+}
+
+/* Dead-letter now; or, if the broker cannot take it right now, park the
+ * message and try again (never sooner than PARK_MIN_MS); or, if it can
+ * never take it (e.g. the copy with our headers exceeds the size limit),
+ * drop it with an error in the log: there is nowhere left to put it. */
+#define PARK_MIN_MS 100
+
+static void dead_letter_or_park(swit__worker *w, settle_run *run,
+                                const swit__item *it,
+                                const swit__trace_ctx *tc, const char *reason,
+                                size_t reason_len)
+{
+  int64_t delay = it->sub->scfg->retry_delay_ms;
+  char err[256];
+  int rc = swit__settle_dead_letter(w, it, tc, reason, reason_len, err,
+                                    sizeof err);
+
+  if (rc == 0) {
+    swit__sub_stats *st = w->host->obs->metrics_on          /* metrics */
+                          ? swit__stats_sub(w, it->sub->id) : NULL;
+    if (st) swit__ctr_add(&st->dead_lettered, 1);
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
+    return;
+  }
+  if (!transient(rc)) {
+    swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] DROPPED a message "
+              "of '%s': it cannot be dead-lettered to '%s': %s (its error "
+              "was: %.*s)", w->id, it->sub->topic, it->sub->dead_letter, err,
+              (int)reason_len, reason);
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
+    return;
+  }
+  swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] cannot dead-letter "
+            "a message of '%s' to '%s' (will try again): %s", w->id,
+            it->sub->topic, it->sub->dead_letter, err);
+  swit__retry r = {
+    .due_ms = swit__now_ms() + (delay > PARK_MIN_MS ? delay : PARK_MIN_MS),
+    .item = *it,
+    .dlq_reason = strndup(reason, reason_len),
+  };
+  if (tc) r.trace = *tc;                                       /* tracing */
+  if (!r.dlq_reason || swit__retry_push(&w->retries, &r) != 0) {
+    free(r.dlq_reason);
+    swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] out of memory "
+              "parking a message of '%s'; requeueing it", w->id,
+              it->sub->topic);
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Failures */
+
+static void schedule_retry(swit__worker *w, settle_run *run,
+                           const swit__item *it, const swit__trace_ctx *tc,
+                           const char *reason, size_t reason_len)
+{
+  int64_t delay = swit__retry_backoff_ms(it->sub->scfg, it->attempt, &w->rng);
+  swit__retry r = {.due_ms = swit__now_ms() + delay, .item = *it};
+
+  if (tc) r.trace = *tc;                                       /* tracing */
+  swit__sub_stats *st = w->host->obs->metrics_on            /* metrics */
+                        ? swit__stats_sub(w, it->sub->id) : NULL;
+
+  if (st) swit__ctr_add(&st->retried, 1);
+  r.item.attempt++;
+  swit__log(&w->host->log, SWIT_LOG_WARN,
+            "[worker %u] handler for '%s' failed (attempt %u of %u), "
+            "retrying in %" PRId64 " ms: %.*s", w->id, it->sub->topic,
+            it->attempt, it->sub->max_attempts, delay, (int)reason_len,
+            reason);
+  if (swit__retry_push(&w->retries, &r) != 0)
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+}
+
+static void settle_failure(swit__worker *w, settle_run *run,
+                           const swit__item *it, const swit_ffi_msg *m)
+{
+  const char *reason = m->reason ? m->reason : result_name(m->result);
+  size_t len = m->reason ? m->reason_len : strlen(reason);
+  swit__sub *sub = it->sub;
+  const swit__trace_ctx *tc = w->tr                            /* tracing */
+      ? swit__trace_slot(w, (uint32_t)(m - w->ffi.msgs)) : NULL;
+
+  if (m->result == SWIT_RES_RETRY && it->attempt < sub->max_attempts) {
+    schedule_retry(w, run, it, tc, reason, len);
+    return;
+  }
+  swit__log(&w->host->log,
+            m->result == SWIT_RES_FATAL ? SWIT_LOG_ERROR : SWIT_LOG_WARN,
+            "[worker %u] %s: message of '%s' goes to '%s' after %u "
+            "attempt(s): %.*s", w->id,
+            m->result == SWIT_RES_RETRY ? "retries exhausted"
+                                        : result_name(m->result),
+            sub->topic, sub->dead_letter, it->attempt, (int)len, reason);
+  dead_letter_or_park(w, run, it, tc, reason, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points */
+
+void swit__settle_batch(swit__worker *w, size_t n)
+{
+  settle_run run = {NULL, 0};
+
+  for (size_t i = 0; i < n; i++) {
+    const swit_ffi_msg *m = &w->ffi.msgs[i];
+    const swit__item *it = &w->items[i];
+
+    if (m->result == SWIT_RES_ACK)
+      run_add(w, &run, it->sub, it->token, SWIT_SETTLE_ACK);
+    else if (m->result == SWIT__RES_GIVE_BACK)
+      run_add(w, &run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+    else
+      settle_failure(w, &run, it, m);
+  }
+  run_flush(w, &run);
+  atomic_store(&w->host->last_activity_ms, swit__now_ms());
+}
+
+void swit__settle_one(swit__worker *w, const swit__item *it, int action)
+{
+  settle_run run = {NULL, 0};
+
+  run_add(w, &run, it->sub, it->token, action);
+  run_flush(w, &run);
+}
+
+/* A parked dead-letter publish is due again. */
+void swit__settle_retry_due(swit__worker *w, swit__retry *r)
+{
+  settle_run run = {NULL, 0};
+
+  dead_letter_or_park(w, &run, &r->item, &r->trace, r->dlq_reason,
+                      strlen(r->dlq_reason));
+  free(r->dlq_reason);
+  r->dlq_reason = NULL;
+  run_flush(w, &run);
+}
+
+/* Shutdown: give back everything this worker still holds, so the broker
+ * redelivers it (to this process after a restart, or to another member). */
+void swit__settle_requeue_all(swit__worker *w)
+{
+  settle_run run = {NULL, 0};
+  swit__retry r;
+  size_t n;
+
+  while ((n = swit__queue_take_all(&w->q, w->items, w->host->batch_size))) {
+    for (size_t i = 0; i < n; i++)
+      run_add(w, &run, w->items[i].sub, w->items[i].token,
+              SWIT_SETTLE_REQUEUE);
+  }
+  while ((n = swit__txn_take_all(w, w->items, w->host->batch_size))) {
+    for (size_t i = 0; i < n; i++)                 /* exactly_once holds */
+      run_add(w, &run, w->items[i].sub, w->items[i].token,
+              SWIT_SETTLE_REQUEUE);
+  }
+  while (swit__retry_pop_due(&w->retries, INT64_MAX, &r)) {
+    run_add(w, &run, r.item.sub, r.item.token, SWIT_SETTLE_REQUEUE);
+    free(r.dlq_reason);
+  }
+  run_flush(w, &run);
+}
