@@ -10,6 +10,7 @@
 #include "swit_ffi.h"
 #include "core/host_int.h"
 #include "core/msg_int.h"
+#include "obs/obs.h"
 
 /* A worker with no host, for states that only load scripts (swit check). */
 static swit__worker placeholder;
@@ -91,9 +92,11 @@ int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
   return swit__trace_id_hex(w->host ? w : NULL, m, out);
 }
 
+/* Handler start/end of a message an interceptor flagged for timing. */
 void swit_ffi_span_mark(swit_ffi_worker *fw, uint32_t i, int end)
 {
-  swit__trace_mark((swit__worker *)fw, i, end);
+  swit__worker *w = (swit__worker *)fw;
+  if (w->host) swit__icpt_mark(w, i, end);
 }
 
 void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,

@@ -2,9 +2,8 @@
  * log.c - the host's log lines on stderr, and the monotonic clock.
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
- * server.log.format: json one JSON object per line (time, level, and on
- * a worker thread worker, topic and trace_id of the message it handles:
- * its trace when tracing is on, else its traceparent header's).
+ * server.log.format: json one JSON object per line (time, level, the
+ * thread's context from the logger's `context` function, msg).
  * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
  */
@@ -16,16 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "swit_ffi.h"
-#include "core/host_int.h"
-#include "core/msg_int.h"
+#include "swit_ffi.h" /* SWIT_LOG_* */
 
 static const char *const level_names[] = {"debug", "info ", "warn ", "error"};
 
 /* ------------------------------------------------------------------ */
 /* JSON lines (server.log.format: json) */
 
-static size_t json_str(char *out, size_t cap, const char *s, size_t len)
+size_t swit__json_escape(char *out, size_t cap, const char *s, size_t len)
 {
   size_t o = 0;
   for (size_t i = 0; i < len && o + 7 < cap; i++) {
@@ -42,29 +39,8 @@ static size_t json_str(char *out, size_t cap, const char *s, size_t len)
   return o;
 }
 
-/* The calling worker's current message (inside a batch), for the worker,
- * topic and trace_id fields. */
-static void json_context(char *line, size_t cap, size_t *n)
-{
-  swit__worker *w = swit__current_worker;
-  const swit_ffi_msg *m;
-  char tid[33];
-
-  if (!w || !w->host) return;
-  *n += (size_t)snprintf(line + *n, cap - *n, ",\"worker\":%u", w->id);
-  if (!atomic_load_explicit(&w->st.busy_since_us, memory_order_relaxed) ||
-      w->ffi.cursor >= w->ffi.n || *n + 64 >= cap)
-    return;
-  m = &w->ffi.msgs[w->ffi.cursor];
-  memcpy(line + *n, ",\"topic\":\"", 10);
-  *n += 10;
-  *n += json_str(line + *n, cap - *n - 8, m->v.topic, m->v.topic_len);
-  line[(*n)++] = '"';
-  if (*n + 64 < cap && swit__trace_id_hex(w, m, tid) == 0)   /* trace.c */
-    *n += (size_t)snprintf(line + *n, cap - *n, ",\"trace_id\":\"%s\"", tid);
-}
-
-static void vlog_json(int level, const char *fmt, va_list ap)
+static void vlog_json(const swit__logger *lg, int level, const char *fmt,
+                      va_list ap)
 {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   char line[4096], text[2048];
@@ -78,13 +54,13 @@ static void vlog_json(int level, const char *fmt, va_list ap)
   n = strftime(line, sizeof line, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
   n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ\",\"level\":"
                         "\"%s\"", ts.tv_nsec / 1000000L, names[level]);
-  json_context(line, sizeof line, &n);
+  if (lg->context) n += lg->context(line + n, sizeof line - n - 2048);
   w = vsnprintf(text, sizeof text, fmt, ap);
   if (w < 0) w = 0;
   if ((size_t)w >= sizeof text) w = sizeof text - 1;
   memcpy(line + n, ",\"msg\":\"", 8);
   n += 8;
-  n += json_str(line + n, sizeof line - n - 4, text, (size_t)w);
+  n += swit__json_escape(line + n, sizeof line - n - 4, text, (size_t)w);
   memcpy(line + n, "\"}\n", 3);
   n += 3;
   if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
@@ -103,7 +79,7 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   if (level > SWIT_LOG_ERROR) level = SWIT_LOG_ERROR;
   if (lg && level < lg->level) return;
   if (lg && lg->format == SWIT_LOG_FMT_JSON) {
-    vlog_json(level, fmt, ap);
+    vlog_json(lg, level, fmt, ap);
     return;
   }
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -156,4 +132,11 @@ int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
     va_end(ap);
   }
   return code;
+}
+
+uint64_t swit__now_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
