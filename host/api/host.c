@@ -65,17 +65,6 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
   }
 }
 
-const char *swit_strerror(int code)
-{
-  switch (code) {
-  case SWIT_OK: return "ok";
-#define SWIT__ERR_CASE(name, c, text) case SWIT_E_##name: return text;
-  SWIT_ERRNO_MAP(SWIT__ERR_CASE)
-#undef SWIT__ERR_CASE
-  }
-  return "unknown error";
-}
-
 /* ------------------------------------------------------------------ */
 /* Creation */
 

@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "swit_ffi.h" /* SWIT_LOG_* */
+#include "swit/swit.h"  /* swit_strerror */
+#include "swit_ffi.h"    /* SWIT_LOG_* */
 
 static const char *const level_names[] = {"debug", "info ", "warn ", "error"};
 
@@ -121,6 +122,17 @@ int64_t swit__now_ms(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *swit_strerror(int code)
+{
+  switch (code) {
+  case SWIT_OK: return "ok";
+#define SWIT__ERR_CASE(name, c, text) case SWIT_E_##name: return text;
+  SWIT_ERRNO_MAP(SWIT__ERR_CASE)
+#undef SWIT__ERR_CASE
+  }
+  return "unknown error";
 }
 
 int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)

@@ -154,7 +154,10 @@ void swit__icpt_settled(swit__worker *w, const swit__item *it, int outcome)
     return;
   for (uint32_t k = 0; k < c->n; k++) {
     const swit__icpt *e = &c->v[k];
-    if (e->ops->settled) e->ops->settled(w->icpt_ws[k], w, it, outcome);
+    if (!e->ops->settled || (outcome == SWIT__OUT_ACK &&
+                             !(e->ops->flags & SWIT__ICPT_F_SETTLED_ACKS)))
+      continue;
+    e->ops->settled(w->icpt_ws[k], w, it, outcome);
   }
 }
 
