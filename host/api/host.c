@@ -81,6 +81,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
     snprintf(err, errlen, "out of memory");
     return SWIT_E_NOMEM;
   }
+  swit__guard_init();          /* the handler-interrupt signal, once */
   h->cfg = cfg;
   h->log.level = SWIT_LOG_INFO;
   h->log.context = swit__trace_log_context;
@@ -362,11 +363,13 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
 /* Stop order (DESIGN.md, "Lifecycle"): intake was paused and in-flight
  * work drained by the caller; flush publishers, unsubscribe, stop the
  * workers (they give back what they still hold), disconnect. */
-static void teardown(swit_host_t *h)
+static size_t teardown(swit_host_t *h, int64_t deadline_ms)
 {
+  size_t left;
+
   swit__watch_stop(h);
   if (h->subs) unsubscribe_all(h);
-  swit__workers_stop(h);
+  left = swit__workers_stop(h, deadline_ms);
   /* After the workers: what the last handlers and timers published is
    * sent too. What the broker has not confirmed by then the adapter logs
    * as not published when it disconnects. */
@@ -377,7 +380,10 @@ static void teardown(swit_host_t *h)
                 "the broker within 5 s (%s)", swit_strerror(rc));
   }
   swit__trace_stop(h);        /* tracing: export what the workers left */
-  if (atomic_exchange(&h->connected, 0)) h->ops->disconnect(h->broker);
+  if (!left && atomic_exchange(&h->connected, 0))
+    h->ops->disconnect(h->broker);
+  h->abandoned = left;        /* a worker still runs: keep what it uses */
+  return left;
 }
 
 int swit_host_start(swit_host_t *h, char *err, size_t errlen)
@@ -394,7 +400,7 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
   }
   rc = start_locked(h, err, errlen);
   if (rc) {
-    teardown(h);
+    teardown(h, swit__now_ms() + h->cfg->server.shutdown_timeout_ms);
     atomic_store(&h->state, SWIT__STOPPED);
   } else {
     atomic_store(&h->state, SWIT__RUNNING);
@@ -447,6 +453,7 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
                                   ? h->cfg->server.shutdown_timeout_ms
                                   : deadline_ms);
   int_fast64_t left;
+  size_t stuck;
 
   pthread_mutex_lock(&h->lock);
   if (atomic_load(&h->state) != SWIT__RUNNING) {
@@ -461,17 +468,34 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
               "message(s) not finished are given back to the broker",
               (long)left);
-  teardown(h);
+  stuck = teardown(h, end);
   atomic_store(&h->state, SWIT__STOPPED);
   pthread_mutex_unlock(&h->lock);
+  if (stuck) {
+    swit__log(&h->log, SWIT_LOG_ERROR, "stopped, not cleanly: %zu worker(s) "
+              "left running in Lua", stuck);
+    return SWIT_E_TIMEDOUT;
+  }
   swit__log(&h->log, SWIT_LOG_INFO, "stopped");
   return 0;
+}
+
+int swit_host_stop_requested(const swit_host_t *h, int *exit_code)
+{
+  int req = atomic_load(&((swit_host_t *)h)->stop_requested);
+  if (req && exit_code) *exit_code = atomic_load(&((swit_host_t *)h)->stop_code);
+  return req;
 }
 
 void swit_host_free(swit_host_t *h)
 {
   if (!h) return;
   swit_host_stop(h, -1);
+  if (h->abandoned) {         /* a worker thread still runs in the host */
+    swit__log(&h->log, SWIT_LOG_ERROR, "swit_host_free: %zu worker(s) still "
+              "run Lua code: the host is left allocated", h->abandoned);
+    return;
+  }
   swit__obs_free(h);          /* servers stop before what they read goes */
   swit__trace_free(h);        /* the exporter reads workers and subs */
   swit__workers_free(h);

@@ -16,6 +16,7 @@
  * the host's log (say()), so that every line is JSON then.
  */
 #include <signal.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #define EXIT_RUNTIME 1
 #define EXIT_CONFIG 2
 #define EXIT_USAGE 2
+#define EXIT_UNCLEAN 3    /* the stop left work behind, or was forced */
 
 static const char usage[] =
   "usage: swit run CONFIG [--exit-when-idle[=DURATION]]\n"
@@ -62,7 +64,12 @@ static const char help[] =
   "\n"
   "Output: print() and io.write() in handlers go to stdout; the host's own\n"
   "log goes to stderr.\n"
-  "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error.\n"
+  "A second SIGINT/SIGTERM during the stop exits at once (code 3). A\n"
+  "script's os.exit(code) stops gracefully, like SIGTERM, and the process\n"
+  "exits with that code (or with the stop's own code when it is 0).\n"
+  "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error,\n"
+  "3 the stop was not clean (a handler still ran after server.shutdown_timeout\n"
+  "plus 1 s and was left behind, or a second signal forced the exit).\n"
   "Documentation: docs/ (configuration.md, lua-api.md, embedding.md).\n";
 
 static int exit_code_for(int rc)
@@ -131,7 +138,8 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
   char err[1024];
 
   for (;;) {
-    int sig = sigtimedwait(sigs, NULL, idle_ms >= 0 ? &tick : NULL);
+    int sig = sigtimedwait(sigs, NULL, &tick);
+    if (swit_host_stop_requested(h, NULL)) return 0;
     if (sig == SIGINT || sig == SIGTERM) {
       say(h, SWIT_LEVEL_INFO, "%s received, stopping", strsignal(sig));
       return 0;
@@ -148,12 +156,28 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
   }
 }
 
+/* During the stop: a second SIGINT/SIGTERM ends the process at once. */
+static void *second_signal(void *arg)
+{
+  const sigset_t *sigs = arg;
+  int sig = 0;
+
+  while (sigwait(sigs, &sig) == 0) {
+    if (sig != SIGINT && sig != SIGTERM) continue;
+    fprintf(stderr, "swit: second %s during the stop: exiting now\n",
+            strsignal(sig));
+    _exit(EXIT_UNCLEAN);
+  }
+  return NULL;
+}
+
 static int cmd_run(const char *path, int idle_ms)
 {
   swit_host_t *h;
   sigset_t sigs;
   char err[1024];
-  int rc, start_failed = 0;
+  int rc, start_failed = 0, code = 0;
+  pthread_t watcher;
 
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -174,7 +198,16 @@ static int cmd_run(const char *path, int idle_ms)
       say(h, SWIT_LEVEL_ERROR, "on_start failed (see the log above)");
       start_failed = 1;
     }
-    swit_host_stop(h, -1);
+    pthread_create(&watcher, NULL, second_signal, &sigs);
+    if (swit_host_stop(h, -1) == SWIT_E_TIMEDOUT) {
+      fflush(stdout);
+      _exit(EXIT_UNCLEAN);   /* a worker still runs Lua: do not free */
+    }
+    if (swit_host_stop_requested(h, &code) && code != 0 && !start_failed) {
+      swit_host_free(h);
+      fflush(stdout);
+      return code & 0xff;
+    }
   }
   swit_host_free(h);
   fflush(stdout);

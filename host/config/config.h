@@ -171,6 +171,7 @@ typedef struct swit_config {
     } hot_reload;
     struct {
       int64_t handler_timeout_ms; /* "30s": /healthz fails past it */
+      int64_t load_timeout_ms;    /* "5s": loading scripts past it fails */
     } limits;
     swit_cfg_mark scripts_mark;
   } lua;

@@ -432,8 +432,15 @@ static const swit_cfg_field limits_fields[] = {
   { .name = "handler_timeout", .type = SWIT_CFG_DURATION,
     .offset = OFF(LIMITS, handler_timeout_ms), .dflt = "30s", .min = 1,
     .max = 24 * MS_H,
-    .desc = "A worker in one batch of handlers longer than this fails "
-            "/healthz (named with its topic and script)" },
+    .desc = "A handler, timer or on_start running longer than this fails "
+            "/healthz (named with its topic and script), gets no new "
+            "unordered work, and is interrupted where LuaJIT allows "
+            "(docs/lua-api.md, 'Limits')" },
+  { .name = "load_timeout", .type = SWIT_CFG_DURATION,
+    .offset = OFF(LIMITS, load_timeout_ms), .dflt = "5s", .min = 1,
+    .max = MS_H,
+    .desc = "Loading the scripts (top level, on_load, export/import) must "
+            "finish within this, or they are refused with file:line" },
   { .name = NULL }
 };
 

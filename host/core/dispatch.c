@@ -54,14 +54,24 @@ void swit__sub_reconcile_pause(swit__sub *sub)
   pthread_mutex_unlock(&sub->pause_lock);
 }
 
-static uint32_t pick_worker(swit__sub *sub, const swit_msg_view *m,
-                            uint32_t nworkers, uint32_t *rr)
+/* Keyed and partitioned messages go to their worker whatever it does
+ * (order); the others round-robin over the workers that are not stuck
+ * past lua.limits.handler_timeout (watchdog.c), or over all if all are. */
+static uint32_t pick_worker(swit_host_t *h, swit__sub *sub,
+                            const swit_msg_view *m, uint32_t nworkers,
+                            uint32_t *rr)
 {
+  uint32_t w;
+
   if (sub->ordering == SWIT_ORDER_KEY && m->key_len)
     return swit__key_hash(m->key, m->key_len) % nworkers;
   if (sub->ordering != SWIT_ORDER_NONE && m->partition >= 0)
     return (uint32_t)m->partition % nworkers;
-  return (*rr)++ % nworkers;
+  w = (*rr)++ % nworkers;
+  for (uint32_t k = 1; k < nworkers &&
+       atomic_load_explicit(&h->workers[w].stuck, memory_order_relaxed); k++)
+    w = (*rr)++ % nworkers;
+  return w;
 }
 
 static void push_run(swit_host_t *h, swit__sub *sub, uint32_t w,
@@ -89,7 +99,7 @@ static void route_chunk(swit_host_t *h, swit__sub *sub,
     items[i] = (swit__item){.msg = d[i].msg, .token = d[i].token,
                             .sub = sub, .reject = d[i].reject,
                             .attempt = 1, .recv_us = now32};
-    target[i] = nw == 1 ? 0 : pick_worker(sub, d[i].msg, nw, &rr);
+    target[i] = nw == 1 ? 0 : pick_worker(h, sub, d[i].msg, nw, &rr);
   }
   if (nw == 1) {
     push_run(h, sub, 0, items, n);

@@ -167,6 +167,8 @@ typedef struct swit__worker {
   lua_State *_Atomic next_L;  /* prebuilt by a reload, taken at the swap */
   lua_State *_Atomic old_L;   /* left by the swap for the reload to close */
   swit__item *items;          /* the batch, parallel to ffi.msgs */
+  swit__item *items_spare;    /* [batch]: stop's scratch (abandon) */
+  int abandoned;              /* left behind by a stop (still running) */
   swit__arena_chunk *arena;   /* set_header / reason copies, reset per batch */
   swit__retry_heap retries;
   swit_settle *settles;       /* settle run buffer [batch] */
@@ -181,6 +183,8 @@ typedef struct swit__worker {
   _Atomic uint32_t busy_sub;        /* first message's subscription */
   _Atomic(const char *) busy_script;/* the script of its handler, or NULL
                                        (C handler); host-lived string */
+  _Atomic int busy_kind;            /* SWIT__BUSY_*: what busy_since times */
+  atomic_int stuck;                 /* past handler_timeout (watchdog.c) */
   void *icpt_ws[SWIT__ICPT_MAX];    /* each interceptor's worker state */
   unsigned char *carry;       /* [batch][SWIT__CARRY_MAX] (intercept.c) */
   uint8_t *carried;           /* [batch]: slot i continues a kept message */
@@ -206,6 +210,9 @@ typedef struct swit__runner {
   const char *(*script_of)(const struct swit__worker *w, uint32_t sub);
   /* The worker is being freed: close its states. */
   void (*worker_free)(struct swit__worker *w);
+  /* Any thread: make the worker's running Lua call fail at its next
+   * interpreted instruction (it ran past lua.limits.handler_timeout). */
+  void (*interrupt)(struct swit__worker *w);
 } swit__runner;
 
 /* ---------------------------------------------------------------------
@@ -265,7 +272,21 @@ struct swit_host_s {
   swit__icpt_chain icpt;      /* C middleware (intercept.h) */
   struct swit__obs *obs;      /* admin server, metrics (obs/obs.h) */
   struct swit__tracer *tracer;/* tracing (obs/trace.h); NULL when off */
+  struct swit__watchdog *watchdog; /* watchdog.c */
+  size_t abandoned;           /* workers a stop left running (never freed) */
+  atomic_int stop_requested;  /* os.exit() from a script (lua_state.c) */
+  atomic_int stop_code;       /* the code it gave */
 };
+
+/* What a worker's busy_since_us times. */
+enum { SWIT__BUSY_BATCH = 0, SWIT__BUSY_ON_START, SWIT__BUSY_TIMER };
+
+/* watchdog.c: one thread per host while the workers run. A worker busy
+ * past lua.limits.handler_timeout is marked stuck (the dispatcher gives
+ * it no unordered work), logged once, and interrupted through the runner
+ * on every tick until it is free again. */
+int swit__watchdog_start(struct swit_host_s *h, char *err, size_t errlen);
+void swit__watchdog_stop(struct swit_host_s *h);
 
 /* A result only the host sets: give the message back to the broker
  * unhandled (its subscription was removed by a reload). */
@@ -300,7 +321,12 @@ uint32_t swit__queue_depth(swit__queue *q);
 int swit__workers_create(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_init_queues(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
-void swit__workers_stop(struct swit_host_s *h);
+/* Close every queue and join each worker by deadline_ms (monotonic); one
+ * still running then is interrupted and, SWIT__STOP_GRACE_MS later, left
+ * behind (its queue given back). Returns how many were left behind: the
+ * host must then not be freed (a thread still runs in it). */
+#define SWIT__STOP_GRACE_MS 1000
+size_t swit__workers_stop(struct swit_host_s *h, int64_t deadline_ms);
 void swit__workers_free(struct swit_host_s *h);
 char *swit__arena_dup(swit__worker *w, const char *s, size_t len);
 void *swit__arena_alloc(swit__worker *w, size_t size);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/host_int.h"
 #include "core/msg_int.h"
@@ -212,11 +213,30 @@ static size_t take_due_retries(swit__worker *w, int64_t now, size_t max)
   return n;
 }
 
+/* busy_since_us and busy_kind tell /healthz and the watchdog what this
+ * worker runs; a batch sets them in swit__worker_run_handlers. */
+static void busy(swit__worker *w, int kind)
+{
+  atomic_store_explicit(&w->busy_sub, 0, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_script, NULL, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_kind, kind, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_since_us, (int64_t)swit__now_us(),
+                        memory_order_release);
+}
+
+static void idle(swit__worker *w)
+{
+  atomic_store_explicit(&w->busy_since_us, 0, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_kind, SWIT__BUSY_BATCH, memory_order_relaxed);
+}
+
 static void run_timers(swit__worker *w, int64_t now)
 {
   if (w->id != 0 || !w->L || w->next_timer_ms < 0 || now < w->next_timer_ms)
     return;
+  busy(w, SWIT__BUSY_TIMER);
   w->next_timer_ms = w->host->runner->timers(w, now);
+  idle(w);
 }
 
 static void run_on_start(swit__worker *w)
@@ -225,8 +245,11 @@ static void run_on_start(swit__worker *w)
   int ok = 1;
 
   if (w->L) {
+    busy(w, SWIT__BUSY_ON_START);
     ok = h->runner->on_start(w) == 0;
+    busy(w, SWIT__BUSY_TIMER);
     w->next_timer_ms = h->runner->timers(w, swit__now_ms());
+    idle(w);
   }
   atomic_store(&h->last_activity_ms, swit__now_ms());
   atomic_store(&h->on_start_done, ok ? 1 : -1);
@@ -281,9 +304,11 @@ static int worker_init(swit_host_t *h, swit__worker *w, uint32_t id)
   w->items = calloc(h->batch_size, sizeof *w->items);
   w->ffi.msgs = calloc(h->batch_size, sizeof *w->ffi.msgs);
   w->settles = calloc(h->batch_size, sizeof *w->settles);
+  w->items_spare = calloc(h->batch_size, sizeof *w->items_spare);
   if (swit__icpt_worker_init(w) != 0) return SWIT_E_NOMEM;
   if (swit__txn_worker_init(w) != 0) return SWIT_E_NOMEM;
-  return w->items && w->ffi.msgs && w->settles ? 0 : SWIT_E_NOMEM;
+  return w->items && w->ffi.msgs && w->settles && w->items_spare
+         ? 0 : SWIT_E_NOMEM;
 }
 
 int swit__workers_create(swit_host_t *h, char *err, size_t errlen)
@@ -322,9 +347,12 @@ int swit__workers_init_queues(swit_host_t *h, char *err, size_t errlen)
 
 int swit__workers_start(swit_host_t *h, char *err, size_t errlen)
 {
+  int rc = swit__watchdog_start(h, err, errlen);
+
+  if (rc) return rc;
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
     if (rc != 0) {
       snprintf(err, errlen, "cannot start worker thread %zu: %s", i,
                strerror(rc));
@@ -335,18 +363,69 @@ int swit__workers_start(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
-/* Close every queue and join: each worker finishes its batch, requeues
- * what is left (queue and retries) and exits. */
-void swit__workers_stop(swit_host_t *h)
+/* pthread_timedjoin_np waits on CLOCK_REALTIME: `ms` from now on it. */
+static int join_within(pthread_t t, int64_t ms)
 {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ms < 0) ms = 0;
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+  return pthread_timedjoin_np(t, NULL, &ts);
+}
+
+/* A worker that did not finish: interrupted, then (still stuck after the
+ * grace) left behind. What waits in its queue is given back; its batch
+ * and retries stay with the stuck thread and are counted. */
+static size_t abandon(swit_host_t *h, swit__worker *w)
+{
+  swit_settle s;
+  size_t n, given = 0;
+
+  while ((n = swit__queue_take_all(&w->q, w->items_spare, h->batch_size))) {
+    for (size_t i = 0; i < n; i++) {
+      s = (swit_settle){w->items_spare[i].token, SWIT_SETTLE_REQUEUE};
+      h->ops->settle(h->broker, w->items_spare[i].sub->handle, &s, 1);
+      atomic_fetch_sub(&w->items_spare[i].sub->inflight, 1);
+      atomic_fetch_sub(&h->inflight, 1);
+    }
+    given += n;
+  }
+  w->abandoned = 1;
+  swit__log(&h->log, SWIT_LOG_ERROR, "stop: worker %u is still in %s after "
+            "the shutdown deadline and %d ms more: left behind; %zu queued "
+            "message(s) given back, its batch of %u and %zu waiting retries "
+            "are not settled (a broker redelivers them, the memory broker "
+            "loses them)", w->id,
+            atomic_load(&w->busy_kind) == SWIT__BUSY_ON_START ? "on_start"
+            : atomic_load(&w->busy_kind) == SWIT__BUSY_TIMER ? "a timer"
+            : "a handler", SWIT__STOP_GRACE_MS, given, w->ffi.n,
+            w->retries.n);
+  return 1;
+}
+
+size_t swit__workers_stop(swit_host_t *h, int64_t deadline_ms)
+{
+  size_t left = 0;
+
   for (size_t i = 0; i < h->nworkers; i++)
     if (h->workers[i].q.ring) swit__queue_close(&h->workers[i].q);
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     if (!w->thread_started) continue;
-    pthread_join(w->thread, NULL);
+    if (join_within(w->thread, deadline_ms - swit__now_ms()) != 0) {
+      if (h->runner && h->runner->interrupt) h->runner->interrupt(w);
+      if (join_within(w->thread, SWIT__STOP_GRACE_MS) != 0) {
+        left += abandon(h, w);
+        continue;
+      }
+    }
     w->thread_started = 0;
   }
+  swit__watchdog_stop(h);
+  return left;
 }
 
 void swit__workers_free(swit_host_t *h)
@@ -365,6 +444,7 @@ void swit__workers_free(swit_host_t *h)
     free(w->items);
     free(w->ffi.msgs);
     free(w->settles);
+    free(w->items_spare);
     free(w->dlq_headers);
     swit__icpt_worker_free(w);
     swit__txn_worker_free(w);

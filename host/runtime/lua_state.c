@@ -128,12 +128,54 @@ static int install_loader(lua_State *L, const swit__codeset *code, int capture,
   return call(L, 2, 0, err, errlen);
 }
 
+/* os.exit() in a script: never ends the process mid-stream. While the
+ * host runs, it asks for a graceful stop (swit_host_stop_requested) and
+ * fails the calling handler, timer or on_start; while loading, it is an
+ * error like any other (the code is refused). */
+static int os_exit(lua_State *L)
+{
+  swit_host_t *h;
+  int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1)
+                                 : (int)luaL_optinteger(L, 1, 0);
+
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.host");
+  h = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!h || !swit__current_worker || swit__current_worker->L != L)
+    return luaL_error(L, "os.exit() while loading the scripts: refused");
+  if (!atomic_exchange(&h->stop_requested, 1)) {
+    atomic_store(&h->stop_code, code);
+    swit__log(&h->log, SWIT_LOG_WARN, "[worker %u] a script called "
+              "os.exit(%d): the host stops gracefully", swit__current_worker->id,
+              code);
+  }
+  return luaL_error(L, "os.exit(%d): the host is stopping", code);
+}
+
+/* The config of the host a state belongs to, for its guards. */
+static const swit_config *state_cfg(lua_State *L)
+{
+  const swit_config *c;
+
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.cfg");
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return c;
+}
+
 static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
                  int capture, char *err, size_t errlen)
 {
   int rc;
 
-  luaL_openlibs(L);
+  lua_pushlightuserdata(L, (void *)h->cfg);
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.cfg");
+  lua_pushlightuserdata(L, h);
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, os_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
   lua_pushcfunction(L, on_error);                   /* stack index 1 */
   if ((rc = preload_modules(L, err, errlen))) return rc;
   set_package_path(L, h->cfg);
@@ -172,8 +214,15 @@ lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w,
     snprintf(err, errlen, "cannot create a Lua state (out of memory)");
     return NULL;
   }
+  swit__guard_frame g;
+  int rc;
+
   swit__current_worker = w;
-  if (setup(L, h, code, capture, err, errlen) != 0) {
+  luaL_openlibs(L);     /* before the guard: opening `jit` turns the JIT on */
+  swit__guard_enter(&g, L, SWIT__GUARD_LOAD, h->cfg);
+  rc = setup(L, h, code, capture, err, errlen);
+  swit__guard_leave(&g);
+  if (rc != 0) {
     lua_close(L);
     L = NULL;
   }
@@ -348,18 +397,49 @@ static int call_checked(lua_State *L, const char *fn, int nargs, char *err,
 
 int swit__lua_on_load(lua_State *L, char *err, size_t errlen)
 {
-  return call_checked(L, "_on_load", 0, err, errlen);
+  swit__guard_frame g;
+  int rc;
+
+  swit__guard_enter(&g, L, SWIT__GUARD_LOAD, state_cfg(L));
+  rc = call_checked(L, "_on_load", 0, err, errlen);
+  swit__guard_leave(&g);
+  return rc;
 }
 
-/* swit.export() of `from` -> bytes -> swit.import() of `to`. */
+static int export_state(lua_State *from, char *err, size_t errlen)
+{
+  swit__guard_frame g;
+  int rc;
+
+  swit__guard_enter(&g, from, SWIT__GUARD_LOAD, state_cfg(from));
+  push_fn(from, "_export");
+  rc = call(from, 0, 1, err, errlen);
+  swit__guard_leave(&g);
+  return rc;
+}
+
+static int import_state(lua_State *to, char *err, size_t errlen)
+{
+  swit__guard_frame g;
+  int rc;
+
+  swit__guard_enter(&g, to, SWIT__GUARD_LOAD, state_cfg(to));
+  push_fn(to, "_import");
+  lua_insert(to, -2);
+  rc = call(to, 1, 0, err, errlen);
+  swit__guard_leave(&g);
+  return rc;
+}
+
+/* swit.export() of `from` -> bytes -> swit.import() of `to`, each bounded
+ * by lua.limits.load_timeout. */
 int swit__lua_handover(lua_State *from, lua_State *to, char *err,
                        size_t errlen)
 {
   swit__buf buf = {0};
   int rc;
 
-  push_fn(from, "_export");
-  if ((rc = call(from, 0, 1, err, errlen))) return rc;
+  if ((rc = export_state(from, err, errlen))) return rc;
   if (lua_isnil(from, -1)) {
     lua_pop(from, 1);
     return 0;
@@ -372,9 +452,7 @@ int swit__lua_handover(lua_State *from, lua_State *to, char *err,
   }
   free(buf.data);
   if (rc) return rc;
-  push_fn(to, "_import");
-  lua_insert(to, -2);
-  return call(to, 1, 0, err, errlen);
+  return import_state(to, err, errlen);
 }
 
 /* One lua_pcall for the batch; a Lua error marks the message at the
@@ -384,7 +462,9 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
 {
   lua_State *L = w->L;
   uint32_t from = 0;
+  swit__guard_frame g;
 
+  swit__guard_enter(&g, L, SWIT__GUARD_HANDLER, w->host->cfg);
   while (from < n) {
     size_t len;
     const char *msg;
@@ -393,20 +473,34 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->dispatch_ref);
     lua_pushinteger(L, from);
     lua_pushinteger(L, n);
-    if (lua_pcall(L, 2, 0, 1) == 0) return 0;
+    if (lua_pcall(L, 2, 0, 1) == 0) break;
     msg = lua_tolstring(L, -1, &len);
     at = w->ffi.cursor;
-    swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RES_RETRY, msg, len);
+    if (atomic_load(&w->host->stop_requested))  /* os.exit(): keep it */
+      w->ffi.msgs[at].result = SWIT__RES_GIVE_BACK;
+    else
+      swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RES_RETRY, msg, len);
     lua_pop(L, 1);
     from = at + 1;
+    if (swit__guard_expired(&g)) {  /* stopped: the rest get a new bound */
+      swit__guard_rearm(&g);
+      atomic_store_explicit(&w->busy_since_us, (int64_t)swit__now_us(),
+                            memory_order_release);
+    }
   }
+  swit__guard_leave(&g);
   return 0;
 }
 
 int swit__lua_on_start(swit__worker *w)
 {
   char err[1024];
-  int rc = call_checked(w->L, "_on_start", 0, err, sizeof err);
+  swit__guard_frame g;
+  int rc;
+
+  swit__guard_enter(&g, w->L, SWIT__GUARD_ON_START, w->host->cfg);
+  rc = call_checked(w->L, "_on_start", 0, err, sizeof err);
+  swit__guard_leave(&g);
   if (rc) swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
   return rc;
 }
@@ -417,9 +511,15 @@ int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)
   char err[1024];
   int64_t next;
 
+  swit__guard_frame g;
+  int rc;
+
+  swit__guard_enter(&g, L, SWIT__GUARD_TIMER, w->host->cfg);
   push_fn(L, "_timers");
   lua_pushnumber(L, (lua_Number)now_ms);
-  if (call(L, 1, 1, err, sizeof err) != 0) {
+  rc = call(L, 1, 1, err, sizeof err);
+  swit__guard_leave(&g);
+  if (rc != 0) {
     swit__log(&w->host->log, SWIT_LOG_ERROR, "timers: %s", err);
     return -1;
   }
@@ -446,7 +546,13 @@ static void worker_free(swit__worker *w)
   swit__lua_close_state(atomic_exchange(&w->old_L, NULL));
 }
 
+static void interrupt(swit__worker *w)
+{
+  if (w->thread_started) swit__guard_interrupt(w->thread);
+}
+
 const swit__runner swit__lua_runner = {
+  .interrupt = interrupt,
   .dispatch = swit__lua_dispatch,
   .on_start = swit__lua_on_start,
   .timers = swit__lua_timers,

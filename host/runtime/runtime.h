@@ -62,6 +62,36 @@ int swit__serialize(lua_State *L, int idx, swit__buf *out, char *err,
                     size_t errlen);
 int swit__deserialize(lua_State *L, const char *data, size_t len);
 
+/* ---------------------------------------------------------------------
+ * Guards (guard.c): every call into Lua is bounded. A frame lives on the
+ * caller's stack between enter and leave; frames nest (a load inside a
+ * worker's reload). SWIT__GUARD_LOAD: JIT off and a count hook against
+ * lua.limits.load_timeout; the others: no cost until the watchdog calls
+ * swit__guard_interrupt on the thread past lua.limits.handler_timeout. */
+#include <pthread.h>
+#include <signal.h>
+
+#define SWIT__GUARD_SIGNAL (SIGRTMIN + 3)  /* docs/embedding.md */
+enum { SWIT__GUARD_LOAD, SWIT__GUARD_HANDLER, SWIT__GUARD_TIMER,
+       SWIT__GUARD_ON_START };
+
+typedef struct swit__guard_frame {
+  void *prev;
+  _Alignas(8) unsigned char opaque[48];
+} swit__guard_frame;
+
+/* Once per process: the signal handler (swit_host_new calls it). */
+void swit__guard_init(void);
+void swit__guard_enter(swit__guard_frame *f, lua_State *L, int kind,
+                       const swit_config *cfg);
+/* After a guarded pcall returned an error: a fresh deadline for the rest
+ * of the call, the interrupting hook removed. */
+void swit__guard_rearm(swit__guard_frame *f);
+int swit__guard_expired(const swit__guard_frame *f);
+void swit__guard_leave(swit__guard_frame *f);
+/* Interrupt the Lua code `thread` runs under a guard (any thread). */
+int swit__guard_interrupt(pthread_t thread);
+
 /* The runner the workers call (lua_state.c). */
 extern const swit__runner swit__lua_runner;
 

@@ -188,10 +188,20 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
 int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms);
 
 /* Stop: stop intake, drain in-flight messages (up to `deadline_ms`; <0 =
- * server.shutdown_timeout from the config),
+ * server.shutdown_timeout from the config), give back what is left,
  * flush publishers, unsubscribe, disconnect. Idempotent; thread-safe;
- * must not be called from a handler. After it returns no handler runs. */
+ * must not be called from a handler. Returns 0 once no handler runs any
+ * more. A worker still inside Lua at the deadline is interrupted and,
+ * one second later, left behind: then SWIT_E_TIMEDOUT, and the host must
+ * not be freed (swit_host_free leaves it allocated; the process should
+ * exit). Bound: deadline + 1 s + the publishers' flush (at most 5 s). */
 int swit_host_stop(swit_host_t *h, int deadline_ms);
+
+/* 1 when a script asked the host to stop (os.exit() in a handler, timer
+ * or on_start: swit logs it and makes that call fail instead of ending
+ * the process), with the code it gave in *exit_code (may be NULL); else
+ * 0. The embedder then calls swit_host_stop. Any thread. */
+int swit_host_stop_requested(const swit_host_t *h, int *exit_code);
 
 /* Stops the host if running and frees it. Accepts NULL. */
 void swit_host_free(swit_host_t *h);
