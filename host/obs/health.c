@@ -69,7 +69,13 @@ static int stuck_workers(swit_host_t *h, char *out, size_t len)
         since != atomic_load(&st->busy_since_us))  /* a new batch began */
       continue;
     n++;
-    if (o < len)
+    if (o < len && atomic_load(&st->busy_kind) != SWIT__BUSY_BATCH)
+      o += (size_t)snprintf(out + o, len - o, "%sworker %zu has been in %s "
+                            "for %.1f s", n > 1 ? "; " : "", i,
+                            atomic_load(&st->busy_kind) == SWIT__BUSY_ON_START
+                            ? "on_start" : "a swit.every timer",
+                            (double)((int64_t)now - since) / 1e6);
+    else if (o < len)
       o += (size_t)snprintf(out + o, len - o, "%sworker %zu has been in a "
                             "handler for %.1f s (topic '%s', %s%s)", n > 1 ?
                             "; " : "", i, (double)((int64_t)now - since) / 1e6,

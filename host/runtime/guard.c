@@ -75,8 +75,9 @@ static void timeout_hook(lua_State *L, lua_Debug *ar)
     if (!g->load) lua_sethook(L, NULL, 0, 0);   /* an early signal */
     return;
   }
-  /* the hook stays until the guarded call returns: a pcall in the
-   * script cannot swallow the error and go on */
+  /* from now on every instruction raises, until the guarded call
+   * returns: a pcall in the script cannot swallow the error and go on */
+  lua_sethook(L, timeout_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   where(L, at, sizeof at);
   lua_pushfstring(L, "%s%s took longer than %s (%d ms) and was stopped", at,
                   g->what, g->key, (int)g->limit_ms);
