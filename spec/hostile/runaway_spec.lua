@@ -99,6 +99,33 @@ describe("runaway Lua #hostile", function()
     end)
   end)
 
+  describe("on reload", function()
+    it("rejects new code that never finishes loading; the running code keeps serving", function()
+      local p = start(config(), { ["h.lua"] = [[
+local swit = require "swit"
+swit.on("t", function(msg) print("v1 " .. msg:payload()) end)
+swit.every(50, function() swit.publish("t", "tick") end)
+]] })
+      t.wait_for(p, "out", "v1 tick", 10)
+      t.save(p, "h.lua", 'local swit = require "swit"\n' ..
+             'swit.on("t", function(msg) print("v2") end)\nwhile true do end\n')
+      t.signal(p, "HUP")
+      local err = t.wait_for(p, "err", "rejected", 10)
+      assert.matches("h%.lua:3: loading the scripts took longer than " ..
+                     "lua.limits.load_timeout", err)
+      local before = #(t.read(p.dir .. "/out") or "")
+      for _ = 1, 500 do                        -- v1 still runs afterwards
+        if #(t.read(p.dir .. "/out") or "") > before then break end
+        os.execute("sleep 0.01")
+      end
+      t.signal(p, "TERM")
+      local code, out = finish(p, 20)
+      assert.equal(0, code)
+      assert.is_nil(out:find("v2", 1, true))
+      assert.truthy(#out > before)
+    end)
+  end)
+
   describe("in a handler", function()
     it("interrupts interpreted code past handler_timeout and dead-letters the message", function()
       local code, out, err = t.run_scripts(config(), { ["h.lua"] =
