@@ -1,5 +1,6 @@
 /*
- * log.c - the host's log lines on stderr, and the monotonic clock.
+ * log.c - the host's log lines on stderr (or to the embedder's callback,
+ * swit_host_set_log), and the monotonic clock.
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
  * server.log.format: json one JSON object per line (time, level, and on
@@ -7,6 +8,8 @@
  * its trace when tracing is on, else its traceparent header's).
  * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
+ * With a callback the text alone (no time, level or JSON) goes to it,
+ * one call per line, on the thread that logs.
  */
 #include "base/log.h"
 
@@ -20,7 +23,9 @@
 #include "core/host_int.h"
 #include "core/msg_int.h"
 
-static const char *const level_names[] = {"debug", "info ", "warn ", "error"};
+#define LEVEL_NAME(name, value, text) [value] = text,
+static const char *const level_names[] = {SWIT_LOG_LEVEL_MAP(LEVEL_NAME)};
+#undef LEVEL_NAME
 
 /* ------------------------------------------------------------------ */
 /* JSON lines (server.log.format: json) */
@@ -66,7 +71,6 @@ static void json_context(char *line, size_t cap, size_t *n)
 
 static void vlog_json(int level, const char *fmt, va_list ap)
 {
-  static const char *const names[] = {"debug", "info", "warn", "error"};
   char line[4096], text[2048];
   struct timespec ts;
   struct tm tm;
@@ -77,7 +81,7 @@ static void vlog_json(int level, const char *fmt, va_list ap)
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof line, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
   n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ\",\"level\":"
-                        "\"%s\"", ts.tv_nsec / 1000000L, names[level]);
+                        "\"%s\"", ts.tv_nsec / 1000000L, level_names[level]);
   json_context(line, sizeof line, &n);
   w = vsnprintf(text, sizeof text, fmt, ap);
   if (w < 0) w = 0;
@@ -102,6 +106,13 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   if (level < SWIT_LOG_DEBUG) level = SWIT_LOG_DEBUG;
   if (level > SWIT_LOG_ERROR) level = SWIT_LOG_ERROR;
   if (lg && level < lg->level) return;
+  if (lg && lg->cb) {
+    w = vsnprintf(line, sizeof line, fmt, ap);
+    if (w < 0) w = 0;
+    if ((size_t)w >= sizeof line) w = sizeof line - 1;
+    lg->cb(lg->ud, level, line, (size_t)w);
+    return;
+  }
   if (lg && lg->format == SWIT_LOG_FMT_JSON) {
     vlog_json(level, fmt, ap);
     return;
@@ -109,7 +120,7 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s ",
+  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ",
                         ts.tv_nsec / 1000000L, level_names[level]);
   w = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
   if (w < 0) w = 0;

@@ -1,10 +1,11 @@
 /*
- * log.h - the host's log (stderr), the monotonic clock and the error
- * text helper every part of the host and every adapter uses.
+ * log.h - the host's log (stderr, or the embedder's swit_log_cb), the
+ * monotonic clock and the error text helper every part of the host and
+ * every adapter uses.
  *
  * One line per call, written with a single write so lines from different
- * threads never interleave. Safe from any thread. Handler output (print)
- * goes to stdout and never through here.
+ * threads never interleave; with a callback, one call per line. Safe from
+ * any thread. Handler output (print) goes to stdout and never through here.
  */
 #ifndef SWIT_LOG_H
 #define SWIT_LOG_H
@@ -13,9 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <swit/swit.h>
+
 typedef struct swit__logger {
   int level;       /* SWIT_LOG_*: lines below it are dropped */
   int format;      /* SWIT_LOG_FMT_TEXT or _JSON (server.log.format) */
+  swit_log_cb cb;  /* NULL: stderr; else every line goes to cb(ud, ...) */
+  void *ud;
 } swit__logger;
 
 void swit__log(const swit__logger *lg, int level, const char *fmt, ...)

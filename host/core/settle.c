@@ -51,8 +51,8 @@ static void run_add(swit__worker *w, settle_run *r, swit__sub *sub,
 static const char *result_name(int code)
 {
   switch (code) {
-  case SWIT_RES_RETRY: return "retry";
-  case SWIT_RES_REJECT: return "reject";
+  case SWIT_RETRY: return "retry";
+  case SWIT_REJECT: return "reject";
   default: return "fatal";
   }
 }
@@ -205,15 +205,15 @@ static void settle_failure(swit__worker *w, settle_run *run,
   const swit__trace_ctx *tc = w->tr                            /* tracing */
       ? swit__trace_slot(w, (uint32_t)(m - w->ffi.msgs)) : NULL;
 
-  if (m->result == SWIT_RES_RETRY && it->attempt < sub->max_attempts) {
+  if (m->result == SWIT_RETRY && it->attempt < sub->max_attempts) {
     schedule_retry(w, run, it, tc, reason, len);
     return;
   }
   swit__log(&w->host->log,
-            m->result == SWIT_RES_FATAL ? SWIT_LOG_ERROR : SWIT_LOG_WARN,
+            m->result == SWIT_FATAL ? SWIT_LOG_ERROR : SWIT_LOG_WARN,
             "[worker %u] %s: message of '%s' goes to '%s' after %u "
             "attempt(s): %.*s", w->id,
-            m->result == SWIT_RES_RETRY ? "retries exhausted"
+            m->result == SWIT_RETRY ? "retries exhausted"
                                         : result_name(m->result),
             sub->topic, sub->dead_letter, it->attempt, (int)len, reason);
   dead_letter_or_park(w, run, it, tc, reason, len);
@@ -230,7 +230,7 @@ void swit__settle_batch(swit__worker *w, size_t n)
     const swit_ffi_msg *m = &w->ffi.msgs[i];
     const swit__item *it = &w->items[i];
 
-    if (m->result == SWIT_RES_ACK)
+    if (m->result == SWIT_ACK)
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_ACK);
     else if (m->result == SWIT__RES_GIVE_BACK)
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_REQUEUE);

@@ -222,7 +222,7 @@ static size_t park_held(swit__worker *w, size_t n)
 
 static int handler_failed(const swit_ffi_msg *m)
 {
-  return m->result != SWIT_RES_ACK && m->result != SWIT__RES_GIVE_BACK &&
+  return m->result != SWIT_ACK && m->result != SWIT__RES_GIVE_BACK &&
          !(m->flags & SWIT_MSG_F_REJECTED);
 }
 
@@ -237,7 +237,7 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
         ? swit__trace_slot(w, (uint32_t)i) : NULL;
     int rc;
 
-    if (m->result == SWIT_RES_ACK || m->result == SWIT__RES_GIVE_BACK)
+    if (m->result == SWIT_ACK || m->result == SWIT__RES_GIVE_BACK)
       continue;
     swit__log(&w->host->log, SWIT_LOG_WARN, "[worker %u] message of '%s' "
               "goes to '%s' in a transaction after %u attempt(s): %.*s",
@@ -246,7 +246,7 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
     rc = swit__settle_dead_letter(w, it, tc, m->reason ? m->reason : "",
                                   m->reason_len, err, errlen);
     if (rc) return rc;
-    m->result = SWIT_RES_ACK;
+    m->result = SWIT_ACK;
     if (w->host->obs->metrics_on) {                            /* metrics */
       swit__sub_stats *st = swit__stats_sub(w, it->sub->id);
       if (st) swit__ctr_add(&st->dead_lettered, 1);
@@ -267,7 +267,7 @@ static int commit(swit__worker *w, size_t n, char *err, size_t errlen)
     return rc;
   }
   for (size_t i = 0; i < n; i++)
-    if (w->ffi.msgs[i].result == SWIT_RES_ACK)
+    if (w->ffi.msgs[i].result == SWIT_ACK)
       w->txn.msgs[k++] = (swit_txn_msg){w->items[i].sub->handle,
                                         w->items[i].token};
   return h->ops->txn_end(h->broker, w->id, w->txn.msgs, k, 1, err, errlen);
@@ -353,8 +353,8 @@ static size_t sort_out(swit__worker *w, size_t n, const char *why)
       if (why) retry_later(w, it, m->reason ? m->reason : "rejected",
                            m->reason ? m->reason_len : 8, RL_DEAD_LETTER);
       else w->items[k++] = *it;
-    } else if (why || m->result != SWIT_RES_ACK) {
-      if ((why || m->result == SWIT_RES_RETRY) &&
+    } else if (why || m->result != SWIT_ACK) {
+      if ((why || m->result == SWIT_RETRY) &&
           it->attempt < it->sub->max_attempts) {
         retry_later(w, it, reason, len, RL_HANDLER);
       } else {                          /* dead-lettered in the next pass */

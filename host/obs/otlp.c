@@ -213,10 +213,10 @@ static void attr_str(swit__buf *b, const char *key, const char *v, size_t len,
 static const char *result_name(int r)
 {
   switch (r) {
-  case SWIT_RES_ACK: return "ack";
-  case SWIT_RES_RETRY: return "retry";
-  case SWIT_RES_REJECT: return "reject";
-  case SWIT_RES_FATAL: return "fatal";
+  case SWIT_ACK: return "ack";
+  case SWIT_RETRY: return "retry";
+  case SWIT_REJECT: return "reject";
+  case SWIT_FATAL: return "fatal";
   default: return "given_back";
   }
 }
@@ -256,7 +256,7 @@ static void span_json(swit_host_t *h, const swit__span_rec *s, swit__buf *b)
                    "{\"intValue\":\"%" PRIu32 "\"}}", s->attempt, s->worker);
   attr_str(b, "swit.result", result_name(s->result),
            strlen(result_name(s->result)), 0);
-  if (s->result == SWIT_RES_ACK) {
+  if (s->result == SWIT_ACK) {
     LIT(b, "],\"status\":{\"code\":1}}");
   } else {
     LIT(b, "],\"status\":{\"code\":2,\"message\":");

@@ -4,9 +4,14 @@
  * A state gets the standard libraries, the swit modules compiled into the
  * binary (package.preload), lua.package_path, a line-atomic print, and
  * then runs the scripts of a code generation (codeset.c) in config
- * order, requiring modules through the generation's loader. The host enters Lua
- * through the Lua C API only: one lua_pcall per batch (swit._dispatch),
- * plus on_start and timer calls on worker 0.
+ * order, requiring modules through the generation's loader. Before any
+ * script, it runs lua/swit/core.lua with the FFI cdef and the table of
+ * exports (swit__ffi_api, a lightuserdata: no symbol lookup, no
+ * -rdynamic), then lua/swit/init.lua, whose second result, the host's
+ * entry points, is kept in the registry ("swit.host"), away from the
+ * public swit table. The host enters Lua through the Lua C API only: one
+ * lua_pcall per batch (dispatch), plus on_start and timer calls on
+ * worker 0.
  *
  * States are created on the thread that starts the host, with the worker
  * set as the calling thread's current worker so that the swit module
@@ -22,6 +27,7 @@
 
 #include "core/host_int.h"
 #include "core/msg_int.h"
+#include "ffi_int.h"
 
 /* Error handler kept at stack index 1 of every state: turns any error
  * value into a string (Lua errors already carry "file:line:"). */
@@ -128,6 +134,36 @@ static int install_loader(lua_State *L, const swit__codeset *code, int capture,
   return call(L, 2, 0, err, errlen);
 }
 
+/* Runs package.preload[name] with the nargs values on the stack as its
+ * arguments (instead of require's module name): its first result becomes
+ * package.loaded[name], the preload entry goes (the module cannot be run
+ * again without them), and the other nres - 1 results stay on the stack. */
+static int load_internal(lua_State *L, const char *name, int nargs, int nres,
+                         char *err, size_t errlen)
+{
+  int rc;
+
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, name);
+  lua_pushnil(L);
+  lua_setfield(L, -3, name);
+  lua_replace(L, -2);               /* args..., package, chunk */
+  lua_insert(L, -2 - nargs);        /* chunk, args..., package */
+  lua_insert(L, -2 - nargs);        /* package, chunk, args... */
+  if ((rc = call(L, nargs, nres, err, errlen))) {
+    lua_pop(L, 1);
+    return rc;
+  }
+  lua_getfield(L, -nres - 1, "loaded");
+  lua_pushvalue(L, -nres - 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  lua_remove(L, -nres);             /* the first result, now in loaded */
+  lua_remove(L, -nres);             /* package: the other results stay */
+  return 0;
+}
+
 static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
                  int capture, char *err, size_t errlen)
 {
@@ -144,10 +180,12 @@ static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
   }
   lua_setglobal(L, "print");
   if ((rc = install_loader(L, code, capture, err, errlen))) return rc;
-  lua_getglobal(L, "require");
+  lua_pushstring(L, swit__ffi_cdef);
+  lua_pushlightuserdata(L, (void *)&swit__ffi_api);
+  if ((rc = load_internal(L, "swit.core", 2, 1, err, errlen))) return rc;
   lua_pushstring(L, "swit");
-  if ((rc = call(L, 1, 1, err, errlen))) return rc;
-  lua_setfield(L, LUA_REGISTRYINDEX, "swit.module");
+  if ((rc = load_internal(L, "swit", 1, 2, err, errlen))) return rc;
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
   for (size_t i = 0; i < code->nscripts; i++) {
     const swit__chunk *c = &code->scripts[i];
     char chunkname[1024];
@@ -189,9 +227,10 @@ void swit__lua_close_state(lua_State *L)
 /* ------------------------------------------------------------------ */
 /* Calling into the swit module */
 
+/* An entry point of the swit module (the table it keeps for the host). */
 static void push_fn(lua_State *L, const char *name)
 {
-  lua_getfield(L, LUA_REGISTRYINDEX, "swit.module");
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.host");
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
 }
@@ -239,7 +278,7 @@ int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
 
   *defs = NULL;
   *n = 0;
-  push_fn(L, "_finalize");
+  push_fn(L, "finalize");
   if ((rc = call(L, 0, 1, err, errlen))) return rc;
   *n = lua_objlen(L, -1);
   *defs = calloc(*n ? *n : 1, sizeof **defs);
@@ -311,7 +350,7 @@ const char *swit__lua_script_of(const swit__worker *w, uint32_t sub)
 void swit__lua_adopt(swit__worker *w, lua_State *L)
 {
   w->L = L;
-  push_fn(L, "_dispatch");
+  push_fn(L, "dispatch");
   w->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, LUA_REGISTRYINDEX, "swit.scripts");
   w->scripts = lua_touserdata(L, -1);
@@ -322,7 +361,7 @@ int swit__lua_bind(swit_host_t *h, lua_State *L, const swit__subdef *defs,
                    const uint32_t *ids, size_t n, char *err, size_t errlen)
 {
   keep_scripts(h, L, defs, ids, n);
-  push_fn(L, "_bind");
+  push_fn(L, "bind");
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushinteger(L, ids[i]);
@@ -348,7 +387,7 @@ static int call_checked(lua_State *L, const char *fn, int nargs, char *err,
 
 int swit__lua_on_load(lua_State *L, char *err, size_t errlen)
 {
-  return call_checked(L, "_on_load", 0, err, errlen);
+  return call_checked(L, "on_load", 0, err, errlen);
 }
 
 /* swit.export() of `from` -> bytes -> swit.import() of `to`. */
@@ -358,7 +397,7 @@ int swit__lua_handover(lua_State *from, lua_State *to, char *err,
   swit__buf buf = {0};
   int rc;
 
-  push_fn(from, "_export");
+  push_fn(from, "export");
   if ((rc = call(from, 0, 1, err, errlen))) return rc;
   if (lua_isnil(from, -1)) {
     lua_pop(from, 1);
@@ -372,7 +411,7 @@ int swit__lua_handover(lua_State *from, lua_State *to, char *err,
   }
   free(buf.data);
   if (rc) return rc;
-  push_fn(to, "_import");
+  push_fn(to, "import");
   lua_insert(to, -2);
   return call(to, 1, 0, err, errlen);
 }
@@ -396,7 +435,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     if (lua_pcall(L, 2, 0, 1) == 0) return 0;
     msg = lua_tolstring(L, -1, &len);
     at = w->ffi.cursor;
-    swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RES_RETRY, msg, len);
+    swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RETRY, msg, len);
     lua_pop(L, 1);
     from = at + 1;
   }
@@ -406,7 +445,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
 int swit__lua_on_start(swit__worker *w)
 {
   char err[1024];
-  int rc = call_checked(w->L, "_on_start", 0, err, sizeof err);
+  int rc = call_checked(w->L, "on_start", 0, err, sizeof err);
   if (rc) swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
   return rc;
 }
@@ -417,7 +456,7 @@ int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)
   char err[1024];
   int64_t next;
 
-  push_fn(L, "_timers");
+  push_fn(L, "timers");
   lua_pushnumber(L, (lua_Number)now_ms);
   if (call(L, 1, 1, err, sizeof err) != 0) {
     swit__log(&w->host->log, SWIT_LOG_ERROR, "timers: %s", err);
