@@ -87,8 +87,11 @@ typedef struct swit_ffi_worker {
 enum {
   SWIT_METRIC_COUNTER = 0,
   SWIT_METRIC_GAUGE = 1,
-  SWIT_METRIC_HISTOGRAM = 2
+  SWIT_METRIC_HISTOGRAM = 2,
+  SWIT_METRIC_MAX_BUCKETS = 16  /* bounds of one histogram, at most */
 };
+
+enum { SWIT_TRACE_ID_HEX = 32 };  /* msg_trace_id: hex digits, then NUL */
 
 /* --- the exports --------------------------------------------------- */
 
@@ -128,8 +131,8 @@ typedef struct swit_ffi_api {
                  size_t payload_len, const swit_header *headers,
                  uint32_t nheaders, char *err, size_t errlen);
 
-  /* The message's W3C trace id as 32 lowercase hex characters and a NUL
-   * in out[33]: the trace it continues or starts when tracing is on, else
+  /* The message's W3C trace id as SWIT_TRACE_ID_HEX lowercase hex
+   * characters and a NUL in out[SWIT_TRACE_ID_HEX + 1]: the trace it continues or starts when tracing is on, else
    * the one of its traceparent header. 0, or SWIT_E_NOTFOUND (none). */
   int (*msg_trace_id)(swit_ffi_worker *w, const swit_ffi_msg *m, char *out);
 
@@ -146,7 +149,8 @@ typedef struct swit_ffi_api {
    * [a-zA-Z_:][a-zA-Z0-9_:]*, not starting with swit_), SWIT_E_EXISTS
    * (name registered with another type), SWIT_E_FULL, SWIT_E_NOMEM. In a
    * state with no host (swit check) returns 0 and updates do nothing.
-   * `bounds`: nb upper bounds, ascending (histograms, nb <= 16). */
+   * `bounds`: nb upper bounds, ascending (histograms,
+   * nb <= SWIT_METRIC_MAX_BUCKETS). */
   int (*metric_register)(swit_ffi_worker *w, int type, const char *name,
                          size_t name_len, const char *help, size_t help_len,
                          const char *labels, size_t labels_len,

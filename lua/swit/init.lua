@@ -89,11 +89,12 @@ function Msg.headers(m)
   return t
 end
 
-local tid_out = ffi.new("char[33]")
+local TID_HEX = C.SWIT_TRACE_ID_HEX
+local tid_out = ffi.new("char[?]", TID_HEX + 1)
 
 function Msg.trace_id(m)
   if api.msg_trace_id(W, m, tid_out) ~= 0 then return nil end
-  return ffi.string(tid_out, 32)
+  return ffi.string(tid_out, TID_HEX)
 end
 
 function Msg.set_header(m, name, value)
@@ -273,7 +274,8 @@ function swit.publish(topic, payload, opts)
     end
   end
   local rc = api.publish(W, topic, #topic, key, key and #key or 0,
-                         payload, #payload, hdrs, nh, errbuf, 256)
+                         payload, #payload, hdrs, nh, errbuf,
+                         ffi.sizeof(errbuf))
   if rc ~= 0 then return nil, ffi.string(errbuf) end
   return true
 end

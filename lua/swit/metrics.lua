@@ -137,8 +137,9 @@ local function define(kind, name, help, labelnames, buckets)
                            Family)
   if kind == C.SWIT_METRIC_HISTOGRAM then
     buckets = buckets or DEFAULT_BUCKETS
-    if #buckets < 1 or #buckets > 16 then
-      error("swit.metrics: a histogram needs 1 to 16 buckets", 3)
+    if #buckets < 1 or #buckets > C.SWIT_METRIC_MAX_BUCKETS then
+      error(("swit.metrics: a histogram needs 1 to %d buckets")
+            :format(C.SWIT_METRIC_MAX_BUCKETS), 3)
     end
     for i = 2, #buckets do
       if buckets[i] <= buckets[i - 1] then
