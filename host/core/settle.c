@@ -48,13 +48,15 @@ static void run_add(swit__worker *w, settle_run *r, swit__sub *sub,
   w->settles[r->n++] = (swit_settle){token, action};
 }
 
+/* "retry", "reject", "fatal": the text of SWIT_RESULT_MAP (swit.h). */
 static const char *result_name(int code)
 {
   switch (code) {
-  case SWIT_RETRY: return "retry";
-  case SWIT_REJECT: return "reject";
-  default: return "fatal";
+#define RESULT_CASE(name, value, text) case name: return text;
+  SWIT_RESULT_MAP(RESULT_CASE)
+#undef RESULT_CASE
   }
+  return "fatal";
 }
 
 /* ------------------------------------------------------------------ */

@@ -210,15 +210,15 @@ static void attr_str(swit__buf *b, const char *key, const char *v, size_t len,
   LIT(b, "}}");
 }
 
+/* The text of SWIT_RESULT_MAP (swit.h), or given_back (requeued). */
 static const char *result_name(int r)
 {
   switch (r) {
-  case SWIT_ACK: return "ack";
-  case SWIT_RETRY: return "retry";
-  case SWIT_REJECT: return "reject";
-  case SWIT_FATAL: return "fatal";
-  default: return "given_back";
+#define RESULT_CASE(name, value, text) case name: return text;
+  SWIT_RESULT_MAP(RESULT_CASE)
+#undef RESULT_CASE
   }
+  return "given_back";
 }
 
 static void span_json(swit_host_t *h, const swit__span_rec *s, swit__buf *b)
