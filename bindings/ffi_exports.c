@@ -12,6 +12,7 @@
 #include "ffi_int.h"
 #include "core/host_int.h"
 #include "core/msg_int.h"
+#include "obs/obs.h"
 
 /* A worker with no host, for states that only load scripts (swit check). */
 static swit__worker placeholder;
@@ -90,9 +91,11 @@ static int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
   return swit__trace_id_hex(w->host ? w : NULL, m, out);
 }
 
+/* Handler start/end of a message an interceptor flagged for timing. */
 static void swit_ffi_span_mark(swit_ffi_worker *fw, uint32_t i, int end)
 {
-  swit__trace_mark((swit__worker *)fw, i, end);
+  swit__worker *w = (swit__worker *)fw;
+  if (w->host) swit__icpt_mark(w, i, end);
 }
 
 static void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,

@@ -6,13 +6,13 @@
  * owns the Lua state; never touch a lua_State.
  */
 #include "ffi_int.h"
-#include "core/host_int.h"
+#include "obs/obs.h"
 
 static double *slots(swit_ffi_worker *fw)
 {
   swit__worker *w = (swit__worker *)fw;
-  return w->host ? atomic_load_explicit(&w->st.umet, memory_order_acquire)
-                 : NULL;
+  swit__wstats *st = w->host ? swit__wstats_of(w) : NULL;
+  return st ? atomic_load_explicit(&st->umet, memory_order_acquire) : NULL;
 }
 
 static void add(double *d, double v)

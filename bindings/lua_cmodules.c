@@ -6,7 +6,7 @@
  */
 #include <stddef.h>
 
-#include "core/host_int.h"
+#include "runtime/runtime.h"
 #include "lua_json.h"
 
 const swit__lua_cmodule swit__lua_cmodules[] = {

@@ -30,7 +30,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "core/host_int.h"
+#include "api/api.h"
 #include "net/http.h"
 
 /* Constant-time in the token's content: every byte of the longer string

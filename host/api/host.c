@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/host_int.h"
+#include "api/api.h"
 
 static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
                                            "nats"};
@@ -79,17 +79,6 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
   }
 }
 
-const char *swit_strerror(int code)
-{
-  switch (code) {
-  case SWIT_OK: return "ok";
-#define SWIT__ERR_CASE(name, c, text) case name: return text;
-  SWIT_ERRNO_MAP(SWIT__ERR_CASE)
-#undef SWIT__ERR_CASE
-  }
-  return "unknown error";
-}
-
 /* ------------------------------------------------------------------ */
 /* Creation */
 
@@ -108,6 +97,8 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   }
   h->cfg = cfg;
   h->log.level = SWIT_LOG_INFO;
+  h->log.context = swit__trace_log_context;
+  h->runner = &swit__lua_runner;
   h->batch_size = (uint32_t)cfg->lua.batch_size;
   pthread_mutex_init(&h->lock, NULL);
   pthread_mutex_init(&h->reload_lock, NULL);
@@ -115,6 +106,10 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_cond_init(&h->swap_cv, NULL);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
+  /* the interceptors, outermost first: metrics sees every message and
+   * publish as the chain's result; tracing wraps the handlers */
+  if ((rc = swit__metrics_register(h))) goto fail;
+  if ((rc = swit__trace_register(h))) goto fail;
   h->ops = swit__broker_find(type);
   if (!h->ops) {
     snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 
-#include "core/host_int.h"
+#include "api/api.h"
 #include "net/http.h"
 
 int swit__obs_new(swit_host_t *h, char *err, size_t errlen)

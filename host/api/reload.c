@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/host_int.h"
+#include "api/api.h"
 
 static void sleep_ms(long ms)
 {

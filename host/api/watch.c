@@ -20,7 +20,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "core/host_int.h"
+#include "api/api.h"
 
 struct swit__watch {
   swit_host_t *h;

@@ -3,9 +3,8 @@
  * swit_host_set_log), and the monotonic clock.
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
- * server.log.format: json one JSON object per line (time, level, and on
- * a worker thread worker, topic and trace_id of the message it handles:
- * its trace when tracing is on, else its traceparent header's).
+ * server.log.format: json one JSON object per line (time, level, the
+ * thread's context from the logger's `context` function, msg).
  * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
  * With a callback the text alone (no time, level or JSON) goes to it,
@@ -19,9 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "swit_ffi.h"
-#include "core/host_int.h"
-#include "core/msg_int.h"
+#include "swit/swit.h"  /* swit_strerror, SWIT_LOG_* */
 
 #define LEVEL_NAME(name, value, text) [value] = text,
 static const char *const level_names[] = {SWIT_LOG_LEVEL_MAP(LEVEL_NAME)};
@@ -30,7 +27,7 @@ static const char *const level_names[] = {SWIT_LOG_LEVEL_MAP(LEVEL_NAME)};
 /* ------------------------------------------------------------------ */
 /* JSON lines (server.log.format: json) */
 
-static size_t json_str(char *out, size_t cap, const char *s, size_t len)
+size_t swit__json_escape(char *out, size_t cap, const char *s, size_t len)
 {
   size_t o = 0;
   for (size_t i = 0; i < len && o + 7 < cap; i++) {
@@ -47,29 +44,8 @@ static size_t json_str(char *out, size_t cap, const char *s, size_t len)
   return o;
 }
 
-/* The calling worker's current message (inside a batch), for the worker,
- * topic and trace_id fields. */
-static void json_context(char *line, size_t cap, size_t *n)
-{
-  swit__worker *w = swit__current_worker;
-  const swit_ffi_msg *m;
-  char tid[33];
-
-  if (!w || !w->host) return;
-  *n += (size_t)snprintf(line + *n, cap - *n, ",\"worker\":%u", w->id);
-  if (!atomic_load_explicit(&w->st.busy_since_us, memory_order_relaxed) ||
-      w->ffi.cursor >= w->ffi.n || *n + 64 >= cap)
-    return;
-  m = &w->ffi.msgs[w->ffi.cursor];
-  memcpy(line + *n, ",\"topic\":\"", 10);
-  *n += 10;
-  *n += json_str(line + *n, cap - *n - 8, m->v.topic, m->v.topic_len);
-  line[(*n)++] = '"';
-  if (*n + 64 < cap && swit__trace_id_hex(w, m, tid) == 0)   /* trace.c */
-    *n += (size_t)snprintf(line + *n, cap - *n, ",\"trace_id\":\"%s\"", tid);
-}
-
-static void vlog_json(int level, const char *fmt, va_list ap)
+static void vlog_json(const swit__logger *lg, int level, const char *fmt,
+                      va_list ap)
 {
   char line[4096], text[2048];
   struct timespec ts;
@@ -82,13 +58,13 @@ static void vlog_json(int level, const char *fmt, va_list ap)
   n = strftime(line, sizeof line, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
   n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ\",\"level\":"
                         "\"%s\"", ts.tv_nsec / 1000000L, level_names[level]);
-  json_context(line, sizeof line, &n);
+  if (lg->context) n += lg->context(line + n, sizeof line - n - 2048);
   w = vsnprintf(text, sizeof text, fmt, ap);
   if (w < 0) w = 0;
   if ((size_t)w >= sizeof text) w = sizeof text - 1;
   memcpy(line + n, ",\"msg\":\"", 8);
   n += 8;
-  n += json_str(line + n, sizeof line - n - 4, text, (size_t)w);
+  n += swit__json_escape(line + n, sizeof line - n - 4, text, (size_t)w);
   memcpy(line + n, "\"}\n", 3);
   n += 3;
   if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
@@ -114,7 +90,7 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
     return;
   }
   if (lg && lg->format == SWIT_LOG_FMT_JSON) {
-    vlog_json(level, fmt, ap);
+    vlog_json(lg, level, fmt, ap);
     return;
   }
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -158,6 +134,17 @@ int64_t swit__now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+const char *swit_strerror(int code)
+{
+  switch (code) {
+  case SWIT_OK: return "ok";
+#define SWIT__ERR_CASE(name, c, text) case name: return text;
+  SWIT_ERRNO_MAP(SWIT__ERR_CASE)
+#undef SWIT__ERR_CASE
+  }
+  return "unknown error";
+}
+
 int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
 {
   if (buf && len) {
@@ -167,4 +154,11 @@ int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
     va_end(ap);
   }
   return code;
+}
+
+uint64_t swit__now_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

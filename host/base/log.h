@@ -16,11 +16,18 @@
 
 #include <swit/swit.h>
 
+enum { SWIT_LOG_FMT_TEXT, SWIT_LOG_FMT_JSON }; /* server.log.format */
+
 typedef struct swit__logger {
   int level;       /* SWIT_LOG_*: lines below it are dropped */
   int format;      /* SWIT_LOG_FMT_TEXT or _JSON (server.log.format) */
   swit_log_cb cb;  /* NULL: stderr; else every line goes to cb(ud, ...) */
   void *ud;
+  /* JSON lines: append the calling thread's context as JSON members
+   * (",\"worker\":1,..."), at most cap bytes; returns the bytes written.
+   * Set by the layer that knows what a thread is doing (obs/); NULL:
+   * none. */
+  size_t (*context)(char *out, size_t cap);
 } swit__logger;
 
 void swit__log(const swit__logger *lg, int level, const char *fmt, ...)
@@ -39,7 +46,12 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
 #endif
     ;
 
+/* s[0..len) as the inside of a JSON string, into out (stops early rather
+ * than overflow cap - 7); the bytes written. */
+size_t swit__json_escape(char *out, size_t cap, const char *s, size_t len);
+
 int64_t swit__now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
+uint64_t swit__now_us(void); /* CLOCK_MONOTONIC, microseconds */
 
 /* Format an error into buf (when buf and len are set) and return code:
  *   return swit__fail(err, errlen, SWIT_E_CONFIG, "bad '%s'", name); */

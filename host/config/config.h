@@ -15,6 +15,7 @@
 #ifndef SWIT_CONFIG_H
 #define SWIT_CONFIG_H
 
+#include "base/log.h" /* SWIT_LOG_FMT_* */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -104,7 +105,6 @@ typedef struct swit_cfg_reconnect {
   int64_t max_attempts;     /* 0: retry forever */
 } swit_cfg_reconnect;
 
-enum { SWIT_LOG_FMT_TEXT, SWIT_LOG_FMT_JSON };
 
 enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
        SWIT_BROKER_NATS };

@@ -46,7 +46,7 @@ void swit__sub_reconcile_pause(swit__sub *sub)
     else
       h->ops->resume(h->broker, sub->handle);
     sub->adapter_paused = want;
-    if (want) atomic_fetch_add(&sub->pauses, 1);     /* metrics */
+    if (want) atomic_fetch_add(&sub->pauses, 1);  /* read by /metrics */
     swit__log(&h->log, SWIT_LOG_DEBUG, "%s '%s' (group %s): worker queues %s",
               want ? "paused" : "resumed", sub->topic, sub->group,
               want ? "full" : "drained");
@@ -83,7 +83,7 @@ static void route_chunk(swit_host_t *h, swit__sub *sub,
   uint8_t done[SINK_CHUNK];
   uint32_t nw = (uint32_t)h->nworkers;
   uint32_t rr = atomic_fetch_add(&sub->rr, (unsigned)n);
-  uint32_t now32 = h->obs->metrics_on ? (uint32_t)swit__now_us() : 0;
+  uint32_t now32 = h->icpt.recv_time ? (uint32_t)swit__now_us() : 0;
 
   for (size_t i = 0; i < n; i++) {
     items[i] = (swit__item){.msg = d[i].msg, .token = d[i].token,

@@ -19,37 +19,16 @@
 #include "core/broker.h"
 #include "config/config.h"
 #include "base/log.h"
-#include "obs/metrics.h"
-#include "obs/trace.h"
+#include "core/intercept.h"
 
 typedef struct lua_State lua_State;
+struct swit__codeset;
+struct swit__buf;
 
 /* Subscription ids are stable for the life of a host (never reused), so a
  * reload can add and remove handlers without renumbering: at most this
  * many distinct subscriptions per host. */
 #define SWIT__MAX_SUBS 1024
-
-/* ---------------------------------------------------------------------
- * Code generations (codeset.c, generation.c, reload.c) */
-
-typedef struct swit__chunk {
-  char *name;   /* module name; NULL for a script */
-  char *path;   /* file it was read from (the chunk name) */
-  char *src;
-  size_t len;
-} swit__chunk;
-
-typedef struct swit__codeset {
-  swit__chunk *scripts;
-  size_t nscripts;
-  swit__chunk *modules; /* required while loading; served from memory */
-  size_t nmodules;
-} swit__codeset;
-
-typedef struct swit__buf {
-  char *data;
-  size_t len, cap;
-} swit__buf;
 
 /* A registration as read from Lua (defaults not yet applied). */
 typedef struct swit__subdef {
@@ -129,7 +108,7 @@ typedef struct swit__retry {
   int64_t due_ms;
   swit__item item;
   char *dlq_reason;  /* set when only the dead-letter publish is pending */
-  swit__trace_ctx trace;  /* tracing: the attempt's context (trace.h) */
+  unsigned char carry[SWIT__CARRY_MAX]; /* the interceptors' (intercept.h) */
 } swit__retry;
 
 typedef struct swit__retry_heap {
@@ -195,12 +174,39 @@ typedef struct swit__worker {
   size_t dlq_headers_cap;
   uint64_t rng;
   int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
-  swit__wstats st;            /* metrics, summed at scrape (metrics.h) */
   uint64_t handler_us;        /* this batch: its handler time / messages
                                  whose handler ran */
-  swit__wtrace *tr;           /* tracing (trace.h); NULL when off */
+  /* what the batch runs now, for /healthz (health.c) and log lines */
+  _Atomic int64_t busy_since_us;    /* batch start, 0 when idle */
+  _Atomic uint32_t busy_sub;        /* first message's subscription */
+  _Atomic(const char *) busy_script;/* the script of its handler, or NULL
+                                       (C handler); host-lived string */
+  void *icpt_ws[SWIT__ICPT_MAX];    /* each interceptor's worker state */
+  unsigned char *carry;       /* [batch][SWIT__CARRY_MAX] (intercept.c) */
+  uint8_t *carried;           /* [batch]: slot i continues a kept message */
   swit__wtxn txn;             /* exactly_once subscriptions (txn.c) */
 } swit__worker;
+
+/* ---------------------------------------------------------------------
+ * The handler runtime (runtime/: Lua), as the workers see it. The layer
+ * above sets h->runner before the workers start; the core calls through
+ * it and includes nothing of the runtime. Every call is on the worker's
+ * own thread. */
+typedef struct swit__runner {
+  /* Run the handlers of the n messages of w->ffi.msgs that are for the
+   * runtime (one call per batch); results go into the messages. */
+  int (*dispatch)(struct swit__worker *w, uint32_t n);
+  /* Worker 0, once before the first batch: on_start functions; 0 or -1. */
+  int (*on_start)(struct swit__worker *w);
+  /* Worker 0: run due timers; the next due time (monotonic ms) or -1. */
+  int64_t (*timers)(struct swit__worker *w, int64_t now_ms);
+  /* Between two batches: take a newer code generation if one waits. */
+  void (*swap)(struct swit__worker *w);
+  /* The script whose handler serves subscription `sub`, or NULL. */
+  const char *(*script_of)(const struct swit__worker *w, uint32_t sub);
+  /* The worker is being freed: close its states. */
+  void (*worker_free)(struct swit__worker *w);
+} swit__runner;
 
 /* ---------------------------------------------------------------------
  * The host */
@@ -247,16 +253,18 @@ struct swit_host_s {
   pthread_mutex_t lock;       /* start/stop */
 
   /* code generations (reload.c) */
-  swit__codeset *code;        /* current generation's code, NULL: no Lua */
-  swit__codeset *prev_code;   /* the previous good generation (rollback) */
+  struct swit__codeset *code;        /* current generation's code, NULL: no Lua */
+  struct swit__codeset *prev_code;   /* the previous good generation (rollback) */
   atomic_uint generation;     /* 1 at start, +1 per accepted reload */
   pthread_mutex_t reload_lock;/* one reload at a time; others queue */
   pthread_mutex_t swap_lock;  /* with swap_cv: workers report swaps */
   pthread_cond_t swap_cv;
   atomic_uint reloads_ok, reloads_failed;
   struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
-  struct swit__obs *obs;      /* admin server, metrics (obs.h) */
-  swit__tracer *tracer;       /* tracing (trace.h); NULL when off */
+  const struct swit__runner *runner; /* the handler runtime (Lua) */
+  swit__icpt_chain icpt;      /* C middleware (intercept.h) */
+  struct swit__obs *obs;      /* admin server, metrics (obs/obs.h) */
+  struct swit__tracer *tracer;/* tracing (obs/trace.h); NULL when off */
 };
 
 /* A result only the host sets: give the message back to the broker
@@ -304,9 +312,10 @@ void swit__worker_run_handlers(swit__worker *w, size_t n);
 void swit__settle_batch(swit__worker *w, size_t n);
 void swit__settle_retry_due(swit__worker *w, swit__retry *r);
 void swit__settle_requeue_all(swit__worker *w);
-/* Publish the dead-letter copy of it (with confirm); 0 or an SWIT_E_*. */
+/* Publish the dead-letter copy of it (with confirm); 0 or an SWIT_E_*.
+ * `carry`: what the interceptors kept with the message, or NULL. */
 int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
-                             const swit__trace_ctx *tc, const char *reason,
+                             const unsigned char *carry, const char *reason,
                              size_t reason_len, char *err, size_t errlen);
 /* Settle one message at once (ack or requeue). */
 void swit__settle_one(swit__worker *w, const swit__item *it, int action);
@@ -330,47 +339,9 @@ int swit__publish(struct swit_host_s *h, const swit_msg_view *m,
                   int timeout_ms, uint64_t *confirm, char *err, size_t errlen);
 /* A dead letter: timeout 0, confirm awaited, and `mandatory` (a copy no
  * queue would keep fails with SWIT_E_BROKER instead of being confirmed). */
-int swit__publish_dead_letter(struct swit_host_s *h, const swit_msg_view *m,
-                              uint64_t *confirm, char *err, size_t errlen);
-
-/* lua_state.c */
-lua_State *swit__lua_new_state(struct swit_host_s *h, swit__worker *w,
-                               const swit__codeset *code, int capture,
-                               char *err, size_t errlen);
-int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
-                            char *err, size_t errlen);
-int swit__lua_capture(lua_State *L, swit__codeset *code);
-/* Bind registration i's handler to subscription ids[i], and keep in the
- * state which script registered each (swit__lua_adopt). */
-int swit__lua_bind(struct swit_host_s *h, lua_State *L,
-                   const swit__subdef *defs, const uint32_t *ids, size_t n,
-                   char *err, size_t errlen);
-int swit__lua_on_load(lua_State *L, char *err, size_t errlen);
-int swit__lua_handover(lua_State *from, lua_State *to, char *err,
-                       size_t errlen);
-int swit__lua_dispatch(swit__worker *w, uint32_t n);
-int swit__lua_on_start(swit__worker *w);
-int64_t swit__lua_timers(swit__worker *w, int64_t now_ms);
-void swit__lua_close(swit__worker *w);
-/* Make L the worker's state (its thread, or before it starts): its
- * dispatch function and the scripts of its handlers. */
-void swit__lua_adopt(swit__worker *w, lua_State *L);
-/* The script whose handler serves subscription `sub` in the worker's
- * state, or NULL (a C handler, no Lua). Worker thread. */
-const char *swit__lua_script_of(const swit__worker *w, uint32_t sub);
-void swit__lua_close_state(lua_State *L);
-
-/* serialize.c: a Lua value as bytes, between states */
-int swit__serialize(lua_State *L, int idx, swit__buf *out, char *err,
-                    size_t errlen);
-int swit__deserialize(lua_State *L, const char *data, size_t len);
-
-/* codeset.c */
-int swit__codeset_read(const swit_config *cfg, swit__codeset **out,
-                       char *err, size_t errlen);
-int swit__codeset_add_module(swit__codeset *cs, const char *name,
-                             const char *path, const char *src, size_t len);
-void swit__codeset_free(swit__codeset *cs);
+int swit__publish_dead_letter(swit__worker *w, const swit_msg_view *m,
+                              const unsigned char *carry, uint64_t *confirm,
+                              char *err, size_t errlen);
 
 /* subs.c: the subscription table */
 int swit__subs_init(struct swit_host_s *h);
@@ -395,38 +366,6 @@ int swit__subs_subscribe(struct swit_host_s *h, swit__sub *s, char *err,
                          size_t errlen);
 void swit__subs_unsubscribe(struct swit_host_s *h, swit__sub *s);
 
-/* generation.c: validating and building a generation's states */
-int swit__generation_validate(struct swit_host_s *h, swit__codeset *code,
-                              swit__subdef **defs, size_t *n, char *err,
-                              size_t errlen);
-int swit__generation_build(struct swit_host_s *h, swit__worker *w,
-                           const swit__codeset *code, lua_State **out,
-                           char *err, size_t errlen);
-void swit__generation_swap(swit__worker *w);
-int swit__generation_prebuild(struct swit_host_s *h, const swit__codeset *code,
-                              char *err, size_t errlen);
-void swit__generation_reap(struct swit_host_s *h);
-
-/* watch.c: lua.hot_reload.watch */
-int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);
-void swit__watch_stop(struct swit_host_s *h);
-
-/* The Lua modules compiled into the binary (generated by the build). */
-typedef struct swit__lua_module {
-  const char *name;        /* "swit" */
-  const char *chunkname;   /* "@swit/init.lua" */
-  const unsigned char *src;
-  size_t len;
-} swit__lua_module;
-extern const swit__lua_module swit__lua_modules[]; /* name == NULL ends */
-
-/* C modules for the Lua side (bindings/lua_cmodules.c). */
-typedef struct swit__lua_cmodule {
-  const char *name;             /* "swit.json" */
-  int (*open)(lua_State *L);    /* a lua_CFunction returning the module */
-} swit__lua_cmodule;
-extern const swit__lua_cmodule swit__lua_cmodules[]; /* name == NULL ends */
-
 /* conn.c */
 void swit__conn_env(struct swit_host_s *h, swit_broker_env *env);
 const char *swit__conn_state_name(int state);
@@ -434,6 +373,5 @@ const char *swit__conn_state_name(int state);
 /* brokers.c (generated list of compiled-in adapters) */
 const swit_broker_ops *swit__broker_find(const char *name);
 
-#include "obs/obs.h"
 
 #endif /* SWIT_HOST_INT_H */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/host_int.h"
+#include "core/msg_int.h"
 
 static void sleep_ms(int64_t ms)
 {
@@ -22,44 +23,68 @@ static void sleep_ms(int64_t ms)
   nanosleep(&ts, NULL);
 }
 
+/* The one path: the interceptors' publish hooks (in the chain's order,
+ * then the reverse), the connection check, the adapter. */
 static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
-                     const swit_publish_opts *o, uint64_t *confirm, char *err,
-                     size_t errlen)
+                     const swit_publish_opts *o, const swit__pub_info *pi,
+                     uint64_t *confirm, char *err, size_t errlen)
 {
-  int rc;
+  const swit__icpt_chain *c = &h->icpt;
+  uint64_t t0 = 0;
+  int rc = SWIT_E_INVAL;
 
-  if (h->tracer) m = swit__trace_inject(h, m, n);   /* tracing: traceparent */
-
+  if (c->any_publish) {
+    const swit_msg_view *v = swit__icpt_publish_before(h, m, n, pi, &rc, err,
+                                                       errlen);
+    if (!v) {
+      swit__icpt_publish_after(h, m, n, rc, 0);
+      return rc;
+    }
+    m = v;
+  }
   if (!atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
              (int)m->topic_len, m->topic);
-    if (h->obs->metrics_on)                                    /* metrics */
-      swit__stats_publish(h, m->topic, m->topic_len, n, SWIT_E_STATE, 0);
-    return SWIT_E_STATE;
-  }
-  if (h->obs->metrics_on) {                                   /* metrics */
-    uint64_t t0 = swit__now_us();
-    rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
-    swit__stats_publish(h, m->topic, m->topic_len, n, rc, swit__now_us() - t0);
+    rc = SWIT_E_STATE;
   } else {
+    if (c->time_publish) t0 = swit__now_us();
     rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
+    if (t0) t0 = swit__now_us() - t0;
+    if (rc == 0) atomic_store(&h->last_activity_ms, swit__now_ms());
   }
-  if (rc == 0) atomic_store(&h->last_activity_ms, swit__now_ms());
+  if (c->any_publish) swit__icpt_publish_after(h, m, n, rc, t0);
   return rc;
+}
+
+/* What the interceptors are told of a publish from this thread. */
+static swit__pub_info pub_info(swit_host_t *h)
+{
+  swit__worker *w = swit__current_worker;
+  swit__pub_info pi = {NULL, 0, 0, NULL};
+
+  if (w && w->host == h) {
+    pi.w = w;
+    pi.in_handler = atomic_load_explicit(&w->busy_since_us,
+                                         memory_order_relaxed) != 0;
+  }
+  return pi;
 }
 
 int swit__publish(swit_host_t *h, const swit_msg_view *m, int timeout_ms,
                   uint64_t *confirm, char *err, size_t errlen)
 {
   swit_publish_opts o = {.timeout_ms = timeout_ms};
-  return publish_n(h, m, 1, &o, confirm, err, errlen);
+  swit__pub_info pi = pub_info(h);
+  return publish_n(h, m, 1, &o, &pi, confirm, err, errlen);
 }
 
-int swit__publish_dead_letter(swit_host_t *h, const swit_msg_view *m,
-                              uint64_t *confirm, char *err, size_t errlen)
+int swit__publish_dead_letter(swit__worker *w, const swit_msg_view *m,
+                              const unsigned char *carry, uint64_t *confirm,
+                              char *err, size_t errlen)
 {
   swit_publish_opts o = {.timeout_ms = 0, .mandatory = 1};
-  return publish_n(h, m, 1, &o, confirm, err, errlen);
+  swit__pub_info pi = {w, 0, 1, carry};
+  return publish_n(w->host, m, 1, &o, &pi, confirm, err, errlen);
 }
 
 /* Publish with the default publisher's waiting and retry policy. */
@@ -68,11 +93,12 @@ static int publish_retrying(swit_host_t *h, const swit_msg_view *m, size_t n,
 {
   const swit_cfg_publisher *pc = swit__config_publisher(h->cfg, "default");
   int64_t delay = pc->retry_delay_ms;
+  swit__pub_info pi = pub_info(h);
   int rc;
 
   for (int64_t retry = 0;; retry++) {
     swit_publish_opts o = {.timeout_ms = (int)pc->timeout_ms};
-    rc = publish_n(h, m, n, &o, confirm, err, errlen);
+    rc = publish_n(h, m, n, &o, &pi, confirm, err, errlen);
     if ((rc != SWIT_E_FULL && rc != SWIT_E_BROKER) ||
         retry == pc->retry_attempts)
       break;

@@ -76,14 +76,13 @@ static int is_swit_header(const swit_header *h)
 /* The dead-letter copy: the original headers (less x-swit-* ones from an
  * earlier dead-lettering, which this one replaces), then ours. */
 int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
-                             const swit__trace_ctx *tc, const char *reason,
+                             const unsigned char *carry, const char *reason,
                              size_t reason_len, char *err, size_t errlen)
 {
   const swit_msg_view *o = it->msg;
   swit__sub *sub = it->sub;
   size_t need = o->nheaders + 5, n = 0;
-  char attempts[16], tp[56];
-  int traced = tc && tc->kind != SWIT__TR_NONE;
+  char attempts[16];
   uint64_t confirm;
   swit_msg_view v = *o;
   swit_header *hv;
@@ -96,15 +95,7 @@ int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
   }
   hv = w->dlq_headers;
   for (uint32_t i = 0; i < o->nheaders; i++)
-    if (!is_swit_header(&o->headers[i]) &&
-        !(traced && swit__trace_is_header(&o->headers[i])))
-      hv[n++] = o->headers[i];
-  if (traced) {                  /* tracing: a child of the failed attempt */
-    swit__trace_format(tc, tp);
-    hv[n++] = (swit_header){"traceparent", tp, 11, 55};
-    if (tc->state)
-      hv[n++] = (swit_header){"tracestate", tc->state, 10, tc->state_len};
-  }
+    if (!is_swit_header(&o->headers[i])) hv[n++] = o->headers[i];
   snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
   hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
   hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
@@ -114,7 +105,7 @@ int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
   v.topic_len = (uint32_t)strlen(sub->dead_letter);
   v.headers = hv;
   v.nheaders = (uint32_t)n;
-  return swit__publish_dead_letter(w->host, &v, &confirm, err, errlen);
+  return swit__publish_dead_letter(w, &v, carry, &confirm, err, errlen);
 }
 
 /* Errors that trying again later can cure. */
@@ -132,18 +123,16 @@ static int transient(int rc)
 
 static void dead_letter_or_park(swit__worker *w, settle_run *run,
                                 const swit__item *it,
-                                const swit__trace_ctx *tc, const char *reason,
+                                const unsigned char *carry, const char *reason,
                                 size_t reason_len)
 {
   int64_t delay = it->sub->scfg->retry_delay_ms;
   char err[256];
-  int rc = swit__settle_dead_letter(w, it, tc, reason, reason_len, err,
+  int rc = swit__settle_dead_letter(w, it, carry, reason, reason_len, err,
                                     sizeof err);
 
   if (rc == 0) {
-    swit__sub_stats *st = w->host->obs->metrics_on          /* metrics */
-                          ? swit__stats_sub(w, it->sub->id) : NULL;
-    if (st) swit__ctr_add(&st->dead_lettered, 1);
+    swit__icpt_settled(w, it, SWIT__OUT_DEAD);
     run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
     return;
   }
@@ -152,6 +141,7 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
               "of '%s': it cannot be dead-lettered to '%s': %s (its error "
               "was: %.*s)", w->id, it->sub->topic, it->sub->dead_letter, err,
               (int)reason_len, reason);
+    swit__icpt_settled(w, it, SWIT__OUT_DROPPED);
     run_add(w, run, it->sub, it->token, SWIT_SETTLE_ACK);
     return;
   }
@@ -163,7 +153,7 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
     .item = *it,
     .dlq_reason = strndup(reason, reason_len),
   };
-  if (tc) r.trace = *tc;                                       /* tracing */
+  if (carry) memcpy(r.carry, carry, sizeof r.carry);
   if (!r.dlq_reason || swit__retry_push(&w->retries, &r) != 0) {
     free(r.dlq_reason);
     swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] out of memory "
@@ -177,17 +167,14 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
 /* Failures */
 
 static void schedule_retry(swit__worker *w, settle_run *run,
-                           const swit__item *it, const swit__trace_ctx *tc,
+                           const swit__item *it, const unsigned char *carry,
                            const char *reason, size_t reason_len)
 {
   int64_t delay = swit__retry_backoff_ms(it->sub->scfg, it->attempt, &w->rng);
   swit__retry r = {.due_ms = swit__now_ms() + delay, .item = *it};
 
-  if (tc) r.trace = *tc;                                       /* tracing */
-  swit__sub_stats *st = w->host->obs->metrics_on            /* metrics */
-                        ? swit__stats_sub(w, it->sub->id) : NULL;
-
-  if (st) swit__ctr_add(&st->retried, 1);
+  if (carry) memcpy(r.carry, carry, sizeof r.carry);
+  swit__icpt_settled(w, it, SWIT__OUT_RETRY);
   r.item.attempt++;
   swit__log(&w->host->log, SWIT_LOG_WARN,
             "[worker %u] handler for '%s' failed (attempt %u of %u), "
@@ -204,11 +191,15 @@ static void settle_failure(swit__worker *w, settle_run *run,
   const char *reason = m->reason ? m->reason : result_name(m->result);
   size_t len = m->reason ? m->reason_len : strlen(reason);
   swit__sub *sub = it->sub;
-  const swit__trace_ctx *tc = w->tr                            /* tracing */
-      ? swit__trace_slot(w, (uint32_t)(m - w->ffi.msgs)) : NULL;
+  unsigned char carry[SWIT__CARRY_MAX];
+  const unsigned char *cp = NULL;
 
+  if (w->host->icpt.any_carry) {     /* what the interceptors keep */
+    swit__icpt_carry_save(w, (uint32_t)(m - w->ffi.msgs), carry);
+    cp = carry;
+  }
   if (m->result == SWIT_RETRY && it->attempt < sub->max_attempts) {
-    schedule_retry(w, run, it, tc, reason, len);
+    schedule_retry(w, run, it, cp, reason, len);
     return;
   }
   swit__log(&w->host->log,
@@ -218,7 +209,7 @@ static void settle_failure(swit__worker *w, settle_run *run,
             m->result == SWIT_RETRY ? "retries exhausted"
                                         : result_name(m->result),
             sub->topic, sub->dead_letter, it->attempt, (int)len, reason);
-  dead_letter_or_park(w, run, it, tc, reason, len);
+  dead_letter_or_park(w, run, it, cp, reason, len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -227,13 +218,16 @@ static void settle_failure(swit__worker *w, settle_run *run,
 void swit__settle_batch(swit__worker *w, size_t n)
 {
   settle_run run = {NULL, 0};
+  int acks = w->host->icpt.settled_acks;   /* interceptors that see acks */
 
   for (size_t i = 0; i < n; i++) {
     const swit_ffi_msg *m = &w->ffi.msgs[i];
     const swit__item *it = &w->items[i];
 
-    if (m->result == SWIT_ACK)
+    if (m->result == SWIT_ACK) {
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_ACK);
+      if (acks) swit__icpt_settled(w, it, SWIT__OUT_ACK);
+    }
     else if (m->result == SWIT__RES_GIVE_BACK)
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
     else
@@ -256,7 +250,7 @@ void swit__settle_retry_due(swit__worker *w, swit__retry *r)
 {
   settle_run run = {NULL, 0};
 
-  dead_letter_or_park(w, &run, &r->item, &r->trace, r->dlq_reason,
+  dead_letter_or_park(w, &run, &r->item, r->carry, r->dlq_reason,
                       strlen(r->dlq_reason));
   free(r->dlq_reason);
   r->dlq_reason = NULL;

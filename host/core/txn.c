@@ -69,8 +69,7 @@ size_t swit__txn_split(swit__worker *w, size_t *n)
     if (w->items[i].sub->exactly_once) {
       w->txn.stash[moved++] = w->items[i];
     } else {
-      if (w->tr && plain != i)      /* tracing: a retry's preset context */
-        w->tr->slots[plain] = w->tr->slots[i];
+      swit__icpt_carry_move(w, (uint32_t)i, (uint32_t)plain); /* retries' */
       w->items[plain++] = w->items[i];
     }
   }
@@ -233,8 +232,7 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
   for (size_t i = 0; i < n; i++) {
     swit_ffi_msg *m = &w->ffi.msgs[i];
     const swit__item *it = &w->items[i];
-    const swit__trace_ctx *tc = w->tr                          /* tracing */
-        ? swit__trace_slot(w, (uint32_t)i) : NULL;
+    unsigned char carry[SWIT__CARRY_MAX];
     int rc;
 
     if (m->result == SWIT_ACK || m->result == SWIT__RES_GIVE_BACK)
@@ -243,14 +241,12 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
               "goes to '%s' in a transaction after %u attempt(s): %.*s",
               w->id, it->sub->topic, it->sub->dead_letter, it->attempt,
               (int)m->reason_len, m->reason ? m->reason : "");
-    rc = swit__settle_dead_letter(w, it, tc, m->reason ? m->reason : "",
+    swit__icpt_carry_save(w, (uint32_t)i, carry);
+    rc = swit__settle_dead_letter(w, it, carry, m->reason ? m->reason : "",
                                   m->reason_len, err, errlen);
     if (rc) return rc;
     m->result = SWIT_ACK;
-    if (w->host->obs->metrics_on) {                            /* metrics */
-      swit__sub_stats *st = swit__stats_sub(w, it->sub->id);
-      if (st) swit__ctr_add(&st->dead_lettered, 1);
-    }
+    swit__icpt_settled(w, it, SWIT__OUT_DEAD);
   }
   return 0;
 }
@@ -295,10 +291,7 @@ static void retry_later(swit__worker *w, const swit__item *it,
     r.dlq_reason = strndup(reason, len);
   } else if (why == RL_HANDLER) {
     r.item.attempt++;
-    if (w->host->obs->metrics_on) {                            /* metrics */
-      swit__sub_stats *st = swit__stats_sub(w, it->sub->id);
-      if (st) swit__ctr_add(&st->retried, 1);
-    }
+    swit__icpt_settled(w, it, SWIT__OUT_RETRY);
   }
   swit__log(&w->host->log, why == RL_AGAIN ? SWIT_LOG_DEBUG : SWIT_LOG_WARN,
             "[worker %u] %s of '%s' failed (attempt %u of %u); transaction "
@@ -375,8 +368,8 @@ void swit__txn_run(swit__worker *w, size_t n)
   char err[256];
 
   memcpy(w->items, w->txn.stash, n * sizeof *w->items);
-  if (w->tr)   /* tracing: a retried message's span starts a new attempt */
-    for (size_t i = 0; i < n; i++) w->tr->slots[i].kind = SWIT__TR_NONE;
+  if (w->carried)   /* a retried message starts a new attempt here */
+    memset(w->carried, 0, n);
   n = park_held(w, n);
   while (n) {
     int rc = h->ops->txn_begin(h->broker, w->id, err, sizeof err);

@@ -117,13 +117,13 @@ static void run_c_handlers(swit__worker *w, size_t n)
   for (size_t i = 0; i < n; i++) {
     swit_ffi_msg *m = &w->ffi.msgs[i];
     swit__sub *sub = w->items[i].sub;
-    int r, traced = m->flags & SWIT_MSG_F_TRACED;
+    int r, timed = m->flags & SWIT_MSG_F_TRACED;
 
     if (!sub->ccb || (m->flags & SWIT_MSG_F_REJECTED)) continue;
     w->ffi.cursor = (uint32_t)i;          /* the message being handled */
-    if (traced) swit__trace_mark(w, (uint32_t)i, 0);           /* tracing */
+    if (timed) swit__icpt_mark(w, (uint32_t)i, 0);
     r = sub->ccb(m, sub->cud);
-    if (traced) swit__trace_mark(w, (uint32_t)i, 1);
+    if (timed) swit__icpt_mark(w, (uint32_t)i, 1);
     if (r < SWIT_ACK || r > SWIT_FATAL) {
       char why[80];
       snprintf(why, sizeof why, "C handler returned %d (not a SWIT_ACK.."
@@ -138,27 +138,27 @@ static void run_c_handlers(swit__worker *w, size_t n)
 void swit__worker_run_handlers(swit__worker *w, size_t n)
 {
   size_t nlua, nrun;
-  uint64_t t0 = swit__now_us(), t1;   /* health (busy) and metrics */
+  swit_host_t *h = w->host;
+  uint64_t t0 = swit__now_us(), t1;   /* health (busy) and handler time */
   uint32_t sid = w->items[0].sub->id;
 
   /* for /healthz: what the batch runs, published by busy_since_us */
-  atomic_store_explicit(&w->st.busy_sub, sid, memory_order_relaxed);
-  atomic_store_explicit(&w->st.busy_script, swit__lua_script_of(w, sid),
+  atomic_store_explicit(&w->busy_sub, sid, memory_order_relaxed);
+  atomic_store_explicit(&w->busy_script, h->runner->script_of(w, sid),
                         memory_order_relaxed);
-  atomic_store_explicit(&w->st.busy_since_us, (int64_t)t0,
+  atomic_store_explicit(&w->busy_since_us, (int64_t)t0,
                         memory_order_release);
   nrun = fill_batch(w, n, &nlua);
-  if (w->tr) swit__trace_batch_begin(w, n);                    /* tracing */
-  if (w->host->has_chandlers) run_c_handlers(w, n);
-  if (nlua) swit__lua_dispatch(w, (uint32_t)n);
-  if (w->tr) swit__trace_batch_end(w, n);                      /* tracing */
+  if (h->icpt.any_batch | h->icpt.any_msg) swit__icpt_batch_before(w, n);
+  if (h->has_chandlers) run_c_handlers(w, n);
+  if (nlua) h->runner->dispatch(w, (uint32_t)n);
   t1 = swit__now_us();
-  atomic_store_explicit(&w->st.busy_since_us, 0, memory_order_relaxed);
-  /* swit_handler_duration_seconds: the batch's handler time, shared
-   * evenly among the messages whose handler ran (two clock reads per
-   * batch, none per message; operations.md says what that measures) */
+  /* the batch's handler time, shared evenly among the messages whose
+   * handler ran (two clock reads per batch, none per message;
+   * operations.md says what swit_handler_duration_seconds measures) */
   w->handler_us = nrun ? (t1 - t0) / nrun : 0;
-  if (w->host->obs->metrics_on) swit__stats_batch(w, n, t1);
+  if (h->icpt.any_batch | h->icpt.any_msg) swit__icpt_batch_after(w, n, t1);
+  atomic_store_explicit(&w->busy_since_us, 0, memory_order_relaxed);
 }
 
 static void run_batch(swit__worker *w, size_t n)
@@ -205,7 +205,7 @@ static size_t take_due_retries(swit__worker *w, int64_t now, size_t max)
     } else if (r.dlq_reason) {
       swit__settle_retry_due(w, &r);
     } else {
-      if (w->tr) swit__trace_preset(w, (uint32_t)n, &r.trace); /* tracing */
+      swit__icpt_carry_load(w, (uint32_t)n, r.carry);
       w->items[n++] = r.item;
     }
   }
@@ -216,7 +216,7 @@ static void run_timers(swit__worker *w, int64_t now)
 {
   if (w->id != 0 || !w->L || w->next_timer_ms < 0 || now < w->next_timer_ms)
     return;
-  w->next_timer_ms = swit__lua_timers(w, now);
+  w->next_timer_ms = w->host->runner->timers(w, now);
 }
 
 static void run_on_start(swit__worker *w)
@@ -225,8 +225,8 @@ static void run_on_start(swit__worker *w)
   int ok = 1;
 
   if (w->L) {
-    ok = swit__lua_on_start(w) == 0;
-    w->next_timer_ms = swit__lua_timers(w, swit__now_ms());
+    ok = h->runner->on_start(w) == 0;
+    w->next_timer_ms = h->runner->timers(w, swit__now_ms());
   }
   atomic_store(&h->last_activity_ms, swit__now_ms());
   atomic_store(&h->on_start_done, ok ? 1 : -1);
@@ -244,8 +244,9 @@ static void *worker_main(void *arg)
     int64_t now = swit__now_ms();
     size_t nres = 0, n;
 
-    swit__generation_swap(w);
+    h->runner->swap(w);
     run_timers(w, now);
+    if (w->carried) memset(w->carried, 0, h->batch_size); /* fresh slots */
     n = swit__txn_take_ready(w, w->items, h->batch_size);  /* exactly_once */
     n += take_due_retries(w, now, h->batch_size - n);
     if (n < h->batch_size) {
@@ -260,6 +261,7 @@ static void *worker_main(void *arg)
       swit__sub_reconcile_pause(sub);
     }
     if (n) run_batch(w, n);
+    else arena_reset(w);        /* parked dead letters may have used it */
   }
   swit__settle_requeue_all(w);
   return NULL;
@@ -279,8 +281,7 @@ static int worker_init(swit_host_t *h, swit__worker *w, uint32_t id)
   w->items = calloc(h->batch_size, sizeof *w->items);
   w->ffi.msgs = calloc(h->batch_size, sizeof *w->ffi.msgs);
   w->settles = calloc(h->batch_size, sizeof *w->settles);
-  if (swit__stats_worker_init(w) != 0) return SWIT_E_NOMEM;   /* metrics */
-  if (swit__trace_worker_init(w) != 0) return SWIT_E_NOMEM;   /* tracing */
+  if (swit__icpt_worker_init(w) != 0) return SWIT_E_NOMEM;
   if (swit__txn_worker_init(w) != 0) return SWIT_E_NOMEM;
   return w->items && w->ffi.msgs && w->settles ? 0 : SWIT_E_NOMEM;
 }
@@ -353,9 +354,7 @@ void swit__workers_free(swit_host_t *h)
   if (!h->workers) return;
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
-    swit__lua_close(w);
-    swit__lua_close_state(atomic_exchange(&w->next_L, NULL));
-    swit__lua_close_state(atomic_exchange(&w->old_L, NULL));
+    if (h->runner) h->runner->worker_free(w);
     swit__queue_destroy(&w->q);
     swit__retry_free(&w->retries);
     while (w->arena) {
@@ -367,8 +366,7 @@ void swit__workers_free(swit_host_t *h)
     free(w->ffi.msgs);
     free(w->settles);
     free(w->dlq_headers);
-    swit__stats_worker_free(w);
-    swit__trace_worker_free(w);                                /* tracing */
+    swit__icpt_worker_free(w);
     swit__txn_worker_free(w);
   }
   free(h->workers);

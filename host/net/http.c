@@ -26,7 +26,7 @@
 #include <event2/http_struct.h>   /* the version of a malformed request */
 #include <event2/thread.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 #include "net/http.h"
 
 struct swit__http {

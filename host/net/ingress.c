@@ -28,7 +28,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 #include "net/http.h"
 
 #define MAX_HEADERS 64

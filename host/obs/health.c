@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 
 typedef struct checks {
   swit__buf *b;
@@ -55,7 +55,7 @@ static int stuck_workers(swit_host_t *h, char *out, size_t len)
 
   out[0] = '\0';
   for (size_t i = 0; i < h->nworkers; i++) {
-    swit__wstats *st = &h->workers[i].st;
+    swit__worker *st = &h->workers[i];
     int64_t since = atomic_load_explicit(&st->busy_since_us,
                                          memory_order_acquire);
     uint32_t sid = atomic_load_explicit(&st->busy_sub, memory_order_relaxed);
@@ -209,7 +209,7 @@ int swit__status_json(swit_host_t *h, swit__buf *b)
                    atomic_load(&h->reconnects), (long)atomic_load(&h->inflight));
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
-    int64_t since = atomic_load(&w->st.busy_since_us);
+    int64_t since = atomic_load(&w->busy_since_us);
     swit__buf_printf(b, "%s{\"id\":%zu,\"queue_depth\":%u,\"busy_ms\":%.1f}",
                      i ? "," : "", i, w->q.ring ? swit__queue_depth(&w->q) : 0,
                      since ? (double)((int64_t)now - since) / 1000.0 : 0.0);

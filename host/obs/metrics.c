@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 #include "core/msg_int.h"
 
 const uint64_t swit__lat_bounds_us[SWIT__HIST_N] = {
@@ -26,73 +26,6 @@ const uint64_t swit__lat_bounds_us[SWIT__HIST_N] = {
 const uint64_t swit__size_bounds[SWIT__HIST_N] = {
   1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536,
 };
-
-uint64_t swit__now_us(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* ------------------------------------------------------------------ */
-/* Text building */
-
-int swit__buf_add(swit__buf *b, const char *s, size_t len)
-{
-  if (b->cap - b->len < len + 1) {
-    size_t cap = b->cap ? b->cap : 4096;
-    char *d;
-    while (cap - b->len < len + 1) cap *= 2;
-    if (!(d = realloc(b->data, cap))) return SWIT_E_NOMEM;
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, s, len);
-  b->len += len;
-  b->data[b->len] = '\0';
-  return 0;
-}
-
-int swit__buf_printf(swit__buf *b, const char *fmt, ...)
-{
-  char small[512];
-  va_list ap;
-  int n;
-
-  va_start(ap, fmt);
-  n = vsnprintf(small, sizeof small, fmt, ap);
-  va_end(ap);
-  if (n < 0) return SWIT_E_INVAL;
-  if ((size_t)n < sizeof small) return swit__buf_add(b, small, (size_t)n);
-  {
-    char *big = malloc((size_t)n + 1);
-    int rc;
-    if (!big) return SWIT_E_NOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    rc = swit__buf_add(b, big, (size_t)n);
-    free(big);
-    return rc;
-  }
-}
-
-int swit__buf_json(swit__buf *b, const char *s, size_t len)
-{
-  int rc = swit__buf_add(b, "\"", 1);
-  for (size_t i = 0; rc == 0 && i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      rc = swit__buf_add(b, e, 2);
-    } else if (c < 0x20) {
-      rc = swit__buf_printf(b, "\\u%04x", c);
-    } else {
-      rc = swit__buf_add(b, (const char *)&s[i], 1);
-    }
-  }
-  return rc ? rc : swit__buf_add(b, "\"", 1);
-}
 
 /* A Prometheus label value: \ " and newline escaped. */
 static void label(swit__buf *b, const char *s)
@@ -108,10 +41,19 @@ static void label(swit__buf *b, const char *s)
 /* ------------------------------------------------------------------ */
 /* Counting: workers */
 
-int swit__stats_worker_init(swit__worker *w)
+static int worker_init(void *hs, swit__worker *w, void **ws)
 {
-  w->st.subs = calloc(SWIT__MAX_SUBS + 1, sizeof *w->st.subs);
-  return w->st.subs ? 0 : SWIT_E_NOMEM;
+  swit__wstats *st = calloc(1, sizeof *st);
+
+  (void)hs;
+  (void)w;
+  if (st) st->subs = calloc(SWIT__MAX_SUBS + 1, sizeof *st->subs);
+  if (!st || !st->subs) {
+    free(st);
+    return SWIT_E_NOMEM;
+  }
+  *ws = st;
+  return 0;
 }
 
 static void pub_stats_free(swit__pub_stats *p)
@@ -124,27 +66,36 @@ static void pub_stats_free(swit__pub_stats *p)
   }
 }
 
-void swit__stats_worker_free(swit__worker *w)
+static void worker_free(void *hs, swit__worker *w, void *ws)
 {
-  if (w->st.subs)
-    for (size_t i = 0; i <= SWIT__MAX_SUBS; i++) free(atomic_load(&w->st.subs[i]));
-  free(w->st.subs);
-  w->st.subs = NULL;
-  pub_stats_free(&w->st.pub);
-  free(atomic_load(&w->st.umet));
+  swit__wstats *st = ws;
+
+  (void)hs;
+  (void)w;
+  if (!st) return;
+  for (size_t i = 0; i <= SWIT__MAX_SUBS; i++) free(atomic_load(&st->subs[i]));
+  free(st->subs);
+  pub_stats_free(&st->pub);
+  free(atomic_load(&st->umet));
+  free(st);
+}
+
+swit__wstats *swit__wstats_of(const swit__worker *w)
+{
+  return swit__icpt_ws(w, w->host->obs->metrics_k);
 }
 
 /* First count of subscription `id` on this worker: its block. NULL when
  * out of memory (the count is lost, nothing else). */
-swit__sub_stats *swit__stats_sub_slow(swit__worker *w, uint32_t id)
+swit__sub_stats *swit__stats_sub_slow(swit__wstats *st, uint32_t id)
 {
   swit__sub_stats *s;
 
-  if (!w->st.subs || id > SWIT__MAX_SUBS) return NULL;
-  s = atomic_load_explicit(&w->st.subs[id], memory_order_relaxed);
+  if (id > SWIT__MAX_SUBS) return NULL;
+  s = atomic_load_explicit(&st->subs[id], memory_order_relaxed);
   if (s) return s;
   if (!(s = calloc(1, sizeof *s))) return NULL;
-  atomic_store_explicit(&w->st.subs[id], s, memory_order_release);
+  atomic_store_explicit(&st->subs[id], s, memory_order_release);
   return s;
 }
 
@@ -194,13 +145,18 @@ static swit__worker *current_worker_of(swit_host_t *h)
   return w && w->host == h ? w : NULL;
 }
 
-void swit__stats_publish(swit_host_t *h, const char *topic,
-                         uint32_t topic_len, size_t n, int rc, uint64_t us)
+/* The publish_after hook: workers count in their own block, other
+ * threads in the shared one. */
+static void publish_after(void *hs, const swit_msg_view *m, size_t n, int rc,
+                          uint64_t us)
 {
+  swit_host_t *h = hs;
   swit__worker *w = current_worker_of(h);
+  const char *topic = m->topic;
+  uint32_t topic_len = m->topic_len;
 
   if (w) {
-    pub_count(&w->st.pub, topic, topic_len, n, rc, us);
+    pub_count(&swit__wstats_of(w)->pub, topic, topic_len, n, rc, us);
     return;
   }
   pthread_mutex_lock(&h->obs->pub_lock);
@@ -304,8 +260,8 @@ static void sub_total(swit_host_t *h, uint32_t id, swit__sub_stats *acc)
 {
   memset(acc, 0, sizeof *acc);
   for (size_t i = 0; i < h->nworkers; i++) {
-    swit__wstats *st = &h->workers[i].st;
-    swit__sub_stats *s = st->subs ? atomic_load_explicit(
+    swit__wstats *st = swit__wstats_of(&h->workers[i]);
+    swit__sub_stats *s = st ? atomic_load_explicit(
         &st->subs[id], memory_order_acquire) : NULL;
     if (!s) continue;
     acc->consumed += swit__ctr_get(&s->consumed);
@@ -436,8 +392,10 @@ static void render_pubs(swit_host_t *h, render *r)
   pub_acc a = {0};
   swit__buf lbl = {0};
 
-  for (size_t i = 0; i < h->nworkers; i++)
-    pub_collect(&a, &h->workers[i].st.pub);
+  for (size_t i = 0; i < h->nworkers; i++) {
+    swit__wstats *st = swit__wstats_of(&h->workers[i]);
+    if (st) pub_collect(&a, &st->pub);
+  }
   pthread_mutex_lock(&h->obs->pub_lock);
   pub_collect(&a, &h->obs->pub);
   head(r, "swit_messages_published_total", "counter",
@@ -497,7 +455,8 @@ static void render_workers(swit_host_t *h, render *r)
     swit__worker *w = &h->workers[i];
     swit__buf_printf(r->b, "swit_queue_depth{worker=\"%zu\"} %u\n", i,
                      w->q.ring ? swit__queue_depth(&w->q) : 0);
-    hist_sum(&batch, &w->st.batch);
+    swit__wstats *st = swit__wstats_of(w);
+    if (st) hist_sum(&batch, &st->batch);
   }
   head(r, "swit_worker_batch_size", "histogram",
        "Messages per worker batch (one lua_pcall each)");
@@ -664,15 +623,18 @@ static void run_count_flush(swit__worker *w, run_count *r)
   memset(r, 0, sizeof *r);
 }
 
-void swit__stats_batch(swit__worker *w, size_t n, uint64_t now_us)
+/* The batch_after hook: count a batch whose handlers ran (results set),
+ * before it is settled. */
+static void batch_after(void *ws, swit__worker *w, size_t n, uint64_t now_us)
 {
+  swit__wstats *st = ws;
   uint32_t now32 = (uint32_t)now_us, prev_recv = 0;
   swit__sub *cur = NULL;
   run_count r = {0};
   uint64_t same = 0;   /* messages since the last change of recv_us */
   int b = SWIT__HIST_N;
 
-  swit__hist_add(&w->st.batch, swit__size_bounds, n, 1);
+  swit__hist_add(&st->batch, swit__size_bounds, n, 1);
   for (size_t i = 0; i < n; i++) {
     const swit__item *it = &w->items[i];
     const swit_ffi_msg *m = &w->ffi.msgs[i];
@@ -689,7 +651,7 @@ void swit__stats_batch(swit__worker *w, size_t n, uint64_t now_us)
     if (it->sub != cur) {
       run_count_flush(w, &r);
       cur = it->sub;
-      r.st = swit__stats_sub(w, cur->id);
+      r.st = swit__stats_sub(st, cur->id);
     }
     if (m->result == SWIT__RES_GIVE_BACK) continue;
     if (m->flags & SWIT_MSG_F_REJECTED) {       /* refused by the adapter */
@@ -707,4 +669,47 @@ void swit__stats_batch(swit__worker *w, size_t n, uint64_t now_us)
   if (same && r.st && b < SWIT__HIST_N)
     swit__ctr_add(&r.st->consume.b[b], same);
   run_count_flush(w, &r);
+}
+
+/* ------------------------------------------------------------------ */
+/* The interceptor */
+
+/* The settled hook: retries and dead letters (acks are counted per
+ * batch by batch_after). */
+static void settled(void *ws, swit__worker *w, const swit__item *it,
+                    int outcome)
+{
+  swit__sub_stats *s = swit__stats_sub((swit__wstats *)ws, it->sub->id);
+
+  (void)w;
+  if (!s) return;
+  if (outcome == SWIT__OUT_RETRY) swit__ctr_add(&s->retried, 1);
+  else if (outcome == SWIT__OUT_DEAD) swit__ctr_add(&s->dead_lettered, 1);
+}
+
+static const swit__icpt_ops metrics_on = {
+  .name = "metrics",
+  .flags = SWIT__ICPT_F_TIME_PUBLISH | SWIT__ICPT_F_RECV_TIME,
+  .worker_init = worker_init,
+  .worker_free = worker_free,
+  .batch_after = batch_after,
+  .settled = settled,
+  .publish_after = publish_after,
+};
+
+/* server.metrics.enabled false: the per-worker blocks stay (swit.metrics
+ * values live there) but nothing is counted on the message path. */
+static const swit__icpt_ops metrics_off = {
+  .name = "metrics",
+  .worker_init = worker_init,
+  .worker_free = worker_free,
+};
+
+int swit__metrics_register(swit_host_t *h)
+{
+  int k = swit__icpt_add(h, h->obs->metrics_on ? &metrics_on : &metrics_off,
+                         h);
+  if (k < 0) return k;
+  h->obs->metrics_k = k;
+  return 0;
 }

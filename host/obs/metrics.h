@@ -86,18 +86,13 @@ typedef struct swit__pub_stats {
   swit__pub_entry other;
 } swit__pub_stats;
 
-/* Per worker (embedded in swit__worker). */
+/* Per worker: the metrics interceptor's worker state. */
 typedef struct swit__wstats {
   _Atomic(swit__sub_stats *) *subs; /* [SWIT__MAX_SUBS + 1], by sub id */
   swit__pub_stats pub;
   swit__hist batch;                 /* messages per worker batch */
-  _Atomic int64_t busy_since_us;    /* batch start, 0 when idle */
-  _Atomic uint32_t busy_sub;        /* first message's subscription */
-  _Atomic(const char *) busy_script;/* the script of its handler, or NULL
-                                       (C handler); host-lived string */
   _Atomic(double *) umet;           /* Lua metrics slots, or NULL */
 } swit__wstats;
 
-uint64_t swit__now_us(void);        /* CLOCK_MONOTONIC, microseconds */
 
 #endif /* SWIT_METRICS_H */

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 
 #define SLOTS 8192   /* per worker, shared by every series */
 
@@ -64,9 +64,9 @@ int swit__umetrics_new(swit_host_t *h)
 static int worker_slots(swit_host_t *h)
 {
   for (size_t i = 0; i < h->nworkers; i++) {
-    swit__wstats *st = &h->workers[i].st;
+    swit__wstats *st = swit__wstats_of(&h->workers[i]);
     double *d;
-    if (atomic_load(&st->umet)) continue;
+    if (!st || atomic_load(&st->umet)) continue;
     if (!(d = calloc(SLOTS, sizeof *d))) return SWIT_E_NOMEM;
     atomic_store(&st->umet, d);
   }
@@ -162,7 +162,8 @@ static double slot_sum(swit_host_t *h, uint32_t slot)
 {
   double t = 0;
   for (size_t i = 0; i < h->nworkers; i++) {
-    double *d = atomic_load(&h->workers[i].st.umet);
+    swit__wstats *st = swit__wstats_of(&h->workers[i]);
+    double *d = st ? atomic_load(&st->umet) : NULL;
     double v;
     if (!d) continue;
     __atomic_load(&d[slot], &v, __ATOMIC_RELAXED);

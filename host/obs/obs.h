@@ -16,7 +16,10 @@
 #include <pthread.h>
 #include <stdarg.h>
 
+#include "base/buf.h"
+#include "core/host_int.h"
 #include "obs/metrics.h"
+#include "obs/trace.h"
 
 struct swit_host_s;
 struct swit__worker;
@@ -32,6 +35,7 @@ typedef struct swit__lag {
 
 typedef struct swit__obs {
   int metrics_on;               /* server.metrics.enabled */
+  int metrics_k;                /* the metrics interceptor's index */
   pthread_mutex_t pub_lock;     /* publishes from non-worker threads */
   swit__pub_stats pub;
   pthread_mutex_t lag_lock;     /* consumer lag reported by adapters */
@@ -56,36 +60,22 @@ void swit__obs_free(struct swit_host_s *h);
 /* ---------------------------------------------------------------------
  * Counting hooks (metrics.c) */
 
-swit__sub_stats *swit__stats_sub_slow(struct swit__worker *w, uint32_t id);
-/* This worker's block for subscription `id` (NULL if out of memory). */
-#define swit__stats_sub(w, id)                                              \
-  (atomic_load_explicit(&(w)->st.subs[(id)], memory_order_relaxed)          \
-       ? atomic_load_explicit(&(w)->st.subs[(id)], memory_order_relaxed)    \
-       : swit__stats_sub_slow((w), (id)))
-/* Count a batch whose handlers ran (results set), before it is settled. */
-void swit__stats_batch(struct swit__worker *w, size_t n, uint64_t now_us);
-int swit__stats_worker_init(struct swit__worker *w);
-void swit__stats_worker_free(struct swit__worker *w);
-/* A publish of n messages to m->topic finished with rc after `us`. */
-void swit__stats_publish(struct swit_host_s *h, const char *topic,
-                         uint32_t topic_len, size_t n, int rc, uint64_t us);
+/* Register the metrics interceptor (api/host.c, before the workers):
+ * counting on the message path when server.metrics.enabled, the
+ * per-worker blocks (swit.metrics values) always. 0 or SWIT_E_*. */
+int swit__metrics_register(struct swit_host_s *h);
+/* A worker's metrics block (its interceptor state). */
+swit__wstats *swit__wstats_of(const struct swit__worker *w);
+swit__sub_stats *swit__stats_sub_slow(swit__wstats *st, uint32_t id);
+/* The block for subscription `id` (NULL if out of memory). */
+#define swit__stats_sub(st, id)                                             \
+  (atomic_load_explicit(&(st)->subs[(id)], memory_order_relaxed)            \
+       ? atomic_load_explicit(&(st)->subs[(id)], memory_order_relaxed)      \
+       : swit__stats_sub_slow((st), (id)))
 /* The hook adapters call through swit_broker_env.report_lag. */
 void swit__stats_report_lag(void *host_ud, const char *topic,
                             const char *group, int32_t partition,
                             int64_t lag);
-
-/* ---------------------------------------------------------------------
- * Text building (metrics.c) */
-
-typedef struct swit__buf swit__buf;
-int swit__buf_add(swit__buf *b, const char *s, size_t len);
-int swit__buf_printf(swit__buf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-/* A JSON string literal (quotes included) of s[0..len). */
-int swit__buf_json(swit__buf *b, const char *s, size_t len);
 
 /* The Prometheus text exposition of everything (GET /metrics). */
 int swit__metrics_render(struct swit_host_s *h, swit__buf *out);

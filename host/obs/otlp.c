@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 
 #define IO_TIMEOUT_MS 2000
 
@@ -185,8 +185,9 @@ void swit__trace_counts(swit_host_t *h, uint64_t *exported,
   *exported = atomic_load_explicit(&t->exported, memory_order_relaxed);
   *dropped_export = atomic_load_explicit(&t->failed, memory_order_relaxed);
   for (size_t i = 0; h->workers && i < h->nworkers; i++)
-    if (h->workers[i].tr)
-      *dropped_full += atomic_load_explicit(&h->workers[i].tr->ring.dropped,
+    if (swit__wtrace_of(&h->workers[i]))
+      *dropped_full += atomic_load_explicit(
+          &swit__wtrace_of(&h->workers[i])->ring.dropped,
                                             memory_order_relaxed);
 }
 
@@ -400,7 +401,7 @@ static size_t collect(swit_host_t *h, swit__span_rec *out)
   size_t n = 0;
 
   for (size_t i = 0; i < h->nworkers && n < SWIT__EXPORT_BATCH; i++) {
-    swit__wtrace *tr = h->workers[i].tr;
+    swit__wtrace *tr = swit__wtrace_of(&h->workers[i]);
     swit__span_ring *rg;
     uint32_t tail, head;
 

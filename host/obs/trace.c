@@ -13,13 +13,14 @@
  * worker's ring at the end of the batch, for the exporter (otlp.c). A
  * full ring drops the span and counts it: a worker never waits.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "core/host_int.h"
+#include "obs/obs.h"
 #include "core/msg_int.h"
 
 /* ------------------------------------------------------------------ */
@@ -96,21 +97,21 @@ static int name_is(const swit_header *hd, const char *name, size_t len)
   return hd->name_len == len && strncasecmp(hd->name, name, len) == 0;
 }
 
-int swit__trace_is_header(const swit_header *hd)
+static int is_trace_header(const swit_header *hd)
 {
   return name_is(hd, "traceparent", 11) || name_is(hd, "tracestate", 10);
 }
 
-static void ensure_ids(swit__worker *w, swit__trace_ctx *c)
+static void ensure_ids(swit__wtrace *tr, swit__trace_ctx *c)
 {
   if (c->hi == 0 && c->lo == 0) {
-    c->hi = draw(&w->tr->rng);
-    c->lo = draw_nonzero(&w->tr->rng);
+    c->hi = draw(&tr->rng);
+    c->lo = draw_nonzero(&tr->rng);
   }
-  if (c->span == 0) c->span = draw_nonzero(&w->tr->rng);
+  if (c->span == 0) c->span = draw_nonzero(&tr->rng);
 }
 
-void swit__trace_format(const swit__trace_ctx *c, char out[56])
+static void format_child(const swit__trace_ctx *c, char out[56])
 {
   memcpy(out, "00-", 3);
   hex64(c->hi, out + 3);
@@ -126,17 +127,16 @@ void swit__trace_format(const swit__trace_ctx *c, char out[56])
 /* ------------------------------------------------------------------ */
 /* Per worker */
 
-int swit__trace_worker_init(swit__worker *w)
+static int worker_init(void *hs, swit__worker *w, void **ws)
 {
-  swit__tracer *t = w->host->tracer;
+  swit__tracer *t = hs;
   swit__wtrace *tr;
 
-  if (!t) return 0;
   /* the ring's head and tail sit on cache lines of their own */
   tr = aligned_alloc(64, (sizeof *tr + 63) & ~(size_t)63);
   if (!tr) return SWIT_E_NOMEM;
   memset(tr, 0, sizeof *tr);
-  w->tr = tr;
+  *ws = tr;
   tr->rng = unix_ns() ^ ((uint64_t)getpid() << 32) ^
             ((uint64_t)w->id * 0xD1B54A32D192ED03ULL) ^ (uintptr_t)tr;
   tr->slots = calloc(w->host->batch_size, sizeof *tr->slots);
@@ -146,13 +146,22 @@ int swit__trace_worker_init(swit__worker *w)
   return 0;
 }
 
-void swit__trace_worker_free(swit__worker *w)
+static void worker_free(void *hs, swit__worker *w, void *ws)
 {
-  if (!w->tr) return;
-  free(w->tr->slots);
-  free(w->tr->ring.v);
-  free(w->tr);
-  w->tr = NULL;
+  swit__wtrace *tr = ws;
+
+  (void)hs;
+  (void)w;
+  if (!tr) return;
+  free(tr->slots);
+  free(tr->ring.v);
+  free(tr);
+}
+
+swit__wtrace *swit__wtrace_of(const swit__worker *w)
+{
+  swit__tracer *t = w->host ? w->host->tracer : NULL;
+  return t ? swit__icpt_ws(w, t->k) : NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -167,10 +176,9 @@ static const swit_header *find_header(const swit_msg_view *v, const char *name,
 }
 
 /* The context of one message from its headers, or a new trace. */
-static void ctx_from_headers(swit__worker *w, const swit_msg_view *v,
-                             swit__trace_ctx *c)
+static void ctx_from_headers(swit__tracer *t, swit__wtrace *tr,
+                             const swit_msg_view *v, swit__trace_ctx *c)
 {
-  swit__tracer *t = w->host->tracer;
   const swit_header *tp = v->nheaders ? find_header(v, "traceparent", 11)
                                       : NULL;
   int sampled;
@@ -186,47 +194,68 @@ static void ctx_from_headers(swit__worker *w, const swit_msg_view *v,
   c->hi = c->lo = c->parent = 0;
   c->state = NULL;
   c->state_len = 0;
-  c->sampled = t->always || draw(&w->tr->rng) < t->threshold;
+  c->sampled = t->always || draw(&tr->rng) < t->threshold;
 }
 
-void swit__trace_batch_begin(swit__worker *w, size_t n)
+/* The next attempt of a kept message: same trace; a sibling of the first
+ * attempt under the incoming parent, or the child of the previous attempt
+ * when the trace started here. */
+static void ctx_from_carry(swit__trace_ctx *c, const unsigned char *carry)
 {
-  swit__wtrace *tr = w->tr;
-  int exporting = w->host->tracer->exporting;
+  swit__trace_ctx kept;
 
-  tr->in_handlers = 1;
+  memcpy(&kept, carry, sizeof kept);
+  *c = kept;
+  if (!c->parent) c->parent = kept.span;
+}
+
+/* Before the handlers: each message's context from its traceparent and
+ * tracestate headers, from what a retry kept, or a new trace; sampling;
+ * the sampled messages are flagged for their handler times. */
+static void batch_before(void *ws, swit__worker *w, size_t n)
+{
+  swit__wtrace *tr = ws;
+  swit__tracer *t = w->host->tracer;
+
   tr->batch_ns = 0;
   for (size_t i = 0; i < n; i++) {
     swit_ffi_msg *m = &w->ffi.msgs[i];
     swit__trace_ctx *c = &tr->slots[i];
+    const unsigned char *cy;
 
     if (m->flags & SWIT_MSG_F_REJECTED) {
       c->kind = SWIT__TR_NONE;
       continue;
     }
-    if (c->kind != SWIT__TR_PRESET) ctx_from_headers(w, &m->v, c);
+    cy = swit__icpt_carry(w, (uint32_t)i, t->k);
+    if (cy && ((const swit__trace_ctx *)(const void *)cy)->kind != SWIT__TR_NONE)
+      ctx_from_carry(c, cy);
+    else
+      ctx_from_headers(t, tr, &m->v, c);
     c->kind = SWIT__TR_READY;
     c->span = 0;
-    if (c->sampled && exporting) {
+    if (c->sampled && t->exporting) {
       m->flags |= SWIT_MSG_F_TRACED;
       c->start_ns = c->end_ns = 0;
       if (!tr->batch_ns) tr->batch_ns = unix_ns();
-      ensure_ids(w, c);
+      ensure_ids(tr, c);
     }
   }
 }
 
-void swit__trace_mark(swit__worker *w, uint32_t i, int end)
+static void mark(void *ws, swit__worker *w, uint32_t i, int end)
 {
-  if (!w->tr || i >= w->ffi.n) return;
-  if (end) w->tr->slots[i].end_ns = unix_ns();
-  else w->tr->slots[i].start_ns = unix_ns();
+  swit__wtrace *tr = ws;
+
+  (void)w;
+  if (end) tr->slots[i].end_ns = unix_ns();
+  else tr->slots[i].start_ns = unix_ns();
 }
 
-static void span_fill(swit__worker *w, uint32_t i, uint64_t now,
-                      swit__span_rec *r)
+static void span_fill(swit__worker *w, swit__wtrace *tr, uint32_t i,
+                      uint64_t now, swit__span_rec *r)
 {
-  const swit__trace_ctx *c = &w->tr->slots[i];
+  const swit__trace_ctx *c = &tr->slots[i];
   const swit_ffi_msg *m = &w->ffi.msgs[i];
   size_t rl = m->reason ? m->reason_len : 0;
 
@@ -234,7 +263,7 @@ static void span_fill(swit__worker *w, uint32_t i, uint64_t now,
   r->lo = c->lo;
   r->span = c->span;
   r->parent = c->parent;
-  r->start_ns = c->start_ns ? c->start_ns : w->tr->batch_ns;
+  r->start_ns = c->start_ns ? c->start_ns : tr->batch_ns;
   r->end_ns = c->end_ns >= r->start_ns ? c->end_ns : now;
   r->sub = m->sub;
   r->attempt = m->attempt_no;
@@ -249,14 +278,16 @@ static void span_fill(swit__worker *w, uint32_t i, uint64_t now,
   if (r->state_len) memcpy(r->state, c->state, r->state_len);
 }
 
-void swit__trace_batch_end(swit__worker *w, size_t n)
+/* After the handlers, before settling: the sampled messages' spans go to
+ * the worker's ring (a full ring drops and counts them). */
+static void batch_after(void *ws, swit__worker *w, size_t n, uint64_t now_us)
 {
-  swit__wtrace *tr = w->tr;
+  swit__wtrace *tr = ws;
   swit__span_ring *rg = &tr->ring;
   uint32_t head, tail, mask = rg->cap - 1;
   uint64_t now = 0, dropped = 0;
 
-  tr->in_handlers = 0;
+  (void)now_us;
   if (!tr->batch_ns) return;           /* nothing sampled, or no export */
   head = atomic_load_explicit(&rg->head, memory_order_relaxed);
   tail = atomic_load_explicit(&rg->tail, memory_order_acquire);
@@ -267,7 +298,7 @@ void swit__trace_batch_end(swit__worker *w, size_t n)
       dropped++;
       continue;
     }
-    span_fill(w, (uint32_t)i, now, &rg->v[head & mask]);
+    span_fill(w, tr, (uint32_t)i, now, &rg->v[head & mask]);
     head++;
   }
   atomic_store_explicit(&rg->head, head, memory_order_release);
@@ -279,68 +310,120 @@ void swit__trace_batch_end(swit__worker *w, size_t n)
 }
 
 /* ------------------------------------------------------------------ */
-/* Retries */
+/* Retries and dead letters */
 
-void swit__trace_preset(swit__worker *w, uint32_t i,
-                        const swit__trace_ctx *kept)
+static const swit__trace_ctx *slot_ctx(swit__wtrace *tr, const swit__worker *w,
+                                       uint32_t i)
 {
   swit__trace_ctx *c;
 
-  if (!w->tr || kept->kind == SWIT__TR_NONE) return;
-  c = &w->tr->slots[i];
-  *c = *kept;
-  /* the next attempt: same trace; a sibling of the first attempt under
-   * the incoming parent, or the child of the previous attempt when the
-   * trace started here */
-  if (!c->parent) c->parent = kept->span;
-  c->kind = SWIT__TR_PRESET;
+  if (!tr || i >= w->ffi.n) return NULL;
+  c = &tr->slots[i];
+  if (c->kind != SWIT__TR_READY) return NULL;
+  ensure_ids(tr, c);
+  return c;
+}
+
+/* A message is kept (retry, parked dead letter): its context, ids drawn,
+ * so the next attempt and the dead-letter copy continue its trace. */
+static void carry_save(void *ws, swit__worker *w, uint32_t i,
+                       unsigned char *carry)
+{
+  const swit__trace_ctx *c = slot_ctx(ws, w, i);
+  swit__trace_ctx none = {.kind = SWIT__TR_NONE};
+
+  memcpy(carry, c ? c : &none, sizeof *c);
 }
 
 const swit__trace_ctx *swit__trace_slot(swit__worker *w, uint32_t i)
 {
-  swit__trace_ctx *c;
-
-  if (!w->tr || i >= w->ffi.n) return NULL;
-  c = &w->tr->slots[i];
-  if (c->kind != SWIT__TR_READY) return NULL;
-  ensure_ids(w, c);
-  return c;
+  return slot_ctx(swit__wtrace_of(w), w, i);
 }
 
 /* ------------------------------------------------------------------ */
-/* Publishing from a handler */
+/* Publishing */
 
-const swit_msg_view *swit__trace_inject(swit_host_t *h,
-                                        const swit_msg_view *m, size_t n)
+/* Copies of m[0..n) in the worker's arena with a child traceparent of c
+ * (and c's tracestate); `replace`: drop the views' own trace headers (a
+ * dead letter continues the failed attempt's trace), else keep a view's
+ * own traceparent (the handler set it). */
+static const swit_msg_view *with_context(swit__worker *w,
+                                         const swit__trace_ctx *c,
+                                         const swit_msg_view *m, size_t n,
+                                         int replace)
 {
-  swit__worker *w = swit__current_worker;
-  const swit__trace_ctx *c;
-  swit_msg_view *out;
-  char *tp;
+  swit_msg_view *out = swit__arena_alloc(w, n * sizeof *out);
+  char *tp = swit__arena_alloc(w, 56);
 
-  if (!w || w->host != h || !w->tr || !w->tr->in_handlers) return m;
-  if (!(c = swit__trace_slot(w, w->ffi.cursor))) return m;
-  out = swit__arena_alloc(w, n * sizeof *out);
-  tp = swit__arena_alloc(w, 56);
   if (!out || !tp) return m;
-  swit__trace_format(c, tp);
+  format_child(c, tp);
   for (size_t i = 0; i < n; i++) {
-    uint32_t nh = m[i].nheaders, k;
+    uint32_t nh = m[i].nheaders, k = 0;
+    int has_state = 0;
     swit_header *hv;
 
     out[i] = m[i];
-    if (find_header(&m[i], "traceparent", 11)) continue; /* the handler's */
-    hv = swit__arena_alloc(w, (nh + 2) * sizeof *hv);
-    if (!hv) return m;
-    if (nh) memcpy(hv, m[i].headers, nh * sizeof *hv);
-    k = nh;
+    if (!replace && find_header(&m[i], "traceparent", 11)) continue;
+    if (!(hv = swit__arena_alloc(w, (nh + 2) * sizeof *hv))) return m;
+    for (uint32_t j = 0; j < nh; j++) {
+      if (replace && is_trace_header(&m[i].headers[j])) continue;
+      has_state |= name_is(&m[i].headers[j], "tracestate", 10);
+      hv[k++] = m[i].headers[j];
+    }
     hv[k++] = (swit_header){"traceparent", tp, 11, 55};
-    if (c->state && !find_header(&m[i], "tracestate", 10))
+    if (c->state && !has_state)
       hv[k++] = (swit_header){"tracestate", c->state, 10, c->state_len};
     out[i].headers = hv;
     out[i].nheaders = k;
   }
   return out;
+}
+
+/* Everything a handler publishes gets a child traceparent of its
+ * message; a dead-letter copy one of the failed attempt. */
+static const swit_msg_view *publish_before(void *hs, const swit_msg_view *m,
+                                           size_t n, const swit__pub_info *pi,
+                                           int *rc, char *err, size_t errlen)
+{
+  swit__trace_ctx kept;
+  const swit__trace_ctx *c;
+
+  (void)hs;
+  (void)rc;
+  (void)err;
+  (void)errlen;
+  if (!pi->w) return m;
+  if (pi->dead_letter) {
+    if (!pi->carry) return m;
+    memcpy(&kept, pi->carry, sizeof kept);
+    return kept.kind == SWIT__TR_NONE ? m : with_context(pi->w, &kept, m, n, 1);
+  }
+  if (!pi->in_handler) return m;
+  c = slot_ctx(swit__icpt_ws(pi->w, pi->w->host->tracer->k), pi->w,
+               pi->w->ffi.cursor);
+  return c ? with_context(pi->w, c, m, n, 0) : m;
+}
+
+static const swit__icpt_ops tracing = {
+  .name = "tracing",
+  .carry_size = sizeof(swit__trace_ctx),
+  .worker_init = worker_init,
+  .worker_free = worker_free,
+  .batch_before = batch_before,
+  .mark = mark,
+  .batch_after = batch_after,
+  .carry_save = carry_save,
+  .publish_before = publish_before,
+};
+
+int swit__trace_register(swit_host_t *h)
+{
+  int k;
+
+  if (!h->tracer) return 0;
+  if ((k = swit__icpt_add(h, &tracing, h->tracer)) < 0) return k;
+  h->tracer->k = k;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -353,7 +436,7 @@ int swit__trace_id_hex(swit__worker *w, const swit_ffi_msg *m, char out[33])
   uint64_t hi, lo, parent;
   int sampled;
 
-  if (w && w->tr && m >= w->ffi.msgs && m < w->ffi.msgs + w->ffi.n)
+  if (w && m >= w->ffi.msgs && m < w->ffi.msgs + w->ffi.n)
     c = swit__trace_slot(w, (uint32_t)(m - w->ffi.msgs));
   if (c) {
     hi = c->hi;
@@ -368,4 +451,29 @@ int swit__trace_id_hex(swit__worker *w, const swit_ffi_msg *m, char out[33])
   hex64(lo, out + 16);
   out[32] = '\0';
   return 0;
+}
+
+/* The JSON log's context of the calling thread (swit__logger.context):
+ * on a worker inside a batch, its id, the topic and trace id of the
+ * message being handled; on a worker outside one, its id. */
+size_t swit__trace_log_context(char *out, size_t cap)
+{
+  swit__worker *w = swit__current_worker;
+  const swit_ffi_msg *m;
+  char tid[33];
+  size_t n;
+
+  if (!w || !w->host || cap < 128) return 0;
+  n = (size_t)snprintf(out, cap, ",\"worker\":%u", w->id);
+  if (!atomic_load_explicit(&w->busy_since_us, memory_order_relaxed) ||
+      w->ffi.cursor >= w->ffi.n)
+    return n;
+  m = &w->ffi.msgs[w->ffi.cursor];
+  memcpy(out + n, ",\"topic\":\"", 10);
+  n += 10;
+  n += swit__json_escape(out + n, cap - n - 64, m->v.topic, m->v.topic_len);
+  out[n++] = '"';
+  if (swit__trace_id_hex(w, m, tid) == 0)
+    n += (size_t)snprintf(out + n, cap - n, ",\"trace_id\":\"%s\"", tid);
+  return n;
 }

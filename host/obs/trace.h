@@ -1,6 +1,6 @@
 /*
  * trace.h - W3C trace context and span export (trace.c, otlp.c). Included
- * by host_int.h; not API.
+ * by obs.h; not API.
  *
  * Threads: a worker owns its swit__wtrace (the trace context of each
  * message of its batch, its id generator and its span ring) and is the
@@ -41,6 +41,8 @@ typedef struct swit__trace_ctx {
   uint8_t sampled;
   uint8_t kind;             /* SWIT__TR_* */
 } swit__trace_ctx;
+/* kept with a retried message as the interceptor's carry */
+_Static_assert(sizeof(swit__trace_ctx) <= 64, "trace context fits a carry");
 
 /* One finished span, as handed to the exporter. */
 #define SWIT__SPAN_REASON 120
@@ -69,13 +71,13 @@ typedef struct swit__wtrace {
   swit__trace_ctx *slots;   /* [batch_size], parallel to the batch */
   uint64_t rng;             /* splitmix64 state */
   uint64_t batch_ns;        /* this batch's start, unix ns */
-  int in_handlers;          /* publishes now are a handler's */
   swit__span_ring ring;
 } swit__wtrace;
 
 /* The host's tracer (h->tracer; NULL when tracing is off). */
 #define SWIT__EXPORT_BATCH 512
 typedef struct swit__tracer {
+  int k;                    /* the interceptor's index */
   int exporting;            /* otlp_endpoint set: spans are recorded */
   int always;               /* sampling_ratio 1 */
   uint64_t threshold;       /* else sampled when a draw < threshold */
@@ -106,40 +108,27 @@ int swit__trace_new(struct swit_host_s *h, char *err, size_t errlen);
 int swit__trace_start(struct swit_host_s *h, char *err, size_t errlen);
 void swit__trace_stop(struct swit_host_s *h);
 void swit__trace_free(struct swit_host_s *h);
-int swit__trace_worker_init(struct swit__worker *w);
-void swit__trace_worker_free(struct swit__worker *w);
 
 /* ---------------------------------------------------------------------
- * The message path (worker thread, only when w->tr is set) */
-
-/* Before the handlers of a batch of n: each message's context from its
- * traceparent/tracestate headers, or a new trace; sampling; marks the
- * sampled messages SWIT_MSG_F_TRACED when spans are exported. */
-void swit__trace_batch_begin(struct swit__worker *w, size_t n);
-/* After the handlers, before settling: spans of the sampled messages go
- * to the worker's ring. */
-void swit__trace_batch_end(struct swit__worker *w, size_t n);
-/* Handler start (end = 0) or end (end = 1) of message i. */
-void swit__trace_mark(struct swit__worker *w, uint32_t i, int end);
-/* The batch slot i continues `kept` (a due retry). */
-void swit__trace_preset(struct swit__worker *w, uint32_t i,
-                        const swit__trace_ctx *kept);
+ * The message path: an interceptor (core/intercept.h) registered by
+ * swit__trace_register when tracing is on. Before a batch's handlers it
+ * gives each message a context (and flags the sampled ones for their
+ * handler times); after them it puts the sampled spans in the worker's
+ * ring; it keeps a message's context across retries (its carry) and
+ * adds a child traceparent to what a handler publishes and to dead
+ * letters. */
+int swit__trace_register(struct swit_host_s *h);
+/* A worker's tracing state, or NULL (tracing off). */
+swit__wtrace *swit__wtrace_of(const struct swit__worker *w);
 /* Context of message i of the batch, ids drawn, or NULL. */
 const swit__trace_ctx *swit__trace_slot(struct swit__worker *w, uint32_t i);
-
-/* The views to publish: `m` itself, or (on a worker inside a handler)
- * copies in the worker's arena with a child traceparent and the incoming
- * tracestate added to each view that has no traceparent of its own. */
-const swit_msg_view *swit__trace_inject(struct swit_host_s *h,
-                                        const swit_msg_view *m, size_t n);
-/* "00-<trace>-<span>-<flags>" (55 chars + NUL) for a child of c. */
-void swit__trace_format(const swit__trace_ctx *c, char out[56]);
-/* 1 if a header is traceparent or tracestate (ASCII case-insensitive). */
-int swit__trace_is_header(const swit_header *hd);
 /* The trace id (32 hex + NUL) of batch message m: its context when
  * tracing is on, else from its traceparent header. 0 or SWIT_E_NOTFOUND. */
 int swit__trace_id_hex(struct swit__worker *w, const swit_ffi_msg *m,
                        char out[33]);
+/* The JSON log's context (swit__logger.context): the calling worker,
+ * and the topic and trace id of the message it handles. */
+size_t swit__trace_log_context(char *out, size_t cap);
 
 /* ---------------------------------------------------------------------
  * Export (otlp.c) */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/host_int.h"
+#include "runtime/runtime.h"
 
 void swit__codeset_free(swit__codeset *cs)
 {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/host_int.h"
+#include "runtime/runtime.h"
 
 int swit__generation_validate(swit_host_t *h, swit__codeset *code,
                               swit__subdef **defs, size_t *n, char *err,

@@ -25,7 +25,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "core/host_int.h"
+#include "runtime/runtime.h"
 #include "core/msg_int.h"
 #include "ffi_int.h"
 
@@ -474,3 +474,22 @@ void swit__lua_close(swit__worker *w)
   w->L = NULL;
   w->scripts = NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* The runner the workers call (host_int.h) */
+
+static void worker_free(swit__worker *w)
+{
+  swit__lua_close(w);
+  swit__lua_close_state(atomic_exchange(&w->next_L, NULL));
+  swit__lua_close_state(atomic_exchange(&w->old_L, NULL));
+}
+
+const swit__runner swit__lua_runner = {
+  .dispatch = swit__lua_dispatch,
+  .on_start = swit__lua_on_start,
+  .timers = swit__lua_timers,
+  .swap = swit__generation_swap,
+  .script_of = swit__lua_script_of,
+  .worker_free = worker_free,
+};

@@ -16,7 +16,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "core/host_int.h"
+#include "runtime/runtime.h"
 
 enum { T_NIL = 'n', T_FALSE = 'f', T_TRUE = 't', T_NUM = 'd', T_STR = 's',
        T_TABLE = '{', T_END = '}' };

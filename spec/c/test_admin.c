@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "core/host_int.h"
+#include "api/api.h"
 #include "net/http.h"
 
 static atomic_int handled, slow_done;

@@ -29,7 +29,7 @@
 #include <event2/thread.h>
 
 #include "check.h"
-#include "core/host_int.h"
+#include "obs/obs.h"
 
 static void sleep_ms(long ms)
 {

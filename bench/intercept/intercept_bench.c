@@ -1,0 +1,147 @@
+/*
+ * intercept_bench.c - what the interception layer costs per message.
+ *
+ * A host on the memory broker with one worker and a trivial C handler;
+ * the main thread publishes N messages in batches and waits until the
+ * handler saw them all. The same run with 0, 1, 2 and 4 registered no-op
+ * interceptors (each with msg_before and msg_after: the per-message
+ * hooks, the costliest shape) gives the cost per hook and message as the
+ * difference of the medians divided by hooks and messages. Metrics are
+ * off so only the hooks under test are registered. Figures are printed,
+ * never asserted; a run that loses a message fails (exit 1).
+ *
+ *   bench_intercept [--messages N] [--repeat R]
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../bench_util.h"
+#include "core/host_int.h"
+
+static atomic_long seen;
+
+static int handler(swit_msg_t *m, void *ud)
+{
+  (void)m;
+  (void)ud;
+  atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed);
+  return SWIT_ACK;
+}
+
+static int nop_before(void *ws, swit__worker *w, uint32_t i)
+{
+  (void)ws;
+  (void)w;
+  (void)i;
+  return 0;
+}
+
+static void nop_after(void *ws, swit__worker *w, uint32_t i)
+{
+  (void)ws;
+  (void)w;
+  (void)i;
+}
+
+static const swit__icpt_ops nop = {
+  .name = "nop", .msg_before = nop_before, .msg_after = nop_after,
+};
+
+#define CHUNK 256
+
+/* Seconds for n messages through a host with `hooks` no-op hooks, or -1. */
+static double run(long n, int hooks)
+{
+  static const char yaml[] =
+    "server: {admin: {listen: \"off\"}, metrics: {enabled: false},\n"
+    "         log: {level: warn}}\n"
+    "messaging:\n"
+    "  broker: {type: memory, config: {queue_size: 1000000}}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1, max_in_flight: 100000}\n";
+  static swit_pub_t batch[CHUNK];
+  swit_host_t *h = NULL;
+  char err[256];
+  double t0, t1;
+
+  if (swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) != 0) {
+    fprintf(stderr, "bench_intercept: %s\n", err);
+    return -1;
+  }
+  for (int k = 0; k < hooks; k++) swit__icpt_add(h, &nop, NULL);
+  swit_host_handle(h, "bench", NULL, SWIT_ORDER_NONE, handler, NULL, err,
+                   sizeof err);
+  if (swit_host_start(h, err, sizeof err) != 0) {
+    fprintf(stderr, "bench_intercept: %s\n", err);
+    swit_host_free(h);
+    return -1;
+  }
+  for (int i = 0; i < CHUNK; i++)
+    batch[i] = (swit_pub_t){.payload = "x", .payload_len = 1};
+  atomic_store(&seen, 0);
+  t0 = now_s();
+  for (long sent = 0; sent < n; sent += CHUNK)
+    if (swit_host_publish_batch(h, "bench", batch, CHUNK, NULL, err,
+                                sizeof err)) {
+      fprintf(stderr, "bench_intercept: publish: %s\n", err);
+      break;
+    }
+  for (int i = 0; i < 60000 && atomic_load(&seen) < n; i++) nap_ms(1);
+  t1 = now_s();
+  swit_host_stop(h, 5000);
+  swit_host_free(h);
+  if (atomic_load(&seen) != n) {
+    fprintf(stderr, "bench_intercept: handled %ld of %ld messages\n",
+            atomic_load(&seen), n);
+    return -1;
+  }
+  return t1 - t0;
+}
+
+int main(int argc, char **argv)
+{
+  static const int hooks[] = {0, 1, 2, 4};
+  long n = 4000000;
+  int repeat = 5, failed = 0;
+  double base = 0;
+
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--messages") == 0) n = atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+  }
+  n -= n % CHUNK;
+  if (n <= 0 || repeat < 1 || repeat > 50) {
+    fprintf(stderr, "usage: bench_intercept [--messages N] [--repeat R]\n");
+    return 2;
+  }
+  printf("interception layer: memory broker, 1 worker, trivial C handler, "
+         "%ld messages, median of %d (cases interleaved run by run, after "
+         "one warm-up run)\n", n, repeat);
+  double v[4][50];
+  int ok[4] = {0};
+  if (run(n, 0) < 0) failed = 1;                     /* warm-up */
+  for (int r = 0; r < repeat; r++)
+    for (size_t c = 0; c < 4; c++) {
+      double t = run(n, hooks[c]);
+      if (t < 0) failed = 1;
+      else v[c][ok[c]++] = t;
+    }
+  for (size_t c = 0; c < 4; c++) {
+    double med;
+    if (!ok[c]) continue;
+    med = median_of(v[c], ok[c]);              /* sorts v[c] */
+    if (c == 0) base = med;
+    printf("%d no-op hook(s): %6.2f M msg/s  %6.1f ns/msg", hooks[c],
+           n / med / 1e6, med / n * 1e9);
+    if (c > 0)
+      printf("  (%+.2f ns per hook and message)",
+             (med - base) / n * 1e9 / hooks[c]);
+    printf("  [min %.1f max %.1f ns/msg]\n", v[c][0] / n * 1e9,
+           v[c][ok[c] - 1] / n * 1e9);
+  }
+  return failed;
+}
