@@ -1,13 +1,15 @@
 /*
- * ffi_exports.c - the C functions Lua calls through ffi.C, as declared in
- * swit_ffi.h. Each is a thin, lua_State-free wrapper over the core: it
- * checks its arguments, calls the core, and reports through an int code
- * and out-parameters. Called on the worker thread that owns the state.
+ * ffi_exports.c - the C functions Lua calls, gathered in the one const
+ * table swit__ffi_api (swit_ffi_api in swit_ffi.h) that the runtime hands
+ * to each Lua state. Each is a thin, lua_State-free wrapper over the
+ * core: it checks its arguments, calls the core, and reports through an
+ * int code and out-parameters. Called on the worker thread that owns the
+ * state. All static: libswit.so exports none of them.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "swit_ffi.h"
+#include "ffi_int.h"
 #include "core/host_int.h"
 #include "core/msg_int.h"
 #include "obs/obs.h"
@@ -15,19 +17,15 @@
 /* A worker with no host, for states that only load scripts (swit check). */
 static swit__worker placeholder;
 
-int swit_ffi_abi(void)
-{
-  return SWIT_FFI_ABI;
-}
-
-swit_ffi_worker *swit_ffi_worker_current(void)
+static swit_ffi_worker *swit_ffi_worker_current(void)
 {
   return swit__current_worker ? &swit__current_worker->ffi
                               : &placeholder.ffi;
 }
 
-int swit_ffi_msg_header(const swit_ffi_msg *m, const char *name,
-                        size_t name_len, const char **val, size_t *vlen)
+static int swit_ffi_msg_header(const swit_ffi_msg *m, const char *name,
+                               size_t name_len, const char **val,
+                               size_t *vlen)
 {
   const swit_header *h = swit__msg_header_find(m, name, name_len);
   if (!h) return SWIT_E_NOTFOUND;
@@ -36,9 +34,9 @@ int swit_ffi_msg_header(const swit_ffi_msg *m, const char *name,
   return 0;
 }
 
-int swit_ffi_msg_header_at(const swit_ffi_msg *m, uint32_t i,
-                           const char **name, size_t *name_len,
-                           const char **val, size_t *vlen)
+static int swit_ffi_msg_header_at(const swit_ffi_msg *m, uint32_t i,
+                                  const char **name, size_t *name_len,
+                                  const char **val, size_t *vlen)
 {
   const swit_header *h = swit__msg_header_at(m, i);
   if (!h) return SWIT_E_NOTFOUND;
@@ -49,24 +47,25 @@ int swit_ffi_msg_header_at(const swit_ffi_msg *m, uint32_t i,
   return 0;
 }
 
-int swit_ffi_msg_set_header(swit_ffi_worker *w, swit_ffi_msg *m,
-                            const char *name, size_t name_len,
-                            const char *val, size_t vlen)
+static int swit_ffi_msg_set_header(swit_ffi_worker *w, swit_ffi_msg *m,
+                                   const char *name, size_t name_len,
+                                   const char *val, size_t vlen)
 {
   return swit__msg_set_header((swit__worker *)w, m, name, name_len, val, vlen);
 }
 
-int swit_ffi_msg_set_result(swit_ffi_worker *w, swit_ffi_msg *m, int code,
-                            const char *reason, size_t reason_len)
+static int swit_ffi_msg_set_result(swit_ffi_worker *w, swit_ffi_msg *m,
+                                   int code, const char *reason,
+                                   size_t reason_len)
 {
   return swit__msg_set_result((swit__worker *)w, m, code, reason, reason_len);
 }
 
-int swit_ffi_publish(swit_ffi_worker *fw, const char *topic, size_t topic_len,
-                     const char *key, size_t key_len,
-                     const char *payload, size_t payload_len,
-                     const swit_header *headers, uint32_t nheaders,
-                     char *err, size_t errlen)
+static int swit_ffi_publish(swit_ffi_worker *fw, const char *topic,
+                            size_t topic_len, const char *key,
+                            size_t key_len, const char *payload,
+                            size_t payload_len, const swit_header *headers,
+                            uint32_t nheaders, char *err, size_t errlen)
 {
   swit__worker *w = (swit__worker *)fw;
   swit_msg_view v = {
@@ -85,22 +84,22 @@ int swit_ffi_publish(swit_ffi_worker *fw, const char *topic, size_t topic_len,
 }
 
 /* tracing (host/obs/trace.c) */
-int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
-                          char *out)
+static int swit_ffi_msg_trace_id(swit_ffi_worker *fw, const swit_ffi_msg *m,
+                                 char *out)
 {
   swit__worker *w = (swit__worker *)fw;
   return swit__trace_id_hex(w->host ? w : NULL, m, out);
 }
 
 /* Handler start/end of a message an interceptor flagged for timing. */
-void swit_ffi_span_mark(swit_ffi_worker *fw, uint32_t i, int end)
+static void swit_ffi_span_mark(swit_ffi_worker *fw, uint32_t i, int end)
 {
   swit__worker *w = (swit__worker *)fw;
   if (w->host) swit__icpt_mark(w, i, end);
 }
 
-void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,
-                  size_t len)
+static void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,
+                         size_t len)
 {
   swit__worker *w = (swit__worker *)fw;
   const swit__logger *lg = w->host ? &w->host->log : NULL;
@@ -111,3 +110,22 @@ void swit_ffi_log(swit_ffi_worker *fw, int level, const char *text,
   else
     swit__log(lg, level, "%.*s", (int)len, text);
 }
+
+/* ------------------------------------------------------------------ */
+
+const swit_ffi_api swit__ffi_api = {
+  .abi = SWIT_FFI_ABI,
+  .worker_current = swit_ffi_worker_current,
+  .msg_header = swit_ffi_msg_header,
+  .msg_header_at = swit_ffi_msg_header_at,
+  .msg_set_header = swit_ffi_msg_set_header,
+  .msg_set_result = swit_ffi_msg_set_result,
+  .publish = swit_ffi_publish,
+  .msg_trace_id = swit_ffi_msg_trace_id,
+  .span_mark = swit_ffi_span_mark,
+  .log = swit_ffi_log,
+  .metric_register = swit__ffi_metric_register,
+  .metric_add = swit__ffi_metric_add,
+  .metric_gauge = swit__ffi_metric_gauge,
+  .metric_observe = swit__ffi_metric_observe,
+};

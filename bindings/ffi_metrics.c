@@ -1,11 +1,11 @@
 /*
- * ffi_metrics.c - the swit.metrics exports (swit_ffi_metric_*): thin
+ * ffi_metrics.c - the swit.metrics exports (metric_* of swit__ffi_api): thin
  * wrappers over host/obs/metrics_lua.c. Counters and histograms count on the
  * calling worker's own slot array (single writer, relaxed atomics);
  * gauges go to the host's shared array. Called on the worker thread that
  * owns the Lua state; never touch a lua_State.
  */
-#include "swit_ffi.h"
+#include "ffi_int.h"
 #include "obs/obs.h"
 
 static double *slots(swit_ffi_worker *fw)
@@ -23,11 +23,11 @@ static void add(double *d, double v)
   __atomic_store(d, &x, __ATOMIC_RELAXED);
 }
 
-int swit_ffi_metric_register(swit_ffi_worker *fw, int type, const char *name,
-                             size_t name_len, const char *help,
-                             size_t help_len, const char *labels,
-                             size_t labels_len, const double *bounds,
-                             uint32_t nb)
+int swit__ffi_metric_register(swit_ffi_worker *fw, int type, const char *name,
+                              size_t name_len, const char *help,
+                              size_t help_len, const char *labels,
+                              size_t labels_len, const double *bounds,
+                              uint32_t nb)
 {
   swit__worker *w = (swit__worker *)fw;
   if (!w->host) return 0;
@@ -35,22 +35,22 @@ int swit_ffi_metric_register(swit_ffi_worker *fw, int type, const char *name,
                                 labels, labels_len, bounds, nb);
 }
 
-void swit_ffi_metric_add(swit_ffi_worker *fw, int32_t slot, double v)
+void swit__ffi_metric_add(swit_ffi_worker *fw, int32_t slot, double v)
 {
   double *d = slots(fw);
   if (d && slot >= 0) add(&d[slot], v);
 }
 
-void swit_ffi_metric_gauge(swit_ffi_worker *fw, int32_t slot, double v,
-                           int is_add)
+void swit__ffi_metric_gauge(swit_ffi_worker *fw, int32_t slot, double v,
+                            int is_add)
 {
   swit__worker *w = (swit__worker *)fw;
-  if (w->host && slot >= 0) swit__umetric_gauge(w->host, (uint32_t)slot, v,
-                                                is_add);
+  if (w->host && slot >= 0)
+    swit__umetric_gauge(w->host, (uint32_t)slot, v, is_add);
 }
 
-void swit_ffi_metric_observe(swit_ffi_worker *fw, int32_t slot, uint32_t nb,
-                             const double *bounds, double v)
+void swit__ffi_metric_observe(swit_ffi_worker *fw, int32_t slot,
+                              uint32_t nb, const double *bounds, double v)
 {
   double *d = slots(fw);
   uint32_t i = 0;

@@ -2,9 +2,18 @@
  * swit_ffi.h - the FFI boundary between the host and Lua, declared once.
  *
  * The C compiler reads this file as it is; the build turns it, minus its
- * '#' lines, into the cdef string that lua/swit hands to ffi.cdef (see
- * cmake/embed.cmake, MODE=cdef), so the two cannot drift. SWIT_FFI_ABI is
- * checked by the Lua side at load: bump it on any change below.
+ * '#' lines and preceded by the constant lists of swit.h (SWIT_E_*,
+ * SWIT_ACK.., SWIT_LOG_*), into the cdef string that lua/swit/core.lua
+ * hands to ffi.cdef (see cmake/embed.cmake, MODE=cdef), so the two sides
+ * cannot drift. The ABI number is SWIT_FFI_ABI in CMakeLists.txt, stamped
+ * into both the C side (swit_ffi_api.abi) and the Lua side (swit.build)
+ * and checked at load: bump it on any change below.
+ *
+ * Lua reaches the exports through one const table of function pointers,
+ * swit_ffi_api, that the runtime hands to each state (a lightuserdata
+ * cast once at load): no symbol is looked up through ffi.C, so neither
+ * the swit binary nor an embedder needs -rdynamic, and libswit.so exports
+ * no swit_ffi_* symbol.
  *
  * Rules (DESIGN.md, "Lua side"): exports are plain C, never touch a
  * lua_State, take pointers and fixed-width scalars, return 0 or a negative
@@ -19,23 +28,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-enum { SWIT_FFI_ABI = 4 };
-
-/* Handler results (same values as SWIT_ACK.. in swit.h). */
-enum {
-  SWIT_RES_ACK = 0,
-  SWIT_RES_RETRY = 1,
-  SWIT_RES_REJECT = 2,
-  SWIT_RES_FATAL = 3
-};
-
-enum {
-  SWIT_LOG_DEBUG = 0,
-  SWIT_LOG_INFO = 1,
-  SWIT_LOG_WARN = 2,
-  SWIT_LOG_ERROR = 3
-};
 
 /* swit_ffi_msg.flags */
 enum {
@@ -78,7 +70,7 @@ typedef struct swit_ffi_msg {
   uint32_t reason_len;
   uint32_t attempt_no;     /* 1 on first delivery */
   uint32_t sub;            /* subscription index, 1-based */
-  int32_t result;          /* SWIT_RES_*, SWIT_RES_ACK when filled */
+  int32_t result;          /* SWIT_ACK.. (swit.h), SWIT_ACK when filled */
   uint32_t flags;          /* SWIT_MSG_F_* */
 } swit_ffi_msg;
 
@@ -92,84 +84,84 @@ typedef struct swit_ffi_worker {
   uint32_t generation;     /* code generation the state runs (1 at start) */
 } swit_ffi_worker;
 
-/* --- exports (swit_ffi_*) ------------------------------------------- */
-
-int swit_ffi_abi(void);
-
-/* The worker that owns the calling thread's Lua state (a placeholder
- * worker with no host for `swit check` states). Never NULL. */
-swit_ffi_worker *swit_ffi_worker_current(void);
-
-/* Look a header up (set_header overlay first; ASCII case-insensitive).
- * 0 with val and vlen set, or SWIT_E_NOTFOUND (-5). */
-int swit_ffi_msg_header(const swit_ffi_msg *m, const char *name,
-                        size_t name_len, const char **val, size_t *vlen);
-
-/* The i-th header across original and overlay (0-based), for iteration.
- * 0, or SWIT_E_NOTFOUND past the end. */
-int swit_ffi_msg_header_at(const swit_ffi_msg *m, uint32_t i,
-                           const char **name, size_t *name_len,
-                           const char **val, size_t *vlen);
-
-/* Add or replace a header for the rest of this message's handling.
- * Copies both strings into the worker's batch arena. */
-int swit_ffi_msg_set_header(swit_ffi_worker *w, swit_ffi_msg *m,
-                            const char *name, size_t name_len,
-                            const char *val, size_t vlen);
-
-/* Record a non-ack result with its reason (copied). */
-int swit_ffi_msg_set_result(swit_ffi_worker *w, swit_ffi_msg *m, int code,
-                            const char *reason, size_t reason_len);
-
-/* Publish through the host's broker. Never blocks on a full queue
- * (returns SWIT_E_FULL). Error text goes to err. */
-int swit_ffi_publish(swit_ffi_worker *w, const char *topic, size_t topic_len,
-                     const char *key, size_t key_len,
-                     const char *payload, size_t payload_len,
-                     const swit_header *headers, uint32_t nheaders,
-                     char *err, size_t errlen);
-
-/* The message's W3C trace id as 32 lowercase hex characters and a NUL
- * in out[33]: the trace it continues or starts when tracing is on, else
- * the one of its traceparent header. 0, or SWIT_E_NOTFOUND (none). */
-int swit_ffi_msg_trace_id(swit_ffi_worker *w, const swit_ffi_msg *m,
-                          char *out);
-
-/* The handler of batch message i starts (end == 0) or ends (end == 1):
- * span times of a SWIT_MSG_F_TRACED message. */
-void swit_ffi_span_mark(swit_ffi_worker *w, uint32_t i, int end);
-
-/* Write one line to the host's log (stderr). */
-void swit_ffi_log(swit_ffi_worker *w, int level, const char *text,
-                  size_t len);
-
-/* --- swit.metrics ---------------------------------------------------- */
-
 enum {
   SWIT_METRIC_COUNTER = 0,
   SWIT_METRIC_GAUGE = 1,
-  SWIT_METRIC_HISTOGRAM = 2
+  SWIT_METRIC_HISTOGRAM = 2,
+  SWIT_METRIC_MAX_BUCKETS = 16  /* bounds of one histogram, at most */
 };
 
-/* Register a series (name + labels rendered as `k="v",...`, may be
- * empty); the same series registered again gets the same slot. Returns
- * the slot (>= 0), or SWIT_E_INVAL (bad name: [a-zA-Z_:][a-zA-Z0-9_:]*,
- * not starting with swit_), SWIT_E_EXISTS (name registered with another
- * type), SWIT_E_FULL, SWIT_E_NOMEM. In a state with no host (swit check)
- * returns 0 and updates do nothing. `bounds`: nb upper bounds, ascending
- * (histograms, nb <= 16). */
-int swit_ffi_metric_register(swit_ffi_worker *w, int type, const char *name,
-                             size_t name_len, const char *help,
-                             size_t help_len, const char *labels,
-                             size_t labels_len, const double *bounds,
-                             uint32_t nb);
-/* Counter: add v (>= 0) on this worker's slot. */
-void swit_ffi_metric_add(swit_ffi_worker *w, int32_t slot, double v);
-/* Gauge: set (add == 0) or add to the shared value. */
-void swit_ffi_metric_gauge(swit_ffi_worker *w, int32_t slot, double v,
-                           int add);
-/* Histogram with nb bounds: count v on this worker's slots. */
-void swit_ffi_metric_observe(swit_ffi_worker *w, int32_t slot, uint32_t nb,
-                             const double *bounds, double v);
+enum { SWIT_TRACE_ID_HEX = 32 };  /* msg_trace_id: hex digits, then NUL */
+
+/* --- the exports --------------------------------------------------- */
+
+/* Every function Lua calls, called on the worker thread that owns the
+ * calling state. */
+typedef struct swit_ffi_api {
+  int32_t abi;             /* SWIT_FFI_ABI of the build that made the host */
+
+  /* The worker that owns the calling thread's Lua state (a placeholder
+   * worker with no host for `swit check` states). Never NULL. */
+  swit_ffi_worker *(*worker_current)(void);
+
+  /* Look a header up (set_header overlay first; ASCII case-insensitive).
+   * 0 with val and vlen set, or SWIT_E_NOTFOUND. */
+  int (*msg_header)(const swit_ffi_msg *m, const char *name,
+                    size_t name_len, const char **val, size_t *vlen);
+
+  /* The i-th header across original and overlay (0-based), for
+   * iteration. 0, or SWIT_E_NOTFOUND past the end. */
+  int (*msg_header_at)(const swit_ffi_msg *m, uint32_t i, const char **name,
+                       size_t *name_len, const char **val, size_t *vlen);
+
+  /* Add or replace a header for the rest of this message's handling.
+   * Copies both strings into the worker's batch arena. 0, SWIT_E_NOMEM. */
+  int (*msg_set_header)(swit_ffi_worker *w, swit_ffi_msg *m,
+                        const char *name, size_t name_len, const char *val,
+                        size_t vlen);
+
+  /* Record a non-ack result (SWIT_RETRY..) with its reason (copied). */
+  int (*msg_set_result)(swit_ffi_worker *w, swit_ffi_msg *m, int code,
+                        const char *reason, size_t reason_len);
+
+  /* Publish through the host's broker. Never blocks on a full queue
+   * (returns SWIT_E_FULL). Error text goes to err. */
+  int (*publish)(swit_ffi_worker *w, const char *topic, size_t topic_len,
+                 const char *key, size_t key_len, const char *payload,
+                 size_t payload_len, const swit_header *headers,
+                 uint32_t nheaders, char *err, size_t errlen);
+
+  /* The message's W3C trace id as SWIT_TRACE_ID_HEX lowercase hex
+   * characters and a NUL in out[SWIT_TRACE_ID_HEX + 1]: the trace it continues or starts when tracing is on, else
+   * the one of its traceparent header. 0, or SWIT_E_NOTFOUND (none). */
+  int (*msg_trace_id)(swit_ffi_worker *w, const swit_ffi_msg *m, char *out);
+
+  /* The handler of batch message i starts (end == 0) or ends (end == 1):
+   * span times of a SWIT_MSG_F_TRACED message. */
+  void (*span_mark)(swit_ffi_worker *w, uint32_t i, int end);
+
+  /* Write one line to the host's log at SWIT_LOG_* level. */
+  void (*log)(swit_ffi_worker *w, int level, const char *text, size_t len);
+
+  /* swit.metrics. Register a series (name + labels rendered as
+   * `k="v",...`, may be empty); the same series registered again gets the
+   * same slot. Returns the slot (>= 0), or SWIT_E_INVAL (bad name:
+   * [a-zA-Z_:][a-zA-Z0-9_:]*, not starting with swit_), SWIT_E_EXISTS
+   * (name registered with another type), SWIT_E_FULL, SWIT_E_NOMEM. In a
+   * state with no host (swit check) returns 0 and updates do nothing.
+   * `bounds`: nb upper bounds, ascending (histograms,
+   * nb <= SWIT_METRIC_MAX_BUCKETS). */
+  int (*metric_register)(swit_ffi_worker *w, int type, const char *name,
+                         size_t name_len, const char *help, size_t help_len,
+                         const char *labels, size_t labels_len,
+                         const double *bounds, uint32_t nb);
+  /* Counter: add v (>= 0) on this worker's slot. */
+  void (*metric_add)(swit_ffi_worker *w, int32_t slot, double v);
+  /* Gauge: set (add == 0) or add to the shared value. */
+  void (*metric_gauge)(swit_ffi_worker *w, int32_t slot, double v, int add);
+  /* Histogram with nb bounds: count v on this worker's slots. */
+  void (*metric_observe)(swit_ffi_worker *w, int32_t slot, uint32_t nb,
+                         const double *bounds, double v);
+} swit_ffi_api;
 
 #endif /* SWIT_FFI_H */

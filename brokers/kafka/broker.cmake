@@ -25,6 +25,7 @@ list(APPEND SWIT_BROKER_SOURCES
   brokers/kafka/kafka_txn.c)
 list(APPEND SWIT_BROKER_INCLUDES ${CMAKE_CURRENT_LIST_DIR})
 list(APPEND SWIT_BROKER_LIBS PkgConfig::RDKAFKA)
+list(APPEND SWIT_BROKER_PKGS rdkafka)        # for libswit.pc
 
 # The mock cluster tool (rdkafka_mock.h stays here, never in the host).
 add_executable(swit-kafka-mock brokers/kafka/mock/swit_kafka_mock.c)

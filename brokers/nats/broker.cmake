@@ -24,6 +24,7 @@ list(APPEND SWIT_BROKER_SOURCES
   brokers/nats/nats_publish.c)
 list(APPEND SWIT_BROKER_INCLUDES ${CMAKE_CURRENT_LIST_DIR})
 list(APPEND SWIT_BROKER_LIBS PkgConfig::NATS)
+list(APPEND SWIT_BROKER_PKGS libnats)        # for libswit.pc
 
 # Ports away from the defaults (4222/8222); the fault suites start their
 # own servers on the next ports up so a restart never disturbs the others.

@@ -19,6 +19,7 @@ list(APPEND SWIT_BROKER_SOURCES
   brokers/rabbitmq/rabbitmq_publish.c)
 list(APPEND SWIT_BROKER_INCLUDES ${CMAKE_CURRENT_LIST_DIR})
 list(APPEND SWIT_BROKER_LIBS PkgConfig::RABBITMQ)
+list(APPEND SWIT_BROKER_PKGS librabbitmq)    # for libswit.pc
 
 set(RMQ_SCRIPT ${PROJECT_SOURCE_DIR}/scripts/rabbitmq.sh)
 set(RMQ_RUN ${CMAKE_BINARY_DIR}/rabbitmq-run)

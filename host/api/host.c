@@ -33,6 +33,15 @@ void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
   va_end(ap);
 }
 
+int swit_host_set_log(swit_host_t *h, swit_log_cb cb, void *ud)
+{
+  if (!h) return SWIT_E_INVAL;
+  if (atomic_load(&h->state) != SWIT__NEW) return SWIT_E_STATE;
+  h->log.cb = cb;
+  h->log.ud = cb ? ud : NULL;
+  return 0;
+}
+
 int swit_host_log_json(const swit_host_t *h)
 {
   return h && h->log.format == SWIT_LOG_FMT_JSON;
@@ -41,6 +50,11 @@ int swit_host_log_json(const swit_host_t *h)
 const char *swit_version(void)
 {
   return SWIT_VERSION_STRING;
+}
+
+int swit_version_number(void)
+{
+  return SWIT_VERSION_NUMBER;
 }
 
 int swit_parse_duration_ms(const char *text, int64_t *ms)

@@ -1,11 +1,14 @@
 /*
- * log.c - the host's log lines on stderr, and the monotonic clock.
+ * log.c - the host's log lines on stderr (or to the embedder's callback,
+ * swit_host_set_log), and the monotonic clock.
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
  * server.log.format: json one JSON object per line (time, level, the
  * thread's context from the logger's `context` function, msg).
  * Each line is built in a stack buffer and written with one write(2), so concurrent workers
  * never interleave within a line. Long lines are truncated with "...".
+ * With a callback the text alone (no time, level or JSON) goes to it,
+ * one call per line, on the thread that logs.
  */
 #include "base/log.h"
 
@@ -15,10 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "swit/swit.h"  /* swit_strerror */
-#include "swit_ffi.h"    /* SWIT_LOG_* */
+#include "swit/swit.h"  /* swit_strerror, SWIT_LOG_* */
 
-static const char *const level_names[] = {"debug", "info ", "warn ", "error"};
+#define LEVEL_NAME(name, value, text) [value] = text,
+static const char *const level_names[] = {SWIT_LOG_LEVEL_MAP(LEVEL_NAME)};
+#undef LEVEL_NAME
 
 /* ------------------------------------------------------------------ */
 /* JSON lines (server.log.format: json) */
@@ -43,7 +47,6 @@ size_t swit__json_escape(char *out, size_t cap, const char *s, size_t len)
 static void vlog_json(const swit__logger *lg, int level, const char *fmt,
                       va_list ap)
 {
-  static const char *const names[] = {"debug", "info", "warn", "error"};
   char line[4096], text[2048];
   struct timespec ts;
   struct tm tm;
@@ -54,7 +57,7 @@ static void vlog_json(const swit__logger *lg, int level, const char *fmt,
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof line, "{\"time\":\"%Y-%m-%dT%H:%M:%S", &tm);
   n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ\",\"level\":"
-                        "\"%s\"", ts.tv_nsec / 1000000L, names[level]);
+                        "\"%s\"", ts.tv_nsec / 1000000L, level_names[level]);
   if (lg->context) n += lg->context(line + n, sizeof line - n - 2048);
   w = vsnprintf(text, sizeof text, fmt, ap);
   if (w < 0) w = 0;
@@ -79,6 +82,13 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   if (level < SWIT_LOG_DEBUG) level = SWIT_LOG_DEBUG;
   if (level > SWIT_LOG_ERROR) level = SWIT_LOG_ERROR;
   if (lg && level < lg->level) return;
+  if (lg && lg->cb) {
+    w = vsnprintf(line, sizeof line, fmt, ap);
+    if (w < 0) w = 0;
+    if ((size_t)w >= sizeof line) w = sizeof line - 1;
+    lg->cb(lg->ud, level, line, (size_t)w);
+    return;
+  }
   if (lg && lg->format == SWIT_LOG_FMT_JSON) {
     vlog_json(lg, level, fmt, ap);
     return;
@@ -86,7 +96,7 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s ",
+  n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ",
                         ts.tv_nsec / 1000000L, level_names[level]);
   w = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
   if (w < 0) w = 0;
@@ -128,7 +138,7 @@ const char *swit_strerror(int code)
 {
   switch (code) {
   case SWIT_OK: return "ok";
-#define SWIT__ERR_CASE(name, c, text) case SWIT_E_##name: return text;
+#define SWIT__ERR_CASE(name, c, text) case name: return text;
   SWIT_ERRNO_MAP(SWIT__ERR_CASE)
 #undef SWIT__ERR_CASE
   }

@@ -1,10 +1,11 @@
 /*
- * log.h - the host's log (stderr), the monotonic clock and the error
- * text helper every part of the host and every adapter uses.
+ * log.h - the host's log (stderr, or the embedder's swit_log_cb), the
+ * monotonic clock and the error text helper every part of the host and
+ * every adapter uses.
  *
  * One line per call, written with a single write so lines from different
- * threads never interleave. Safe from any thread. Handler output (print)
- * goes to stdout and never through here.
+ * threads never interleave; with a callback, one call per line. Safe from
+ * any thread. Handler output (print) goes to stdout and never through here.
  */
 #ifndef SWIT_LOG_H
 #define SWIT_LOG_H
@@ -13,11 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <swit/swit.h>
+
 enum { SWIT_LOG_FMT_TEXT, SWIT_LOG_FMT_JSON }; /* server.log.format */
 
 typedef struct swit__logger {
   int level;       /* SWIT_LOG_*: lines below it are dropped */
   int format;      /* SWIT_LOG_FMT_TEXT or _JSON (server.log.format) */
+  swit_log_cb cb;  /* NULL: stderr; else every line goes to cb(ud, ...) */
+  void *ud;
   /* JSON lines: append the calling thread's context as JSON members
    * (",\"worker\":1,..."), at most cap bytes; returns the bytes written.
    * Set by the layer that knows what a thread is doing (obs/); NULL:

@@ -110,7 +110,7 @@ static int open_host(swit_host_t **h, const char *path)
 {
   char err[1024];
   int rc = swit_host_new(h, path, err, sizeof err);
-  if (rc) say(NULL, SWIT_LEVEL_ERROR, "%s", err);
+  if (rc) say(NULL, SWIT_LOG_ERROR, "%s", err);
   return rc;
 }
 
@@ -123,7 +123,7 @@ static int cmd_check(const char *path)
   if (rc) return exit_code_for(rc);
   rc = swit_host_check(h, err, sizeof err);
   if (rc)
-    say(h, SWIT_LEVEL_ERROR, "%s", err);
+    say(h, SWIT_LOG_ERROR, "%s", err);
   else
     printf("%s: ok\n", path);
   swit_host_free(h);
@@ -141,7 +141,7 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
     int sig = sigtimedwait(sigs, NULL, &tick);
     if (swit_host_stop_requested(h, NULL)) return 0;
     if (sig == SIGINT || sig == SIGTERM) {
-      say(h, SWIT_LEVEL_INFO, "%s received, stopping", strsignal(sig));
+      say(h, SWIT_LOG_INFO, "%s received, stopping", strsignal(sig));
       return 0;
     }
     if (sig == SIGHUP || sig == SIGUSR2) {
@@ -191,11 +191,11 @@ static int cmd_run(const char *path, int idle_ms)
   if ((rc = open_host(&h, path))) return exit_code_for(rc);
   rc = swit_host_start(h, err, sizeof err);
   if (rc) {
-    say(h, SWIT_LEVEL_ERROR, "%s", err);
+    say(h, SWIT_LOG_ERROR, "%s", err);
   } else {
     rc = wait_for_end(h, &sigs, idle_ms);
     if (rc == SWIT_E_SCRIPT) {
-      say(h, SWIT_LEVEL_ERROR, "on_start failed (see the log above)");
+      say(h, SWIT_LOG_ERROR, "on_start failed (see the log above)");
       start_failed = 1;
     }
     pthread_create(&watcher, NULL, second_signal, &sigs);
@@ -224,7 +224,7 @@ static int parse_idle(const char *arg, int *idle_ms)
   }
   if (strncmp(arg, "--exit-when-idle=", 17) != 0) return -1;
   if (swit_parse_duration_ms(arg + 17, &ms) != 0 || ms > 86400000) {
-    say(NULL, SWIT_LEVEL_ERROR, "--exit-when-idle: expected a duration such "
+    say(NULL, SWIT_LOG_ERROR, "--exit-when-idle: expected a duration such "
         "as 500ms or 2s, got '%s'", arg + 17);
     return -2;
   }

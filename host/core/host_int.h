@@ -161,7 +161,7 @@ typedef struct swit__worker {
   int thread_started;
   swit__queue q;
   lua_State *L;               /* NULL when no Lua scripts */
-  int dispatch_ref;           /* swit._dispatch in the registry */
+  int dispatch_ref;           /* the swit module's dispatch, registry ref */
   const struct swit__sub_scripts *scripts; /* L's, by sub id (lua_state.c) */
   atomic_uint seen_gen;       /* last generation this worker acted on */
   lua_State *_Atomic next_L;  /* prebuilt by a reload, taken at the swap */

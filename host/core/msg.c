@@ -75,7 +75,7 @@ int swit__msg_set_header(swit__worker *w, swit_ffi_msg *m, const char *name,
 int swit__msg_set_result(swit__worker *w, swit_ffi_msg *m, int code,
                          const char *reason, size_t len)
 {
-  if (code < SWIT_RES_ACK || code > SWIT_RES_FATAL) return SWIT_E_INVAL;
+  if (code < SWIT_ACK || code > SWIT_FATAL) return SWIT_E_INVAL;
   m->result = code;
   m->reason = NULL;
   m->reason_len = 0;
@@ -126,7 +126,7 @@ unsigned swit_msg_attempt(const swit_msg_t *m)
 void swit_msg_set_error(swit_msg_t *m, const char *reason)
 {
   swit__worker *w = swit__worker_of(m);
-  char *r = swit__arena_dup(w, reason, strlen(reason));
+  char *r = reason ? swit__arena_dup(w, reason, strlen(reason)) : NULL;
   if (!r) return;
   m->reason = r;
   m->reason_len = (uint32_t)strlen(reason);

@@ -48,13 +48,15 @@ static void run_add(swit__worker *w, settle_run *r, swit__sub *sub,
   w->settles[r->n++] = (swit_settle){token, action};
 }
 
+/* "retry", "reject", "fatal": the text of SWIT_RESULT_MAP (swit.h). */
 static const char *result_name(int code)
 {
   switch (code) {
-  case SWIT_RES_RETRY: return "retry";
-  case SWIT_RES_REJECT: return "reject";
-  default: return "fatal";
+#define RESULT_CASE(name, value, text) case name: return text;
+  SWIT_RESULT_MAP(RESULT_CASE)
+#undef RESULT_CASE
   }
+  return "fatal";
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,15 +198,15 @@ static void settle_failure(swit__worker *w, settle_run *run,
     swit__icpt_carry_save(w, (uint32_t)(m - w->ffi.msgs), carry);
     cp = carry;
   }
-  if (m->result == SWIT_RES_RETRY && it->attempt < sub->max_attempts) {
+  if (m->result == SWIT_RETRY && it->attempt < sub->max_attempts) {
     schedule_retry(w, run, it, cp, reason, len);
     return;
   }
   swit__log(&w->host->log,
-            m->result == SWIT_RES_FATAL ? SWIT_LOG_ERROR : SWIT_LOG_WARN,
+            m->result == SWIT_FATAL ? SWIT_LOG_ERROR : SWIT_LOG_WARN,
             "[worker %u] %s: message of '%s' goes to '%s' after %u "
             "attempt(s): %.*s", w->id,
-            m->result == SWIT_RES_RETRY ? "retries exhausted"
+            m->result == SWIT_RETRY ? "retries exhausted"
                                         : result_name(m->result),
             sub->topic, sub->dead_letter, it->attempt, (int)len, reason);
   dead_letter_or_park(w, run, it, cp, reason, len);
@@ -222,7 +224,7 @@ void swit__settle_batch(swit__worker *w, size_t n)
     const swit_ffi_msg *m = &w->ffi.msgs[i];
     const swit__item *it = &w->items[i];
 
-    if (m->result == SWIT_RES_ACK) {
+    if (m->result == SWIT_ACK) {
       run_add(w, &run, it->sub, it->token, SWIT_SETTLE_ACK);
       if (acks) swit__icpt_settled(w, it, SWIT__OUT_ACK);
     }

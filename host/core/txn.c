@@ -221,7 +221,7 @@ static size_t park_held(swit__worker *w, size_t n)
 
 static int handler_failed(const swit_ffi_msg *m)
 {
-  return m->result != SWIT_RES_ACK && m->result != SWIT__RES_GIVE_BACK &&
+  return m->result != SWIT_ACK && m->result != SWIT__RES_GIVE_BACK &&
          !(m->flags & SWIT_MSG_F_REJECTED);
 }
 
@@ -235,7 +235,7 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
     unsigned char carry[SWIT__CARRY_MAX];
     int rc;
 
-    if (m->result == SWIT_RES_ACK || m->result == SWIT__RES_GIVE_BACK)
+    if (m->result == SWIT_ACK || m->result == SWIT__RES_GIVE_BACK)
       continue;
     swit__log(&w->host->log, SWIT_LOG_WARN, "[worker %u] message of '%s' "
               "goes to '%s' in a transaction after %u attempt(s): %.*s",
@@ -245,7 +245,7 @@ static int dead_letters(swit__worker *w, size_t n, char *err, size_t errlen)
     rc = swit__settle_dead_letter(w, it, carry, m->reason ? m->reason : "",
                                   m->reason_len, err, errlen);
     if (rc) return rc;
-    m->result = SWIT_RES_ACK;
+    m->result = SWIT_ACK;
     swit__icpt_settled(w, it, SWIT__OUT_DEAD);
   }
   return 0;
@@ -263,7 +263,7 @@ static int commit(swit__worker *w, size_t n, char *err, size_t errlen)
     return rc;
   }
   for (size_t i = 0; i < n; i++)
-    if (w->ffi.msgs[i].result == SWIT_RES_ACK)
+    if (w->ffi.msgs[i].result == SWIT_ACK)
       w->txn.msgs[k++] = (swit_txn_msg){w->items[i].sub->handle,
                                         w->items[i].token};
   return h->ops->txn_end(h->broker, w->id, w->txn.msgs, k, 1, err, errlen);
@@ -346,8 +346,8 @@ static size_t sort_out(swit__worker *w, size_t n, const char *why)
       if (why) retry_later(w, it, m->reason ? m->reason : "rejected",
                            m->reason ? m->reason_len : 8, RL_DEAD_LETTER);
       else w->items[k++] = *it;
-    } else if (why || m->result != SWIT_RES_ACK) {
-      if ((why || m->result == SWIT_RES_RETRY) &&
+    } else if (why || m->result != SWIT_ACK) {
+      if ((why || m->result == SWIT_RETRY) &&
           it->attempt < it->sub->max_attempts) {
         retry_later(w, it, reason, len, RL_HANDLER);
       } else {                          /* dead-lettered in the next pass */

@@ -92,7 +92,7 @@ static size_t fill_batch(swit__worker *w, size_t n, size_t *nlua)
     m->reason_len = 0;
     m->attempt_no = it->attempt;
     m->sub = it->sub->id;
-    m->result = SWIT_RES_ACK;
+    m->result = SWIT_ACK;
     m->flags = it->sub->ccb ? SWIT_MSG_F_CHANDLER : 0;
     if (!atomic_load_explicit(&it->sub->active, memory_order_relaxed)) {
       m->flags |= SWIT_MSG_F_REJECTED;      /* removed by a reload */
@@ -101,7 +101,7 @@ static size_t fill_batch(swit__worker *w, size_t n, size_t *nlua)
     }
     if (it->reject) {
       m->flags |= SWIT_MSG_F_REJECTED;
-      m->result = SWIT_RES_REJECT;
+      m->result = SWIT_REJECT;
       m->reason = it->reject;
       m->reason_len = (uint32_t)strlen(it->reject);
       continue;
@@ -129,7 +129,7 @@ static void run_c_handlers(swit__worker *w, size_t n)
       char why[80];
       snprintf(why, sizeof why, "C handler returned %d (not a SWIT_ACK.."
                "SWIT_FATAL result)", r);
-      swit__msg_set_result(w, m, SWIT_RES_RETRY, why, strlen(why));
+      swit__msg_set_result(w, m, SWIT_RETRY, why, strlen(why));
     } else {
       m->result = r;
     }

@@ -661,10 +661,10 @@ static void batch_after(void *ws, swit__worker *w, size_t n, uint64_t now_us)
     same++;
     r.lat_sum += now32 - prev_recv;
     r.consumed++;
-    if (m->result == SWIT_RES_ACK) continue;
+    if (m->result == SWIT_ACK) continue;
     r.errors++;
-    r.rejected += m->result == SWIT_RES_REJECT;
-    r.fatal += m->result == SWIT_RES_FATAL;
+    r.rejected += m->result == SWIT_REJECT;
+    r.fatal += m->result == SWIT_FATAL;
   }
   if (same && r.st && b < SWIT__HIST_N)
     swit__ctr_add(&r.st->consume.b[b], same);

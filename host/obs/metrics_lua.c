@@ -27,7 +27,7 @@ typedef struct series {
   char *name, *help, *labels;
   int type;
   uint32_t slot, nb;
-  double bounds[SWIT__HIST_N];
+  double bounds[SWIT_METRIC_MAX_BUCKETS];
 } series;
 
 struct swit__umetrics {
@@ -97,7 +97,7 @@ int swit__umetric_register(swit_host_t *h, int type, const char *name,
   series *s;
 
   if (!valid_name(name, nlen) || type < T_COUNTER || type > T_HISTOGRAM ||
-      nb > SWIT__HIST_N)
+      nb > SWIT_METRIC_MAX_BUCKETS)
     return SWIT_E_INVAL;
   if (!(u = h->obs->umet)) return SWIT_E_NOMEM;
   pthread_mutex_lock(&u->lock);

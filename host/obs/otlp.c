@@ -211,15 +211,15 @@ static void attr_str(swit__buf *b, const char *key, const char *v, size_t len,
   LIT(b, "}}");
 }
 
+/* The text of SWIT_RESULT_MAP (swit.h), or given_back (requeued). */
 static const char *result_name(int r)
 {
   switch (r) {
-  case SWIT_RES_ACK: return "ack";
-  case SWIT_RES_RETRY: return "retry";
-  case SWIT_RES_REJECT: return "reject";
-  case SWIT_RES_FATAL: return "fatal";
-  default: return "given_back";
+#define RESULT_CASE(name, value, text) case name: return text;
+  SWIT_RESULT_MAP(RESULT_CASE)
+#undef RESULT_CASE
   }
+  return "given_back";
 }
 
 static void span_json(swit_host_t *h, const swit__span_rec *s, swit__buf *b)
@@ -257,7 +257,7 @@ static void span_json(swit_host_t *h, const swit__span_rec *s, swit__buf *b)
                    "{\"intValue\":\"%" PRIu32 "\"}}", s->attempt, s->worker);
   attr_str(b, "swit.result", result_name(s->result),
            strlen(result_name(s->result)), 0);
-  if (s->result == SWIT_RES_ACK) {
+  if (s->result == SWIT_ACK) {
     LIT(b, "],\"status\":{\"code\":1}}");
   } else {
     LIT(b, "],\"status\":{\"code\":2,\"message\":");

@@ -4,9 +4,14 @@
  * A state gets the standard libraries, the swit modules compiled into the
  * binary (package.preload), lua.package_path, a line-atomic print, and
  * then runs the scripts of a code generation (codeset.c) in config
- * order, requiring modules through the generation's loader. The host enters Lua
- * through the Lua C API only: one lua_pcall per batch (swit._dispatch),
- * plus on_start and timer calls on worker 0.
+ * order, requiring modules through the generation's loader. Before any
+ * script, it runs lua/swit/core.lua with the FFI cdef and the table of
+ * exports (swit__ffi_api, a lightuserdata: no symbol lookup, no
+ * -rdynamic), then lua/swit/init.lua, whose second result, the host's
+ * entry points, is kept in the registry ("swit.host"), away from the
+ * public swit table. The host enters Lua through the Lua C API only: one
+ * lua_pcall per batch (dispatch), plus on_start and timer calls on
+ * worker 0.
  *
  * States are created on the thread that starts the host, with the worker
  * set as the calling thread's current worker so that the swit module
@@ -22,6 +27,7 @@
 
 #include "runtime/runtime.h"
 #include "core/msg_int.h"
+#include "ffi_int.h"
 
 /* Error handler kept at stack index 1 of every state: turns any error
  * value into a string (Lua errors already carry "file:line:"). */
@@ -128,17 +134,47 @@ static int install_loader(lua_State *L, const swit__codeset *code, int capture,
   return call(L, 2, 0, err, errlen);
 }
 
+/* Runs package.preload[name] with the nargs values on the stack as its
+ * arguments (instead of require's module name): its first result becomes
+ * package.loaded[name], the preload entry goes (the module cannot be run
+ * again without them), and the other nres - 1 results stay on the stack. */
+static int load_internal(lua_State *L, const char *name, int nargs, int nres,
+                         char *err, size_t errlen)
+{
+  int rc;
+
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, name);
+  lua_pushnil(L);
+  lua_setfield(L, -3, name);
+  lua_replace(L, -2);               /* args..., package, chunk */
+  lua_insert(L, -2 - nargs);        /* chunk, args..., package */
+  lua_insert(L, -2 - nargs);        /* package, chunk, args... */
+  if ((rc = call(L, nargs, nres, err, errlen))) {
+    lua_pop(L, 1);
+    return rc;
+  }
+  lua_getfield(L, -nres - 1, "loaded");
+  lua_pushvalue(L, -nres - 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  lua_remove(L, -nres);             /* the first result, now in loaded */
+  lua_remove(L, -nres);             /* package: the other results stay */
+  return 0;
+}
+
 /* os.exit() in a script: never ends the process mid-stream. While the
  * host runs, it asks for a graceful stop (swit_host_stop_requested) and
- * fails the calling handler, timer or on_start; while loading, it is an
- * error like any other (the code is refused). */
+ * fails the calling handler, timer or on_start (its message is given
+ * back); while loading, it is an error like any other (refused). */
 static int os_exit(lua_State *L)
 {
   swit_host_t *h;
   int code = lua_isboolean(L, 1) ? !lua_toboolean(L, 1)
                                  : (int)luaL_optinteger(L, 1, 0);
 
-  lua_getfield(L, LUA_REGISTRYINDEX, "swit.host");
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.hostptr");
   h = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!h || !swit__current_worker || swit__current_worker->L != L)
@@ -146,8 +182,8 @@ static int os_exit(lua_State *L)
   if (!atomic_exchange(&h->stop_requested, 1)) {
     atomic_store(&h->stop_code, code);
     swit__log(&h->log, SWIT_LOG_WARN, "[worker %u] a script called "
-              "os.exit(%d): the host stops gracefully", swit__current_worker->id,
-              code);
+              "os.exit(%d): the host stops gracefully",
+              swit__current_worker->id, code);
   }
   return luaL_error(L, "os.exit(%d): the host is stopping", code);
 }
@@ -171,7 +207,7 @@ static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
   lua_pushlightuserdata(L, (void *)h->cfg);
   lua_setfield(L, LUA_REGISTRYINDEX, "swit.cfg");
   lua_pushlightuserdata(L, h);
-  lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.hostptr");
   lua_getglobal(L, "os");
   lua_pushcfunction(L, os_exit);
   lua_setfield(L, -2, "exit");
@@ -186,10 +222,12 @@ static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
   }
   lua_setglobal(L, "print");
   if ((rc = install_loader(L, code, capture, err, errlen))) return rc;
-  lua_getglobal(L, "require");
+  lua_pushstring(L, swit__ffi_cdef);
+  lua_pushlightuserdata(L, (void *)&swit__ffi_api);
+  if ((rc = load_internal(L, "swit.core", 2, 1, err, errlen))) return rc;
   lua_pushstring(L, "swit");
-  if ((rc = call(L, 1, 1, err, errlen))) return rc;
-  lua_setfield(L, LUA_REGISTRYINDEX, "swit.module");
+  if ((rc = load_internal(L, "swit", 1, 2, err, errlen))) return rc;
+  lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
   for (size_t i = 0; i < code->nscripts; i++) {
     const swit__chunk *c = &code->scripts[i];
     char chunkname[1024];
@@ -238,9 +276,10 @@ void swit__lua_close_state(lua_State *L)
 /* ------------------------------------------------------------------ */
 /* Calling into the swit module */
 
+/* An entry point of the swit module (the table it keeps for the host). */
 static void push_fn(lua_State *L, const char *name)
 {
-  lua_getfield(L, LUA_REGISTRYINDEX, "swit.module");
+  lua_getfield(L, LUA_REGISTRYINDEX, "swit.host");
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
 }
@@ -288,7 +327,7 @@ int swit__lua_registrations(lua_State *L, swit__subdef **defs, size_t *n,
 
   *defs = NULL;
   *n = 0;
-  push_fn(L, "_finalize");
+  push_fn(L, "finalize");
   if ((rc = call(L, 0, 1, err, errlen))) return rc;
   *n = lua_objlen(L, -1);
   *defs = calloc(*n ? *n : 1, sizeof **defs);
@@ -360,7 +399,7 @@ const char *swit__lua_script_of(const swit__worker *w, uint32_t sub)
 void swit__lua_adopt(swit__worker *w, lua_State *L)
 {
   w->L = L;
-  push_fn(L, "_dispatch");
+  push_fn(L, "dispatch");
   w->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, LUA_REGISTRYINDEX, "swit.scripts");
   w->scripts = lua_touserdata(L, -1);
@@ -371,7 +410,7 @@ int swit__lua_bind(swit_host_t *h, lua_State *L, const swit__subdef *defs,
                    const uint32_t *ids, size_t n, char *err, size_t errlen)
 {
   keep_scripts(h, L, defs, ids, n);
-  push_fn(L, "_bind");
+  push_fn(L, "bind");
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushinteger(L, ids[i]);
@@ -401,7 +440,7 @@ int swit__lua_on_load(lua_State *L, char *err, size_t errlen)
   int rc;
 
   swit__guard_enter(&g, L, SWIT__GUARD_LOAD, state_cfg(L));
-  rc = call_checked(L, "_on_load", 0, err, errlen);
+  rc = call_checked(L, "on_load", 0, err, errlen);
   swit__guard_leave(&g);
   return rc;
 }
@@ -412,7 +451,7 @@ static int export_state(lua_State *from, char *err, size_t errlen)
   int rc;
 
   swit__guard_enter(&g, from, SWIT__GUARD_LOAD, state_cfg(from));
-  push_fn(from, "_export");
+  push_fn(from, "export");
   rc = call(from, 0, 1, err, errlen);
   swit__guard_leave(&g);
   return rc;
@@ -424,15 +463,14 @@ static int import_state(lua_State *to, char *err, size_t errlen)
   int rc;
 
   swit__guard_enter(&g, to, SWIT__GUARD_LOAD, state_cfg(to));
-  push_fn(to, "_import");
+  push_fn(to, "import");
   lua_insert(to, -2);
   rc = call(to, 1, 0, err, errlen);
   swit__guard_leave(&g);
   return rc;
 }
 
-/* swit.export() of `from` -> bytes -> swit.import() of `to`, each bounded
- * by lua.limits.load_timeout. */
+/* swit.export() of `from` -> bytes -> swit.import() of `to`. */
 int swit__lua_handover(lua_State *from, lua_State *to, char *err,
                        size_t errlen)
 {
@@ -479,7 +517,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     if (atomic_load(&w->host->stop_requested))  /* os.exit(): keep it */
       w->ffi.msgs[at].result = SWIT__RES_GIVE_BACK;
     else
-      swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RES_RETRY, msg, len);
+      swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RETRY, msg, len);
     lua_pop(L, 1);
     from = at + 1;
     if (swit__guard_expired(&g)) {  /* stopped: the rest get a new bound */
@@ -499,7 +537,7 @@ int swit__lua_on_start(swit__worker *w)
   int rc;
 
   swit__guard_enter(&g, w->L, SWIT__GUARD_ON_START, w->host->cfg);
-  rc = call_checked(w->L, "_on_start", 0, err, sizeof err);
+  rc = call_checked(w->L, "on_start", 0, err, sizeof err);
   swit__guard_leave(&g);
   if (rc) swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
   return rc;
@@ -515,7 +553,7 @@ int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)
   int rc;
 
   swit__guard_enter(&g, L, SWIT__GUARD_TIMER, w->host->cfg);
-  push_fn(L, "_timers");
+  push_fn(L, "timers");
   lua_pushnumber(L, (lua_Number)now_ms);
   rc = call(L, 1, 1, err, sizeof err);
   swit__guard_leave(&g);

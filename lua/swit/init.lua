@@ -1,10 +1,13 @@
 -- lua/swit/init.lua - the Lua API of swit: require "swit".
 --
 -- Loaded once into every worker's lua_State (the host embeds this file in
--- its binary and preloads it). It declares the FFI surface from the
--- host's own copy of bindings/swit_ffi.h, checks the ABI number, records
--- what the user's scripts register (swit.on, swit.use, ...), and runs the
--- per-batch dispatch loop that the host enters with one lua_pcall.
+-- its binary; host/runtime/lua_state.c runs it after swit.core, the FFI
+-- surface). It records what the user's scripts register (swit.on,
+-- swit.use, ...) and runs the per-batch dispatch loop that the host enters
+-- with one lua_pcall. The chunk returns two tables: the public `swit`
+-- (what require "swit" gives scripts) and the host's entry points
+-- (dispatch, finalize, ...), which the runtime keeps in the registry:
+-- nothing internal hangs off the public table.
 --
 -- Ownership: a msg is a borrowed view into the worker's batch, valid for
 -- the handler call only; msg:payload() and friends return Lua strings
@@ -13,28 +16,17 @@ local ffi = require "ffi"
 local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
 local json_safe = require "cjson.safe"  -- encoder for table payloads
 
-local C = ffi.C
-local ABI = 4
+local core = require "swit.core"        -- the FFI surface (internal)
+local api, W, C = core.api, core.W, core.C
 local getinfo = debug.getinfo           -- before a script can replace it
 
-ffi.cdef "const char *swit_ffi_cdef(void);"
-if not pcall(function() return C.swit_ffi_cdef end) then
-  error("swit: the host's FFI symbols are not visible to ffi.C (link " ..
-        "libswit.so, or libswit.a with -Wl,--whole-archive and -rdynamic)", 0)
-end
-ffi.cdef(ffi.string(C.swit_ffi_cdef()))
-if C.swit_ffi_abi() ~= ABI then
-  error(("swit: Lua module expects FFI ABI %d, host provides %d")
-        :format(ABI, C.swit_ffi_abi()), 0)
-end
-
-local W = C.swit_ffi_worker_current()
-local RES_ACK, RES_RETRY = C.SWIT_RES_ACK, C.SWIT_RES_RETRY
-local RES_REJECT, RES_FATAL = C.SWIT_RES_REJECT, C.SWIT_RES_FATAL
+local RES_RETRY, RES_REJECT = C.SWIT_RETRY, C.SWIT_REJECT
+local RES_FATAL = C.SWIT_FATAL
 local F_TRACED = C.SWIT_MSG_F_TRACED
 
-local swit = { _VERSION = "0.1.0", ABI = ABI, null = json.null }
+local swit = { version = core.version, ABI = core.abi, null = json.null }
 swit.metrics = require "swit.metrics"   -- counters, gauges, histograms
+local host = {}                         -- the host's entry points
 
 -- Registrations are frozen once the scripts have loaded: swit.on and
 -- friends called later (say from on_start) would silently do nothing.
@@ -81,7 +73,7 @@ function Msg.attempt(m)
 end
 
 function Msg.header(m, name)
-  if C.swit_ffi_msg_header(m, name, #name, str_out, len_out) ~= 0 then
+  if api.msg_header(m, name, #name, str_out, len_out) ~= 0 then
     return nil
   end
   return ffi.string(str_out[0], len_out[0])
@@ -89,26 +81,27 @@ end
 
 function Msg.headers(m)
   local t, i = {}, 0
-  while C.swit_ffi_msg_header_at(m, i, str_out, len_out,
-                                 str_out + 1, len_out + 1) == 0 do
+  while api.msg_header_at(m, i, str_out, len_out,
+                          str_out + 1, len_out + 1) == 0 do
     t[ffi.string(str_out[0], len_out[0])] = ffi.string(str_out[1], len_out[1])
     i = i + 1
   end
   return t
 end
 
-local tid_out = ffi.new("char[33]")
+local TID_HEX = C.SWIT_TRACE_ID_HEX
+local tid_out = ffi.new("char[?]", TID_HEX + 1)
 
 function Msg.trace_id(m)
-  if C.swit_ffi_msg_trace_id(W, m, tid_out) ~= 0 then return nil end
-  return ffi.string(tid_out, 32)
+  if api.msg_trace_id(W, m, tid_out) ~= 0 then return nil end
+  return ffi.string(tid_out, TID_HEX)
 end
 
 function Msg.set_header(m, name, value)
   if type(name) ~= "string" or type(value) ~= "string" then
     error("msg:set_header(name, value): both must be strings", 2)
   end
-  if C.swit_ffi_msg_set_header(W, m, name, #name, value, #value) ~= 0 then
+  if api.msg_set_header(W, m, name, #name, value, #value) ~= 0 then
     error("msg:set_header: out of memory", 2)
   end
 end
@@ -280,14 +273,17 @@ function swit.publish(topic, payload, opts)
       if not nh then return nil, "swit.publish: " .. err end
     end
   end
-  local rc = C.swit_ffi_publish(W, topic, #topic, key, key and #key or 0,
-                                payload, #payload, hdrs, nh, errbuf, 256)
+  local rc = api.publish(W, topic, #topic, key, key and #key or 0,
+                         payload, #payload, hdrs, nh, errbuf,
+                         ffi.sizeof(errbuf))
   if rc ~= 0 then return nil, ffi.string(errbuf) end
   return true
 end
 
-local LEVELS = { debug = C.SWIT_LOG_DEBUG, info = C.SWIT_LOG_INFO,
-                 warn = C.SWIT_LOG_WARN, error = C.SWIT_LOG_ERROR }
+local LEVELS = {}                       -- "debug" -> SWIT_LOG_DEBUG, ...
+for _, name in ipairs({ "debug", "info", "warn", "error" }) do
+  LEVELS[name] = C["SWIT_LOG_" .. name:upper()]
+end
 
 function swit.log(level, fmt, ...)
   local lv = LEVELS[level]
@@ -295,7 +291,7 @@ function swit.log(level, fmt, ...)
     error("swit.log(level, fmt, ...): level must be debug, info, warn or error", 2)
   end
   local s = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
-  C.swit_ffi_log(W, lv, s, #s)
+  api.log(W, lv, s, #s)
 end
 
 function swit.worker_id()
@@ -308,7 +304,8 @@ function swit.generation()
 end
 
 ---------------------------------------------------------------------------
--- Host entry points (called by the host through the Lua C API)
+-- Host entry points: the second table this chunk returns, kept by the
+-- runtime in the registry and called through the Lua C API.
 
 local handlers = {}   -- sub id -> handler wrapped in the middleware chain
 
@@ -323,7 +320,7 @@ end
 
 -- After all scripts ran: the registrations, for the host to map to its
 -- subscription ids (stable across generations).
-function swit._finalize()
+function host.finalize()
   loaded = true
   local out = {}
   for i, s in ipairs(reg.subs) do
@@ -336,12 +333,12 @@ function swit._finalize()
 end
 
 -- ids[i] is the host's subscription id for registration i.
-function swit._bind(ids)
+function host.bind(ids)
   for i, s in ipairs(reg.subs) do handlers[ids[i]] = chain(s.fn) end
 end
 
 -- Runs every on_load self-check; returns nil or the first error.
-function swit._on_load()
+function host.on_load()
   for _, fn in ipairs(reg.on_load) do
     local ok, err = pcall(fn)
     if not ok then return "swit.on_load: " .. tostring(err) end
@@ -351,12 +348,12 @@ end
 
 -- State hand-over between generations: the old state's swit.export()
 -- result goes (serialized by the host) to the new state's swit.import().
-function swit._export()
+function host.export()
   if type(swit.export) ~= "function" then return nil end
   return swit.export()
 end
 
-function swit._import(t)
+function host.import(t)
   if type(swit.import) == "function" then swit.import(t) end
 end
 
@@ -370,13 +367,13 @@ local function set_result(m, r)
     code, reason = RES_RETRY, "handler returned a " .. type(r) ..
       " (return nothing or true to ack, or swit.retry/reject/fatal)"
   end
-  C.swit_ffi_msg_set_result(W, m, code, reason, #reason)
+  api.msg_set_result(W, m, code, reason, #reason)
 end
 
 -- One call per batch: messages from..n-1 of W.msgs. A Lua error aborts
 -- the loop; the host marks W.cursor's message for retry and calls again
 -- from the next one.
-function swit._dispatch(from, n)
+function host.dispatch(from, n)
   local msgs = W.msgs
   for i = from, n - 1 do
     W.cursor = i
@@ -386,16 +383,16 @@ function swit._dispatch(from, n)
       local r = handlers[m.sub](m)
       if r ~= nil and r ~= true then set_result(m, r) end
     elseif f == F_TRACED then           -- sampled: its span's times
-      C.swit_ffi_span_mark(W, i, 0)
+      api.span_mark(W, i, 0)
       local r = handlers[m.sub](m)
       if r ~= nil and r ~= true then set_result(m, r) end
-      C.swit_ffi_span_mark(W, i, 1)
+      api.span_mark(W, i, 1)
     end
   end
 end
 
 -- Runs every on_start function; returns nil or the first error.
-function swit._on_start()
+function host.on_start()
   for _, fn in ipairs(reg.on_start) do
     local ok, err = pcall(fn)
     if not ok then return "swit.on_start: " .. tostring(err) end
@@ -405,7 +402,7 @@ end
 
 -- Runs the swit.every timers that are due; returns the next due time in
 -- ms (monotonic), or -1 when there are none.
-function swit._timers(now)
+function host.timers(now)
   local next_due = -1
   for _, t in ipairs(reg.timers) do
     if t.due == nil then t.due = now + t.ms end
@@ -419,4 +416,4 @@ function swit._timers(now)
   return next_due
 end
 
-return swit
+return swit, host

@@ -13,21 +13,23 @@
 -- host once per Lua state and cached here; updates are one FFI call each.
 -- Counters and histograms count per worker and are summed at scrape time;
 -- gauges are shared by all workers (last write wins), so set them from
--- timers or rarely, not per message. Requires the swit module (its cdef).
+-- timers or rarely, not per message. The FFI surface comes from
+-- swit.core (lua/swit/core.lua).
 local ffi = require "ffi"
+local core = require "swit.core"
 
-local C = ffi.C
-local W = C.swit_ffi_worker_current()
+local api, W, C = core.api, core.W, core.C
 
 local M = {}
 
 local DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
                           10 }
 local ERRORS = {
-  [-1] = "invalid name (use [a-zA-Z_:][a-zA-Z0-9_:]*, not starting with swit_)",
-  [-11] = "the name is already registered as another metric type",
-  [-6] = "too many metric series",
-  [-2] = "out of memory",
+  [C.SWIT_E_INVAL] = "invalid name (use [a-zA-Z_:][a-zA-Z0-9_:]*, not " ..
+                     "starting with swit_)",
+  [C.SWIT_E_EXISTS] = "the name is already registered as another metric type",
+  [C.SWIT_E_FULL] = "too many metric series",
+  [C.SWIT_E_NOMEM] = "out of memory",
 }
 
 local function escape(v)
@@ -42,9 +44,9 @@ function Series:inc(v)
   v = v or 1
   if self.kind == C.SWIT_METRIC_COUNTER then
     if v < 0 then error("counter:inc(v): v must be >= 0", 2) end
-    C.swit_ffi_metric_add(W, self.slot, v)
+    api.metric_add(W, self.slot, v)
   elseif self.kind == C.SWIT_METRIC_GAUGE then
-    C.swit_ffi_metric_gauge(W, self.slot, v, 1)
+    api.metric_gauge(W, self.slot, v, 1)
   else
     error("inc: not a counter or gauge", 2)
   end
@@ -52,19 +54,19 @@ end
 
 function Series:dec(v)
   if self.kind ~= C.SWIT_METRIC_GAUGE then error("dec: not a gauge", 2) end
-  C.swit_ffi_metric_gauge(W, self.slot, -(v or 1), 1)
+  api.metric_gauge(W, self.slot, -(v or 1), 1)
 end
 
 function Series:set(v)
   if self.kind ~= C.SWIT_METRIC_GAUGE then error("set: not a gauge", 2) end
-  C.swit_ffi_metric_gauge(W, self.slot, v, 0)
+  api.metric_gauge(W, self.slot, v, 0)
 end
 
 function Series:observe(v)
   if self.kind ~= C.SWIT_METRIC_HISTOGRAM then
     error("observe: not a histogram", 2)
   end
-  C.swit_ffi_metric_observe(W, self.slot, self.nb, self.bounds, v)
+  api.metric_observe(W, self.slot, self.nb, self.bounds, v)
 end
 
 local Family = {}
@@ -80,9 +82,9 @@ local function series(fam, values)
     parts[i] = name .. '="' .. escape(v) .. '"'
   end
   local l = table.concat(parts, ",")
-  local slot = C.swit_ffi_metric_register(W, fam.kind, fam.name, #fam.name,
-                                          fam.help, #fam.help, l, #l,
-                                          fam.bounds, fam.nb)
+  local slot = api.metric_register(W, fam.kind, fam.name, #fam.name,
+                                   fam.help, #fam.help, l, #l,
+                                   fam.bounds, fam.nb)
   if slot < 0 then
     error(("swit.metrics: %s: %s"):format(fam.name,
           ERRORS[slot] or ("error " .. slot)), 3)
@@ -135,8 +137,9 @@ local function define(kind, name, help, labelnames, buckets)
                            Family)
   if kind == C.SWIT_METRIC_HISTOGRAM then
     buckets = buckets or DEFAULT_BUCKETS
-    if #buckets < 1 or #buckets > 16 then
-      error("swit.metrics: a histogram needs 1 to 16 buckets", 3)
+    if #buckets < 1 or #buckets > C.SWIT_METRIC_MAX_BUCKETS then
+      error(("swit.metrics: a histogram needs 1 to %d buckets")
+            :format(C.SWIT_METRIC_MAX_BUCKETS), 3)
     end
     for i = 2, #buckets do
       if buckets[i] <= buckets[i - 1] then

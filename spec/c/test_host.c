@@ -2,8 +2,11 @@
  * test_host.c - the public C API (swit.h only, linked against libswit.so)
  * on the memory broker: C handlers, results and retries, dead-lettering
  * with its headers, per-key order, backpressure without loss, draining
- * stop, Lua and C handlers side by side, and errors from bad input.
+ * stop, Lua and C handlers side by side, errors from bad input, the
+ * embedder's log callback and the version macros.
  */
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,23 +326,36 @@ static void test_duplicate_handler_is_refused(void)
   swit_host_free(h);
 }
 
-static void test_lua_and_c_handlers_side_by_side(void)
+/* A host running the Lua script `src`, written as dir/name (dir is a
+ * mkdtemp template, path receives the script's path). */
+static swit_host_t *host_with_script(char *dir, char *path, size_t pathlen,
+                                     const char *name, const char *src)
 {
-  char dir[] = "/tmp/swit-test-XXXXXX", path[128], extra[256], err[512];
-  counter c = {.mode = MODE_ACK};
-  swit_host_t *h;
+  char extra[256];
   FILE *f;
 
   CHECK(mkdtemp(dir) != NULL);
-  snprintf(path, sizeof path, "%s/relay.lua", dir);
+  snprintf(path, pathlen, "%s/%s", dir, name);
   f = fopen(path, "w");
-  fputs("local swit = require 'swit'\n"
-        "swit.on('in', function(msg)\n"
-        "  assert(swit.publish('out', msg:payload(), {key = msg:key()}))\n"
-        "end)\n", f);
+  CHECK(f != NULL);
+  if (!f) return NULL;
+  fputs(src, f);
   fclose(f);
   snprintf(extra, sizeof extra, "  scripts: [%s]\n", path);
-  h = new_host(1000, extra);
+  return new_host(1000, extra);
+}
+
+static void test_lua_and_c_handlers_side_by_side(void)
+{
+  char dir[] = "/tmp/swit-test-XXXXXX", path[128], err[512];
+  counter c = {.mode = MODE_ACK};
+  swit_host_t *h;
+
+  h = host_with_script(dir, path, sizeof path, "relay.lua",
+    "local swit = require 'swit'\n"
+    "swit.on('in', function(msg)\n"
+    "  assert(swit.publish('out', msg:payload(), {key = msg:key()}))\n"
+    "end)\n");
   CHECK(h != NULL);
   swit_host_handle(h, "out", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
   CHECK(swit_host_start(h, err, sizeof err) == 0);
@@ -368,8 +384,113 @@ static void test_config_errors_name_the_place(void)
   swit_host_free(NULL);
 }
 
+/* The log callback: lines collected under a lock (workers log too). */
+typedef struct log_seen {
+  pthread_mutex_t lock;
+  int n, bad_len;
+  int level[64];
+  char text[64][160];
+} log_seen;
+
+static void collect_log(void *ud, int level, const char *text, size_t len)
+{
+  log_seen *s = ud;
+  pthread_mutex_lock(&s->lock);
+  if (strlen(text) != len) s->bad_len++;
+  if (s->n < 64) {
+    s->level[s->n] = level;
+    snprintf(s->text[s->n], sizeof s->text[0], "%s", text);
+    s->n++;
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* The level of the first collected line containing `part`, or -1. */
+static int logged(log_seen *s, const char *part)
+{
+  int level = -1;
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < s->n && level < 0; i++)
+    if (strstr(s->text[i], part)) level = s->level[i];
+  pthread_mutex_unlock(&s->lock);
+  return level;
+}
+
+static void test_log_callback_gets_every_line_instead_of_stderr(void)
+{
+  char dir[] = "/tmp/swit-test-XXXXXX", path[128], err[512];
+  char errfile[160], big[3000];
+  log_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  int saved, fd;
+  swit_host_t *h;
+  FILE *f;
+
+  h = host_with_script(dir, path, sizeof path, "log.lua",
+    "local swit = require 'swit'\n"
+    "swit.on_start(function()\n"
+    "  swit.log('warn', 'from lua %d', 7)\n"
+    "  swit.log('debug', 'below the level')\n"
+    "end)\n");
+  CHECK(h != NULL);
+  CHECK(swit_host_set_log(NULL, collect_log, &seen) == SWIT_E_INVAL);
+  CHECK(swit_host_set_log(h, collect_log, &seen) == 0);
+
+  /* Nothing of the host may reach stderr meanwhile. */
+  snprintf(errfile, sizeof errfile, "%s/stderr", dir);
+  fflush(stderr);
+  saved = dup(STDERR_FILENO);
+  fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  dup2(fd, STDERR_FILENO);
+  close(fd);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  CHECK(swit_host_set_log(h, NULL, NULL) == SWIT_E_STATE);
+  CHECK(swit_host_wait_idle(h, 50, 30000) == 0);
+  swit_host_log(h, SWIT_LOG_ERROR, "from C %s", "x");
+  memset(big, 'b', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  swit_host_log(h, SWIT_LOG_INFO, "%s", big);          /* cut, still one line */
+  swit_host_free(h);
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+
+  CHECK(logged(&seen, "running: broker memory") == SWIT_LOG_INFO);
+  CHECK(logged(&seen, "[worker 0] from lua 7") == SWIT_LOG_WARN);
+  CHECK(logged(&seen, "below the level") == -1);
+  CHECK(logged(&seen, "from C x") == SWIT_LOG_ERROR);
+  CHECK(logged(&seen, "bbbbbbbb") == SWIT_LOG_INFO);
+  CHECK(logged(&seen, "stopped") == SWIT_LOG_INFO);
+  CHECK(seen.bad_len == 0);
+  for (int i = 0; i < seen.n; i++)            /* the text alone: no time */
+    CHECK(strncmp(seen.text[i], "20", 2) != 0);
+  f = fopen(errfile, "r");
+  CHECK(f != NULL);
+  if (f) {
+    CHECK(fgetc(f) == EOF);
+    fclose(f);
+  }
+  unlink(errfile);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void test_version_macros_match_the_library(void)
+{
+  char text[32];
+
+  snprintf(text, sizeof text, "%d.%d.%d", SWIT_VERSION_MAJOR,
+           SWIT_VERSION_MINOR, SWIT_VERSION_PATCH);
+  CHECK(strcmp(text, SWIT_VERSION_STRING) == 0);
+  CHECK(strcmp(swit_version(), SWIT_VERSION_STRING) == 0);
+  CHECK(swit_version_number() == SWIT_VERSION_NUMBER);
+  CHECK(SWIT_VERSION_NUMBER == SWIT_VERSION_MAJOR * 10000 +
+                               SWIT_VERSION_MINOR * 100 + SWIT_VERSION_PATCH);
+}
+
 int main(void)
 {
+  test_version_macros_match_the_library();
+  test_log_callback_gets_every_line_instead_of_stderr();
   test_config_errors_name_the_place();
   test_c_handler_gets_everything_in_key_order();
   test_retry_then_ack();

@@ -82,7 +82,7 @@ static int b_before(void *ws, swit__worker *w, uint32_t i)
   (void)ws;
   if (m->v.topic_len == 6 && memcmp(m->v.topic, "orders", 6) == 0 &&
       m->v.payload_len >= 3 && memcmp(m->v.payload, "bad", 3) == 0) {
-    swit__msg_set_result(w, m, SWIT_RES_REJECT, "refused by B", 12);
+    swit__msg_set_result(w, m, SWIT_REJECT, "refused by B", 12);
     return 1;
   }
   return 0;

@@ -1,7 +1,7 @@
 -- spec/lua/api_spec.lua - the Lua API (docs/lua-api.md), one behaviour per
 -- test, each running real scripts in the swit binary on the memory broker.
--- Plus the FFI contract: the cdef Lua uses is the header, and the ABI
--- numbers agree.
+-- Plus the FFI contract: the cdef Lua uses is the header and swit.h's
+-- constant lists, the ABI numbers agree, nothing internal is public.
 package.path = "spec/support/?.lua;" .. package.path
 local t = require "swit_run"
 
@@ -316,27 +316,88 @@ local missing = require "does.not.exist"
   end)
 
   describe("the FFI contract", function()
-    local ffi = require "ffi"
-    ffi.cdef "const char *swit_ffi_cdef(void); int swit_ffi_abi(void);"
-    -- busted runs in an uninstrumented luajit, which cannot load a
-    -- sanitizer-built libswit.so; the normal build runs these two.
-    local it = os.getenv("SWIT_TEST_SANITIZED") and pending or it
+    -- The X(NAME, value, text) entries of swit.h's SWIT_*_MAP lists.
+    local function header_constants()
+      local h = assert(t.read(t.root .. "/host/include/swit/swit.h"))
+      local lists, consts = {}, {}
+      for block in h:gmatch("#define SWIT_[A-Z_]+_MAP%(X%)(.-[^\\])\n") do
+        local items = {}
+        for name, value in block:gmatch("X%((SWIT_[A-Z0-9_]+),%s*(%-?%d+)") do
+          items[#items + 1] = name .. " = " .. value
+          consts[#consts + 1] = { name = name, value = tonumber(value) }
+        end
+        lists[#lists + 1] = "enum { " .. table.concat(items, ", ") .. " };\n"
+      end
+      return table.concat(lists), consts
+    end
 
-    it("hands Lua the header itself as its cdef", function()
-      local lib = ffi.load(os.getenv("SWIT_TEST_LIB") or "build/libswit.so")
+    local function cmake_var(pattern)
+      local cm = assert(t.read(t.root .. "/CMakeLists.txt"))
+      return assert(cm:match(pattern), pattern)
+    end
+
+    it("hands Lua the header itself, after swit.h's constant lists, as its cdef", function()
+      local code, out, err = run([[
+local core = require "swit.core"
+swit_cdef = core.cdef
+require("swit").on_start(function() io.write(swit_cdef) end)
+]])
+      assert.equal(0, code, err)
       local header = assert(t.read(t.root .. "/bindings/swit_ffi.h"))
-      local want = header:gsub("^#[^\n]*", ""):gsub("\n#[^\n]*", "\n")
-      assert.equal(want, ffi.string(lib.swit_ffi_cdef()))
+      local enums, consts = header_constants()
+      assert.is_true(#consts >= 20)
+      local want = enums .. header:gsub("^#[^\n]*", ""):gsub("\n#[^\n]*", "\n")
+      assert.equal(want, out)
     end)
 
-    it("agrees on the ABI number between header, library and Lua module", function()
-      local lib = ffi.load(os.getenv("SWIT_TEST_LIB") or "build/libswit.so")
-      local header = assert(t.read(t.root .. "/bindings/swit_ffi.h"))
-      local lua_src = assert(t.read(t.root .. "/lua/swit/init.lua"))
-      local h_abi = tonumber(header:match("SWIT_FFI_ABI = (%d+)"))
-      local lua_abi = tonumber(lua_src:match("local ABI = (%d+)"))
-      assert.equal(h_abi, lib.swit_ffi_abi())
-      assert.equal(h_abi, lua_abi)
+    it("gives Lua every constant of swit.h's lists under its C name and value", function()
+      local _, consts = header_constants()
+      local names = {}
+      for i, c in ipairs(consts) do names[i] = ("%q"):format(c.name) end
+      local code, out, err = run(([[
+local C = require("swit.core").C
+require("swit").on_start(function()
+  for _, name in ipairs({ %s }) do print(name .. "=" .. C[name]) end
+end)
+]]):format(table.concat(names, ", ")))
+      assert.equal(0, code, err)
+      local want = {}
+      for i, c in ipairs(consts) do want[i] = c.name .. "=" .. c.value end
+      assert.same(want, t.lines(out))
+    end)
+
+    it("checks the ABI number and version the build stamped on both sides", function()
+      local code, out, err = run([[
+local swit, core = require "swit", require "swit.core"
+swit.on_start(function() print(core.api.abi, core.abi, swit.ABI, swit.version) end)
+]])
+      assert.equal(0, code, err)
+      local abi = cmake_var("set%(SWIT_FFI_ABI (%d+)%)")
+      local version = cmake_var("project%(swit VERSION ([%d.]+)")
+      assert.equal(("%s\t%s\t%s\t%s"):format(abi, abi, abi, version),
+                   t.lines(out)[1])
+    end)
+
+    it("keeps the host's entry points off the public swit table", function()
+      local code, out, err = run([[
+local swit = require "swit"
+swit.on_start(function()
+  local found = {}
+  for k in pairs(swit) do
+    if type(k) ~= "string" or k:sub(1, 1) == "_" then found[#found + 1] = tostring(k) end
+  end
+  print("underscored: [" .. table.concat(found, " ") .. "]")
+  print("dispatch: " .. tostring(swit.dispatch) .. " " .. tostring(swit._dispatch))
+end)
+]])
+      assert.equal(0, code, err)
+      assert.same({ "underscored: []", "dispatch: nil nil" }, t.lines(out))
+    end)
+
+    it("runs without the binary exporting any symbol of swit (no -rdynamic)", function()
+      local code, out = t.sh("nm -D --defined-only " .. t.quote(t.bin))
+      assert.equal(0, code)
+      assert.is_nil(out:match("swit_[%w_]*"))
     end)
   end)
 end)
