@@ -72,7 +72,17 @@ typedef struct swit_ffi_msg {
   uint32_t sub;            /* subscription index, 1-based */
   int32_t result;          /* SWIT_ACK.. (swit.h), SWIT_ACK when filled */
   uint32_t flags;          /* SWIT_MSG_F_* */
+  uint32_t serial;         /* this delivery's, never 0 while it is handled;
+                              0 once its handler returned (Lua) */
 } swit_ffi_msg;
+
+/* What a Lua handler gets as `msg`: the slot and the serial of the
+ * delivery it was made for. Every method checks them, so a msg kept past
+ * its handler raises an error instead of reading a reused slot. */
+typedef struct swit_ffi_msgref {
+  swit_ffi_msg *slot;
+  uint32_t serial;
+} swit_ffi_msgref;
 
 /* A worker's view of its current batch. The Lua dispatch loop writes
  * `cursor` before each message so the host knows which one raised. */

@@ -175,6 +175,7 @@ typedef struct swit__worker {
   swit_header *dlq_headers;   /* dead-letter header scratch */
   size_t dlq_headers_cap;
   uint64_t rng;
+  uint32_t serial;            /* the last delivery's (swit_ffi_msg.serial) */
   int64_t next_timer_ms;      /* worker 0: next swit.every due, -1 none */
   uint64_t handler_us;        /* this batch: its handler time / messages
                                  whose handler ran */

@@ -94,6 +94,7 @@ static size_t fill_batch(swit__worker *w, size_t n, size_t *nlua)
     m->sub = it->sub->id;
     m->result = SWIT_ACK;
     m->flags = it->sub->ccb ? SWIT_MSG_F_CHANDLER : 0;
+    m->serial = ++w->serial ? w->serial : ++w->serial;   /* never 0 */
     if (!atomic_load_explicit(&it->sub->active, memory_order_relaxed)) {
       m->flags |= SWIT_MSG_F_REJECTED;      /* removed by a reload */
       m->result = SWIT__RES_GIVE_BACK;

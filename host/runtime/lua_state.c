@@ -514,6 +514,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     if (lua_pcall(L, 2, 0, 1) == 0) break;
     msg = lua_tolstring(L, -1, &len);
     at = w->ffi.cursor;
+    w->ffi.msgs[at].serial = 0;     /* its msg is stale, as after a return */
     if (atomic_load(&w->host->stop_requested))  /* os.exit(): keep it */
       w->ffi.msgs[at].result = SWIT__RES_GIVE_BACK;
     else

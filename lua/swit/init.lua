@@ -55,31 +55,48 @@ local len_out = ffi.new("size_t[2]")
 
 local Msg = {}
 
-function Msg.topic(m)
+-- The slot of a msg still being handled, or an error: a msg is borrowed
+-- for its handler call (copy what you keep: msg:payload(), msg:headers()).
+local function live(r)
+  local m = r.slot
+  if m.serial ~= r.serial then
+    error("msg used after its handler returned: a msg is valid only during " ..
+          "its handler call; keep copies (msg:payload(), msg:headers())", 3)
+  end
+  return m
+end
+
+function Msg.topic(r)
+  local m = live(r)
   return ffi.string(m.v.topic, m.v.topic_len)
 end
 
-function Msg.key(m)
+function Msg.key(r)
+  local m = live(r)
   if m.v.key_len == 0 then return nil end
   return ffi.string(m.v.key, m.v.key_len)
 end
 
-function Msg.payload(m)
+function Msg.payload(r)
+  local m = live(r)
   return ffi.string(m.v.payload, m.v.payload_len)
 end
 
-function Msg.attempt(m)
+function Msg.attempt(r)
+  local m = live(r)
   return tonumber(m.attempt_no)
 end
 
-function Msg.header(m, name)
+function Msg.header(r, name)
+  local m = live(r)
   if api.msg_header(m, name, #name, str_out, len_out) ~= 0 then
     return nil
   end
   return ffi.string(str_out[0], len_out[0])
 end
 
-function Msg.headers(m)
+function Msg.headers(r)
+  local m = live(r)
   local t, i = {}, 0
   while api.msg_header_at(m, i, str_out, len_out,
                           str_out + 1, len_out + 1) == 0 do
@@ -92,12 +109,14 @@ end
 local TID_HEX = C.SWIT_TRACE_ID_HEX
 local tid_out = ffi.new("char[?]", TID_HEX + 1)
 
-function Msg.trace_id(m)
+function Msg.trace_id(r)
+  local m = live(r)
   if api.msg_trace_id(W, m, tid_out) ~= 0 then return nil end
   return ffi.string(tid_out, TID_HEX)
 end
 
-function Msg.set_header(m, name, value)
+function Msg.set_header(r, name, value)
+  local m = live(r)
   if type(name) ~= "string" or type(value) ~= "string" then
     error("msg:set_header(name, value): both must be strings", 2)
   end
@@ -108,7 +127,8 @@ end
 
 local decode = json.decode
 
-function Msg.json(m)
+function Msg.json(r)
+  local m = live(r)
   local v, err = decode(ffi.string(m.v.payload, m.v.payload_len))
   if v == nil then
     error("msg:json(): invalid JSON payload: " .. tostring(err), 2)
@@ -116,7 +136,8 @@ function Msg.json(m)
   return v
 end
 
-ffi.metatype("swit_ffi_msg", { __index = Msg })
+ffi.metatype("swit_ffi_msgref", { __index = Msg })
+local Ref = ffi.typeof("swit_ffi_msgref")
 
 ---------------------------------------------------------------------------
 -- Results
@@ -377,14 +398,16 @@ function host.dispatch(from, n)
   local msgs = W.msgs
   for i = from, n - 1 do
     W.cursor = i
-    local m = msgs[i]
+    local m = msgs + i
     local f = m.flags
     if f == 0 then
-      local r = handlers[m.sub](m)
+      local r = handlers[m.sub](Ref(m, m.serial))
+      m.serial = 0                      -- the msg given out is stale now
       if r ~= nil and r ~= true then set_result(m, r) end
     elseif f == F_TRACED then           -- sampled: its span's times
       api.span_mark(W, i, 0)
-      local r = handlers[m.sub](m)
+      local r = handlers[m.sub](Ref(m, m.serial))
+      m.serial = 0
       if r ~= nil and r ~= true then set_result(m, r) end
       api.span_mark(W, i, 1)
     end

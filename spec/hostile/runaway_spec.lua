@@ -186,4 +186,34 @@ swit.on_start(function() while true do local x = os.time() end end)
       assert.matches("on_start took longer than lua.limits.handler_timeout", err)
     end)
   end)
+
+  describe("a msg kept past its handler", function()
+    it("raises a clear error in a timer and in a later handler, never reads a reused slot", function()
+      local code, out = t.run_scripts(config(nil):gsub("worker_pool_size: 2",
+                                                       "worker_pool_size: 1"),
+        { ["h.lua"] = [[
+local swit = require "swit"
+local kept, n = nil, 0
+swit.on("t", function(msg)
+  n = n + 1
+  if kept then
+    local ok, err = pcall(kept.payload, kept)
+    print("handler " .. n .. ": " .. tostring(ok) .. " " .. tostring(err))
+  end
+  kept = msg
+end)
+swit.every(20, function()
+  if kept then
+    local ok, err = pcall(kept.topic, kept)
+    print("timer: " .. tostring(ok) .. " " .. tostring(err))
+    kept = nil
+  end
+end)
+swit.on_start(function() for i = 1, 50 do swit.publish("t", "m" .. i) end end)
+]] }, "500ms")
+      assert.equal(0, code)
+      assert.matches("handler 2: false msg used after its handler returned", out)
+      assert.is_nil(out:find(": true", 1, true))     -- never a stale read
+    end)
+  end)
 end)
