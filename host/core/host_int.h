@@ -186,6 +186,7 @@ typedef struct swit__worker {
                                        (C handler); host-lived string */
   _Atomic int busy_kind;            /* SWIT__BUSY_*: what busy_since times */
   atomic_int stuck;                 /* past handler_timeout (watchdog.c) */
+  atomic_int in_lua;                /* inside a guarded Lua call (runtime) */
   void *icpt_ws[SWIT__ICPT_MAX];    /* each interceptor's worker state */
   unsigned char *carry;       /* [batch][SWIT__CARRY_MAX] (intercept.c) */
   uint8_t *carried;           /* [batch]: slot i continues a kept message */

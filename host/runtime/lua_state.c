@@ -503,6 +503,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
   swit__guard_frame g;
 
   swit__guard_enter(&g, L, SWIT__GUARD_HANDLER, w->host->cfg);
+  atomic_store(&w->in_lua, 1);
   while (from < n) {
     size_t len;
     const char *msg;
@@ -527,6 +528,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
                             memory_order_release);
     }
   }
+  atomic_store(&w->in_lua, 0);
   swit__guard_leave(&g);
   return 0;
 }
@@ -538,7 +540,9 @@ int swit__lua_on_start(swit__worker *w)
   int rc;
 
   swit__guard_enter(&g, w->L, SWIT__GUARD_ON_START, w->host->cfg);
+  atomic_store(&w->in_lua, 1);
   rc = call_checked(w->L, "on_start", 0, err, sizeof err);
+  atomic_store(&w->in_lua, 0);
   swit__guard_leave(&g);
   if (rc) swit__log(&w->host->log, SWIT_LOG_ERROR, "%s", err);
   return rc;
@@ -554,9 +558,11 @@ int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)
   int rc;
 
   swit__guard_enter(&g, L, SWIT__GUARD_TIMER, w->host->cfg);
+  atomic_store(&w->in_lua, 1);
   push_fn(L, "timers");
   lua_pushnumber(L, (lua_Number)now_ms);
   rc = call(L, 1, 1, err, sizeof err);
+  atomic_store(&w->in_lua, 0);
   swit__guard_leave(&g);
   if (rc != 0) {
     swit__log(&w->host->log, SWIT_LOG_ERROR, "timers: %s", err);
@@ -585,9 +591,12 @@ static void worker_free(swit__worker *w)
   swit__lua_close_state(atomic_exchange(&w->old_L, NULL));
 }
 
+/* Only a worker inside Lua: a signal would cut a C handler's sleep or
+ * read short (EINTR), and C handlers are not interrupted. */
 static void interrupt(swit__worker *w)
 {
-  if (w->thread_started) swit__guard_interrupt(w->thread);
+  if (w->thread_started && atomic_load(&w->in_lua))
+    swit__guard_interrupt(w->thread);
 }
 
 const swit__runner swit__lua_runner = {
