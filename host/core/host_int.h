@@ -324,8 +324,9 @@ int swit__workers_create(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_init_queues(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
 /* Close every queue and join each worker by deadline_ms (monotonic); one
- * still running then is interrupted and, SWIT__STOP_GRACE_MS later, left
- * behind (its queue given back). Returns how many were left behind: the
+ * still running then is waited for until the watchdog marks it stuck
+ * (lua.limits.handler_timeout), then interrupted and, SWIT__STOP_GRACE_MS
+ * later, left behind (its queue given back). Returns how many were left behind: the
  * host must then not be freed (a thread still runs in it). */
 #define SWIT__STOP_GRACE_MS 1000
 size_t swit__workers_stop(struct swit_host_s *h, int64_t deadline_ms);

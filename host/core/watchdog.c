@@ -4,10 +4,9 @@
  *
  * Every tick (a tenth of lua.limits.handler_timeout, between 10 ms and
  * 1 s) it reads each worker's busy_since_us. Past the limit the worker is
- * marked stuck: the dispatcher sends its unordered work elsewhere, the
- * log says so once, and the runner is asked to interrupt the call (which
- * works where LuaJIT runs hooks: runtime/guard.c). When the worker is
- * free again the mark goes. The watchdog reads workers, never writes
+ * marked stuck: the dispatcher sends its unordered work elsewhere and
+ * the log says so once; a stop interrupts a stuck worker (worker.c).
+ * When the worker is free again the mark goes. The watchdog reads workers, never writes
  * their batch; it owns only its thread.
  */
 #include <stdio.h>
@@ -46,12 +45,11 @@ static void check_worker(swit_host_t *h, swit__worker *w, uint64_t now,
     const swit__sub *sub = kind == SWIT__BUSY_BATCH && sid &&
                            sid <= SWIT__MAX_SUBS ? h->subs[sid - 1] : NULL;
     swit__log(&h->log, SWIT_LOG_ERROR, "[worker %u] stuck in %s for %.1f s "
-              "(past lua.limits.handler_timeout%s%s%s): interrupting it; it "
-              "gets no new unordered work", w->id, busy_what(kind),
+              "(past lua.limits.handler_timeout%s%s%s): it gets no new "
+              "unordered work, and a stop will interrupt it", w->id, busy_what(kind),
               (double)((int64_t)now - since) / 1e6, sub ? ", topic '" : "",
               sub ? sub->topic : "", sub ? "'" : "");
   }
-  if (h->runner && h->runner->interrupt) h->runner->interrupt(w);
 }
 
 static void *watchdog_main(void *arg)

@@ -416,7 +416,13 @@ size_t swit__workers_stop(swit_host_t *h, int64_t deadline_ms)
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     if (!w->thread_started) continue;
-    if (join_within(w->thread, deadline_ms - swit__now_ms()) != 0) {
+    int rc = join_within(w->thread, deadline_ms - swit__now_ms());
+    /* past the deadline, a worker that is still making progress is
+     * waited for; one the watchdog marks stuck (past handler_timeout)
+     * is interrupted, then left behind after the grace */
+    while (rc != 0 && !atomic_load(&w->stuck))
+      rc = join_within(w->thread, 10);
+    if (rc != 0) {
       if (h->runner && h->runner->interrupt) h->runner->interrupt(w);
       if (join_within(w->thread, SWIT__STOP_GRACE_MS) != 0) {
         left += abandon(h, w);
