@@ -64,7 +64,9 @@ static const char help[] =
   "\n"
   "Output: print() and io.write() in handlers go to stdout; the host's own\n"
   "log goes to stderr.\n"
-  "A second SIGINT/SIGTERM during the stop exits at once (code 3). A\n"
+  "A second SIGINT/SIGTERM during the stop exits at once (code 3); one that\n"
+  "comes within 0.5 s of the first is taken as the same signal delivered\n"
+  "twice (as timeout(1) and group kills do) and ignored. A\n"
   "script's os.exit(code) stops gracefully, like SIGTERM, and the process\n"
   "exits with that code (or with the stop's own code when it is 0).\n"
   "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error,\n"
@@ -130,6 +132,21 @@ static int cmd_check(const char *path)
   return exit_code_for(rc);
 }
 
+/* When the first SIGINT/SIGTERM arrived (CLOCK_MONOTONIC, ms). A copy of
+ * the same signal that arrives within SECOND_SIGNAL_MS of it is the same
+ * request delivered twice (timeout(1) and process-group kills send the
+ * signal to the child and to its group), not an operator insisting. */
+#define SECOND_SIGNAL_MS 500
+static int64_t first_signal_ms = -1;
+
+static int64_t mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Wait for SIGINT/SIGTERM, or (idle_ms >= 0) for the host to go idle;
  * SIGHUP reloads, SIGUSR2 rolls back (results are in the host's log). */
 static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
@@ -141,6 +158,7 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
     int sig = sigtimedwait(sigs, NULL, &tick);
     if (swit_host_stop_requested(h, NULL)) return 0;
     if (sig == SIGINT || sig == SIGTERM) {
+      first_signal_ms = mono_ms();
       say(h, SWIT_LOG_INFO, "%s received, stopping", strsignal(sig));
       return 0;
     }
@@ -156,7 +174,8 @@ static int wait_for_end(swit_host_t *h, const sigset_t *sigs, int idle_ms)
   }
 }
 
-/* During the stop: a second SIGINT/SIGTERM ends the process at once. */
+/* During the stop: a second SIGINT/SIGTERM ends the process at once, unless
+ * it is the first one delivered again (see SECOND_SIGNAL_MS). */
 static void *second_signal(void *arg)
 {
   const sigset_t *sigs = arg;
@@ -164,6 +183,8 @@ static void *second_signal(void *arg)
 
   while (sigwait(sigs, &sig) == 0) {
     if (sig != SIGINT && sig != SIGTERM) continue;
+    if (first_signal_ms >= 0 && mono_ms() - first_signal_ms < SECOND_SIGNAL_MS)
+      continue;
     fprintf(stderr, "swit: second %s during the stop: exiting now\n",
             strsignal(sig));
     _exit(EXIT_UNCLEAN);
