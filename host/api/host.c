@@ -318,13 +318,17 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
 
 static int build_states(swit_host_t *h, char *err, size_t errlen)
 {
+  size_t nlua = 0;
+
+  for (size_t i = 0; i < h->nsubs; i++)
+    nlua += !h->subs[i]->ccb && atomic_load(&h->subs[i]->active);
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     w->ffi.generation = 1;
     atomic_store(&w->seen_gen, 1);
     if (!h->code) continue;
     lua_State *L = NULL;
-    int rc = swit__generation_build(h, w, h->code, &L, err, errlen);
+    int rc = swit__generation_build(h, w, h->code, nlua, &L, err, errlen);
     if (rc) return rc;
     swit__lua_adopt(w, L);
   }

@@ -400,11 +400,11 @@ int swit__generation_validate(struct swit_host_s *h, swit__codeset *code,
                               swit__subdef **defs, size_t *n, char *err,
                               size_t errlen);
 int swit__generation_build(struct swit_host_s *h, swit__worker *w,
-                           const swit__codeset *code, lua_State **out,
-                           char *err, size_t errlen);
+                           const swit__codeset *code, size_t nlua,
+                           lua_State **out, char *err, size_t errlen);
 void swit__generation_swap(swit__worker *w);
 int swit__generation_prebuild(struct swit_host_s *h, const swit__codeset *code,
-                              char *err, size_t errlen);
+                              size_t nlua, char *err, size_t errlen);
 void swit__generation_reap(struct swit_host_s *h);
 
 /* watch.c: lua.hot_reload.watch */
