@@ -71,7 +71,7 @@ static int broker_sync_init(kbroker *b)
   if (pthread_mutex_init(&b->conf_mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_CONF_MU;
-  if (pthread_cond_init(&b->conf_cv, NULL))
+  if (swit__cond_init_monotonic(&b->conf_cv))
     return SWIT_E_SYS;
   b->sync |= BS_CONF_CV;
   if (pthread_mutex_init(&b->groups_mu, NULL))

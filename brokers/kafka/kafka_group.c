@@ -103,7 +103,7 @@ static int group_new(kbroker *b, const char *name, kgroup **out, char *err,
     goto fail;
   }
   g->sync |= GS_MU;
-  if (pthread_cond_init(&g->cv, NULL)) {
+  if (swit__cond_init_monotonic(&g->cv)) {
     swit__fail(err, errlen, rc, "cannot create a condition");
     goto fail;
   }
@@ -212,14 +212,8 @@ static const char *group_for(kbroker *b, const swit_sub_spec *spec)
 
 static void sleep_until_cv(kgroup *g, int64_t wait_ms)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(wait_ms / 1000);
-  ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  ts.tv_sec += ts.tv_nsec / 1000000000L;
-  ts.tv_nsec %= 1000000000L;
   g->waiters++;
-  pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+  swit__cond_wait_until(&g->cv, &g->mu, swit__deadline_in(wait_ms));
   g->waiters--;
 }
 

@@ -397,16 +397,11 @@ static kwaiter *waiter_new(size_t n, uint64_t *ids)
 static int wait_confirms(kbroker *b, kwaiter *w, size_t produced,
                          const swit_msg_view *msgs, char *err, size_t errlen)
 {
-  struct timespec ts;
+  swit__deadline at = swit__deadline_in(b->confirm_timeout_ms);
   int rc = 0;
 
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-               b->confirm_timeout_ms;
-  ts.tv_sec = (time_t)(at / 1000);
-  ts.tv_nsec = (long)(at % 1000) * 1000000L;
   pthread_mutex_lock(&b->conf_mu);
-  while (w->left && !pthread_cond_timedwait(&b->conf_cv, &b->conf_mu, &ts))
+  while (w->left && !swit__cond_wait_until(&b->conf_cv, &b->conf_mu, at))
     ;
   if (w->left)
     rc = swit__fail(err, errlen, SWIT_E_TIMEDOUT, "publish to '%.*s': "

@@ -62,10 +62,11 @@ const swit_cfg_field swit__memory_config_fields[] = {
   { .name = NULL }
 };
 
-static int64_t now_ms(clockid_t clock)
+/* A message's timestamp: wall-clock milliseconds (not a deadline). */
+static int64_t wall_ms(void)
 {
   struct timespec ts;
-  clock_gettime(clock, &ts);
+  clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -104,7 +105,7 @@ static int broker_sync_init(mem_broker *b)
   if (pthread_mutex_init(&b->mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_MU;
-  if (pthread_cond_init(&b->wake, NULL))
+  if (swit__cond_init_monotonic(&b->wake))
     return SWIT_E_SYS;
   b->sync |= BS_WAKE;
   return 0;
@@ -384,17 +385,15 @@ static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
 typedef struct publish_wait {
   int64_t timeout_ms;
   int started;
-  struct timespec deadline; /* CLOCK_MONOTONIC, set at the first wait */
+  swit__deadline deadline; /* set at the first wait */
 } publish_wait;
 
-static const struct timespec *publish_deadline(publish_wait *w)
+static const swit__deadline *publish_deadline(publish_wait *w)
 {
   if (w->timeout_ms <= 0)
     return NULL;
   if (!w->started) {
-    int64_t at = now_ms(CLOCK_MONOTONIC) + w->timeout_ms;
-    w->deadline.tv_sec = (time_t)(at / 1000);
-    w->deadline.tv_nsec = (long)(at % 1000) * 1000000L;
+    w->deadline = swit__deadline_in(w->timeout_ms);
     w->started = 1;
   }
   return &w->deadline;
@@ -462,7 +461,7 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
   int rc = check_batch(b, msgs, n, err, errlen);
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
                                                           : 0 };
-  int64_t ts = now_ms(CLOCK_REALTIME);
+  int64_t ts = wall_ms();
   for (size_t i = 0, end; !rc && i < n; i = end) {
     end = run_end(msgs, i, n);
     rc = publish_run(b, msgs + i, end - i, &w, ts,

@@ -187,7 +187,7 @@ static int broker_sync_init(nats_broker *b)
   b->sync |= BS_MU;
   if (pthread_mutex_init(&b->closed_mu, NULL))
     return SWIT_E_SYS;
-  if (pthread_cond_init(&b->closed_cv, NULL)) {
+  if (swit__cond_init_monotonic(&b->closed_cv)) {
     pthread_mutex_destroy(&b->closed_mu);
     return SWIT_E_SYS;
   }
@@ -342,7 +342,7 @@ static int sub_new(nats_broker *b, const swit_sub_spec *spec, nats_sub **out)
   s->group = strdup(spec->group && *spec->group ? spec->group : "swit");
   if (!pthread_mutex_init(&s->mu, NULL))
     s->sync |= SS_MU;
-  if (!pthread_cond_init(&s->cv, NULL))
+  if (!swit__cond_init_monotonic(&s->cv))
     s->sync |= SS_CV;
   if (!pthread_mutex_init(&s->pool_mu, NULL))
     s->sync |= SS_POOL;

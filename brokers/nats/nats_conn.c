@@ -341,17 +341,10 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
 
 static void wait_closed(nats_broker *b, int64_t ms)
 {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += (time_t)(ms / 1000);
-  until.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  swit__deadline until = swit__deadline_in(ms);
   pthread_mutex_lock(&b->closed_mu);
   while (!atomic_load(&b->closed))
-    if (pthread_cond_timedwait(&b->closed_cv, &b->closed_mu, &until))
+    if (swit__cond_wait_until(&b->closed_cv, &b->closed_mu, until))
       break;
   pthread_mutex_unlock(&b->closed_mu);
 }

@@ -213,20 +213,15 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
 
 static int sync_init(rmq_broker *b)
 {
-  pthread_condattr_t ca;
   if (pthread_mutex_init(&b->mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_MU;
-  if (pthread_condattr_init(&ca))
-    return SWIT_E_SYS;
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int rc = pthread_cond_init(&b->cv, &ca);
+  int rc = swit__cond_init_monotonic(&b->cv);
   if (!rc) {
     b->sync |= BS_CV;
-    if (!(rc = pthread_cond_init(&b->wd_cv, &ca)))
+    if (!(rc = swit__cond_init_monotonic(&b->wd_cv)))
       b->sync |= BS_WDCV;
   }
-  pthread_condattr_destroy(&ca);
   if (rc)
     return SWIT_E_SYS;
   if (pthread_mutex_init(&b->life, NULL))

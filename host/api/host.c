@@ -98,7 +98,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->lock, NULL);
   pthread_mutex_init(&h->reload_lock, NULL);
   pthread_mutex_init(&h->swap_lock, NULL);
-  pthread_cond_init(&h->swap_cv, NULL);
+  swit__cond_init_monotonic(&h->swap_cv);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   h->ops = swit__broker_find(type);

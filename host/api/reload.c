@@ -39,7 +39,7 @@ static void sleep_ms(long ms)
  * has (marked in `keep`), then unsubscribe them. */
 static void drain_removed(swit_host_t *h, const uint8_t *keep)
 {
-  int64_t end = swit__now_ms() + h->cfg->server.shutdown_timeout_ms;
+  swit__deadline end = swit__deadline_in(h->cfg->server.shutdown_timeout_ms);
 
   for (size_t i = 0; i < h->nsubs; i++) {
     swit__sub *s = h->subs[i];
@@ -50,7 +50,8 @@ static void drain_removed(swit_host_t *h, const uint8_t *keep)
   for (size_t i = 0; i < h->nsubs; i++) {
     swit__sub *s = h->subs[i];
     if (keep[i] || s->ccb || !atomic_load(&s->active)) continue;
-    while (atomic_load(&s->inflight) > 0 && swit__now_ms() < end) sleep_ms(2);
+    while (atomic_load(&s->inflight) > 0 && !swit__deadline_passed(end))
+      sleep_ms(2);
     if (atomic_load(&s->inflight) > 0)
       swit__log(&h->log, SWIT_LOG_WARN, "reload: '%s' (group %s) still had "
                 "%ld message(s) in flight at the deadline; they go back to "
@@ -65,19 +66,16 @@ static void drain_removed(swit_host_t *h, const uint8_t *keep)
 /* Kick every worker and wait until each has switched to `gen`. */
 static int wait_for_swaps(swit_host_t *h, unsigned gen)
 {
-  int64_t end = swit__now_ms() + h->cfg->server.shutdown_timeout_ms;
+  swit__deadline end = swit__deadline_in(h->cfg->server.shutdown_timeout_ms);
   int late = 0;
 
   for (size_t i = 0; i < h->nworkers; i++) swit__queue_kick(&h->workers[i].q);
   pthread_mutex_lock(&h->swap_lock);
   for (size_t i = 0; i < h->nworkers; i++) {
     while (atomic_load(&h->workers[i].seen_gen) != gen) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 10 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-      pthread_cond_timedwait(&h->swap_cv, &h->swap_lock, &ts);
-      if (swit__now_ms() > end) {
+      swit__cond_wait_until(&h->swap_cv, &h->swap_lock,
+                            swit__deadline_min(end, 10));
+      if (swit__deadline_passed(end)) {
         late++;
         break;
       }

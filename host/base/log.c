@@ -140,13 +140,6 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
   va_end(ap);
 }
 
-int64_t swit__now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
 {
   if (buf && len) {

@@ -1,5 +1,5 @@
 /*
- * log.h - the host's log (stderr), the monotonic clock and the error
+ * log.h - the host's log (stderr) and the error
  * text helper every part of the host and every adapter uses.
  *
  * One line per call, written with a single write so lines from different
@@ -34,7 +34,7 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
 #endif
     ;
 
-int64_t swit__now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
+#include "base/clock.h" /* swit__now_ms and deadlines */
 
 /* Format an error into buf (when buf and len are set) and return code:
  *   return swit__fail(err, errlen, SWIT_E_CONFIG, "bad '%s'", name); */

@@ -24,7 +24,8 @@
 #include "swit/swit.h"
 #include "swit_ffi.h"
 #include "config/config.h"
-#include "base/log.h" /* swit__fail, swit__now_ms for adapters */
+#include "base/log.h"   /* swit__fail for adapters */
+#include "base/clock.h" /* swit__now_ms, deadlines for adapters */
 
 typedef struct swit_broker swit_broker; /* an adapter instance */
 
