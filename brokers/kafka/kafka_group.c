@@ -221,14 +221,14 @@ static void sleep_until_cv(kgroup *g, int64_t wait_ms)
 static void wait_active(kgroup *g, ksub *s)
 {
   int64_t start = swit__now_ms(), next_log = start + 5000;
-  int64_t end = start + g->b->conf.subscribe_timeout_ms;
+  swit__deadline end = swit__deadline_in(g->b->conf.subscribe_timeout_ms);
 
   if (swit__kafka_on_poll_thread(g))
     return; /* the poll thread would wait for itself */
   pthread_mutex_lock(&g->mu);
   while (!s->active) {
-    int64_t now = swit__now_ms();
-    if (now >= end)
+    int64_t now = swit__now_ms(), left = swit__deadline_remaining_ms(end);
+    if (left == 0)
       break;
     if (now >= next_log) {
       KAFKA_LOG(g->b, SWIT_LOG_INFO, "kafka: group '%s': still waiting for "
@@ -236,7 +236,7 @@ static void wait_active(kgroup *g, ksub *s)
                 (long long)((now - start) / 1000));
       next_log = now + 5000;
     }
-    sleep_until_cv(g, (end < next_log ? end : next_log) - now);
+    sleep_until_cv(g, left < next_log - now ? left : next_log - now);
   }
   int active = s->active;
   pthread_mutex_unlock(&g->mu);

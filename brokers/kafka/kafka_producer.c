@@ -342,10 +342,10 @@ int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
                     m->topic, rd_kafka_err2str(e));
 }
 
-/* Produce one message, waiting for room until `deadline` (monotonic ms,
- * 0: no wait). `slot` is its confirm slot or NULL. */
+/* Produce one message, waiting for room until `deadline` (NULL:
+ * no wait). `slot` is its confirm slot or NULL. */
 static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
-                       int64_t deadline, char *err, size_t errlen)
+                       const swit__deadline *deadline, char *err, size_t errlen)
 {
   rd_kafka_topic_t *rkt = topic_get(b, m->topic, m->topic_len);
   rd_kafka_headers_t *hdrs;
@@ -369,7 +369,7 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
                           RD_KAFKA_V_HEADERS(hdrs),
                           RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || !deadline ||
-        swit__now_ms() >= deadline)
+        swit__deadline_passed(*deadline))
       break;
     sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
   }
@@ -447,8 +447,8 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
   if (confirm_ids && !(w = waiter_new(n, confirm_ids)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "publish: out of "
                       "memory");
-  int64_t deadline = o && o->timeout_ms > 0
-                         ? swit__now_ms() + o->timeout_ms : 0;
+  swit__deadline until = swit__deadline_in(o ? o->timeout_ms : 0);
+  const swit__deadline *deadline = o && o->timeout_ms > 0 ? &until : NULL;
   pthread_rwlock_rdlock(&b->prod_lock);
   if (!b->prod_open)
     rc = swit__fail(err, errlen, SWIT_E_STATE,

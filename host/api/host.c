@@ -452,9 +452,8 @@ static void pause_all(swit_host_t *h)
 
 int swit_host_stop(swit_host_t *h, int deadline_ms)
 {
-  int64_t end = swit__now_ms() + (deadline_ms < 0
-                                  ? h->cfg->server.shutdown_timeout_ms
-                                  : deadline_ms);
+  swit__deadline end = swit__deadline_in(
+      deadline_ms < 0 ? h->cfg->server.shutdown_timeout_ms : deadline_ms);
   int_fast64_t left;
 
   pthread_mutex_lock(&h->lock);
@@ -464,7 +463,7 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
   }
   atomic_store(&h->state, SWIT__DRAINING);
   pause_all(h);
-  while ((left = atomic_load(&h->inflight)) > 0 && swit__now_ms() < end)
+  while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
     sleep_ms(2);
   if (left > 0)
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
