@@ -99,7 +99,6 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
     goto fail;
   }
   b->env = *env;
-  b->env.settings = NULL; /* passthrough: no settings struct */
   b->state = SWIT_CONN_DISCONNECTED;
   b->max_message_size = env->cfg->messaging.resources.memory.max_message_size;
   b->confirm_timeout_ms =
@@ -108,7 +107,8 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
     swit__fail(err, errlen, rc, "kafka: cannot create locks");
     goto fail;
   }
-  if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, err, errlen)))
+  if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, env->settings, err,
+                                   errlen)))
     goto fail;
   if ((rc = swit__kafka_txns_init(b))) {
     swit__fail(err, errlen, rc, "kafka: out of memory");
@@ -195,9 +195,9 @@ static int kafka_resume(swit_broker *b, void *handle)
 
 const swit_broker_ops swit_broker_kafka = {
   .name = "kafka",
-  .caps = SWIT_CAP_CONFIRM,
-  .config_fields = NULL, /* passthrough: kafka_conf.c validates it */
-  .settings_size = 0,
+  .caps = SWIT_CAP_CONFIRM | SWIT_CAP_CONFIG_PASSTHROUGH,
+  .config_fields = swit__kafka_config_fields, /* + librdkafka properties */
+  .settings_size = sizeof(swit_kafka_settings),
   .create = kafka_create,
   .destroy = kafka_destroy,
   .connect = kafka_connect,

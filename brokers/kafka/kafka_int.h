@@ -74,7 +74,9 @@ typedef struct kconf {
   int stats;                    /* statistics.interval.ms > 0 */
 } kconf;
 
-int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
+/* `st` NULL: the defaults of swit__kafka_config_fields. */
+int swit__kafka_conf_build(kconf *kc, const swit_config *cfg,
+                           const swit_kafka_settings *st, char *err,
                            size_t errlen);
 void swit__kafka_conf_free(kconf *kc);
 

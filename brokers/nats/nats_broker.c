@@ -211,7 +211,7 @@ static int settings_init(nats_broker *b, const swit_broker_env *env,
     return 0;
   }
   b->own_settings = 1;
-  return swit__config_apply(&none, swit__nats_config_fields, &b->st, err,
+  return swit__config_apply(&none, swit__nats_config_fields, 0, &b->st, err,
                             errlen);
 }
 

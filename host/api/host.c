@@ -116,8 +116,9 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
       goto fail;
     }
     rc = swit__config_apply(&cfg->messaging.broker.config,
-                            h->ops->config_fields, h->broker_settings, err,
-                            errlen);
+                            h->ops->config_fields,
+                            (h->ops->caps & SWIT_CAP_CONFIG_PASSTHROUGH) != 0,
+                            h->broker_settings, err, errlen);
     if (rc) goto fail;
   }
   *out = h;

@@ -190,9 +190,13 @@ void swit__config_free(swit_config *cfg);
 
 /* Validate a passthrough map against a field table (an adapter's own
  * settings) and fill `out` (defaults applied first). Errors carry the
- * kv's mark and "messaging.broker.config.<key>". */
+ * kv's mark and "messaging.broker.config.<key>". A key not in `fields`
+ * is refused, or with `keep_unknown` left for the adapter to read. */
 int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
-                       void *out, char *err, size_t errlen);
+                       int keep_unknown, void *out, char *err, size_t errlen);
+/* The field called `name`, or NULL. */
+const swit_cfg_field *swit__config_field(const swit_cfg_field *fields,
+                                         const char *name);
 /* Free what swit__config_apply (or the loader) allocated in `obj`. */
 void swit__config_free_fields(const swit_cfg_field *fields, void *obj);
 

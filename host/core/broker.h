@@ -144,7 +144,11 @@ typedef struct swit_broker_env {
 
 enum {
   SWIT_CAP_REQUEUE = 1, /* nack with requeue redelivers */
-  SWIT_CAP_CONFIRM = 2  /* publish returns a broker confirm id */
+  SWIT_CAP_CONFIRM = 2, /* publish returns a broker confirm id */
+  /* messaging.broker.config keys not in config_fields are not refused at
+   * load: the adapter reads them from the map and validates them itself
+   * (Kafka: librdkafka properties, through librdkafka's setter). */
+  SWIT_CAP_CONFIG_PASSTHROUGH = 4
 };
 
 typedef struct swit_broker_ops {

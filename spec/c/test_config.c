@@ -643,7 +643,7 @@ static void it_applies_a_passthrough_map_to_a_field_table(void)
   char err[512] = "";
 
   memset(&s, 0xff, sizeof s); /* apply must not read what was there */
-  CHECK(swit__config_apply(&cfg->messaging.broker.config, mem_fields, &s, err,
+  CHECK(swit__config_apply(&cfg->messaging.broker.config, mem_fields, 0, &s, err,
                            sizeof err) == 0);
   CHECK(s.queue_size == 50 && s.mode == 1);
   CHECK(s.latency_ms == 0 && s.label == NULL);
@@ -660,13 +660,18 @@ static void it_rejects_unknown_and_mistyped_adapter_settings(void)
   mem_settings s;
   char err[512] = "";
 
-  CHECK(swit__config_apply(&cfg->messaging.broker.config, mem_fields, &s, err,
+  CHECK(swit__config_apply(&cfg->messaging.broker.config, mem_fields, 0, &s, err,
                            sizeof err) == SWIT_E_CONFIG);
   CHECK(strcmp(err, "<string>:5:14: messaging.broker.config.bogus: unknown "
                     "key (expected one of queue_size, latency, mode, label)")
         == 0);
   CHECK(s.label == NULL); /* freed on failure */
-  CHECK(swit__config_apply(&bad->messaging.broker.config, mem_fields, &s, err,
+  /* an adapter with SWIT_CAP_CONFIG_PASSTHROUGH reads unknown keys itself */
+  CHECK(swit__config_apply(&cfg->messaging.broker.config, mem_fields, 1, &s, err,
+                           sizeof err) == 0);
+  CHECK(s.label && strcmp(s.label, "x") == 0);
+  swit__config_free_fields(mem_fields, &s);
+  CHECK(swit__config_apply(&bad->messaging.broker.config, mem_fields, 0, &s, err,
                            sizeof err) == SWIT_E_CONFIG);
   CHECK(strcmp(err, "<string>:4:19: messaging.broker.config.queue_size: "
                     "expected an integer in 1..1000000, got \"huge\"") == 0);

@@ -26,6 +26,8 @@ describe("swit #e2e", function()
       assert.equal(0, code)
       for _, want in ipairs({ "| `messaging.resources.subscribers.worker_pool_size` | integer",
                               "`messaging.broker.config.queue_size`",
+                              "`messaging.broker.config.subscribe_timeout` | duration",
+                              "`messaging.broker.config.transactional_id`",
                               "`lua.hot_reload.debounce`" }) do
         assert.truthy(out:find(want, 1, true), want)
       end

@@ -386,7 +386,7 @@ int main(int argc, char **argv)
            "    config: {heartbeat: 2s}\n", argv[1]);
   if (swit__config_load_string(&cfg, yaml, NULL, err, sizeof err) ||
       swit__config_apply(&cfg->messaging.broker.config,
-                         swit__rabbitmq_config_fields, &st, err, sizeof err)) {
+                         swit__rabbitmq_config_fields, 0, &st, err, sizeof err)) {
     fprintf(stderr, "config: %s\n", err);
     return 1;
   }
