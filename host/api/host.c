@@ -20,9 +20,6 @@
 
 #include "core/host_int.h"
 
-static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
-                                           "nats"};
-
 void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
 {
   va_list ap;
@@ -52,8 +49,8 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
                            void *ud)
 {
   swit__config_reference(swit__config_fields, "", emit, ud);
-  for (size_t i = 0; i < 4; i++) {
-    const swit_broker_ops *ops = swit__broker_find(broker_names[i]);
+  for (size_t i = 0; swit__broker_types[i]; i++) {
+    const swit_broker_ops *ops = swit__broker_find(swit__broker_types[i]);
     char title[128];
     if (!ops || !ops->config_fields) continue;
     snprintf(title, sizeof title, "Keys of the %s broker:", ops->name);
@@ -82,8 +79,7 @@ const char *swit_strerror(int code)
 static int host_create(swit_host_t **out, swit_config *cfg, char *err,
                        size_t errlen)
 {
-  const char *type = broker_names[cfg->messaging.broker.type];
-  const swit_cfg_mark *mk = &cfg->messaging.broker.type_mark;
+  const char *type = swit__broker_types[cfg->messaging.broker.type];
   swit_host_t *h = calloc(1, sizeof *h);
   int rc;
 
@@ -101,14 +97,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   swit__cond_init_monotonic(&h->swap_cv);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
-  h->ops = swit__broker_find(type);
-  if (!h->ops) {
-    snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
-             "not compiled into this build", mk->file ? mk->file : cfg->path,
-             mk->line, mk->col, type);
-    rc = SWIT_E_CONFIG;
-    goto fail;
-  }
+  h->ops = swit__broker_find(type); /* the schema allows only these */
   if (h->ops->config_fields) {
     h->broker_settings = calloc(1, h->ops->settings_size);
     if (!h->broker_settings) {

@@ -106,8 +106,10 @@ typedef struct swit_cfg_reconnect {
 
 enum { SWIT_LOG_FMT_TEXT, SWIT_LOG_FMT_JSON };
 
-enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
-       SWIT_BROKER_NATS };
+/* The compiled-in broker adapters' names, NULL-terminated: generated from
+ * the CMake list SWIT_BROKERS (cmake/embed.cmake), so the host names no
+ * broker. messaging.broker.type indexes it. */
+extern const char *const swit__broker_types[];
 
 typedef struct swit_config {
   char *path;        /* file name as given, or "<string>" */
@@ -127,7 +129,7 @@ typedef struct swit_config {
   struct {
     int enabled;     /* true */
     struct {
-      int type;                 /* SWIT_BROKER_*; "memory" */
+      int type;                 /* index into swit__broker_types */
       swit_cfg_mark type_mark;
       swit_cfg_list endpoints;
       swit_cfg_kvlist config;   /* passthrough; validated by the adapter */

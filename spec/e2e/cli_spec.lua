@@ -90,7 +90,7 @@ describe("swit #e2e", function()
     it("reports a broker type that does not exist", function()
       local code, _, err = run_yaml("messaging:\n  broker:\n    type: kafak\n")
       assert.equal(2, code)
-      assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of memory, kafka, rabbitmq, nats", err)
+      assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of kafka, memory, nats, rabbitmq", err)
     end)
 
     it("refuses to run or check with messaging disabled", function()
