@@ -89,8 +89,8 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   kbroker *b = NULL;
   int rc = SWIT_E_INVAL;
 
-  if (!out || !env || !env->cfg) {
-    swit__fail(err, errlen, rc, "kafka: no environment or config");
+  if (!out || !env) {
+    swit__fail(err, errlen, rc, "kafka: no environment");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
@@ -100,15 +100,13 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   }
   b->env = *env;
   b->state = SWIT_CONN_DISCONNECTED;
-  b->max_message_size = env->cfg->messaging.resources.memory.max_message_size;
-  b->confirm_timeout_ms =
-      swit__config_publisher(env->cfg, "default")->timeout_ms;
+  b->max_message_size = env->max_message_size;
+  b->confirm_timeout_ms = env->publish_timeout_ms;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "kafka: cannot create locks");
     goto fail;
   }
-  if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, env->settings, err,
-                                   errlen)))
+  if ((rc = swit__kafka_conf_build(&b->conf, env, err, errlen)))
     goto fail;
   if ((rc = swit__kafka_txns_init(b))) {
     swit__fail(err, errlen, rc, "kafka: out of memory");

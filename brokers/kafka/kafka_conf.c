@@ -113,45 +113,45 @@ static int key_error(const kv_ctx *c, const char *why)
 /* ---------------------------------------------------------------------
  * Defaults */
 
-static int bootstrap_from_endpoints(kconf *kc, const swit_config *cfg,
+static int bootstrap_from_endpoints(kconf *kc, const swit_broker_env *env,
                                     const kv_ctx *c)
 {
-  const swit_cfg_list *ep = &cfg->messaging.broker.endpoints;
   size_t len = 1;
   char *s;
   int rc;
 
-  if (ep->n == 0)
+  if (env->n_endpoints == 0)
     return 0;
-  for (size_t i = 0; i < ep->n; i++)
-    len += strlen(ep->items[i]) + 1;
+  for (size_t i = 0; i < env->n_endpoints; i++)
+    len += strlen(env->endpoints[i]) + 1;
   if (!(s = malloc(len)))
     return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "kafka: out of "
                       "memory");
   s[0] = '\0';
-  for (size_t i = 0; i < ep->n; i++) {
+  for (size_t i = 0; i < env->n_endpoints; i++) {
     if (i)
       strcat(s, ",");
-    strcat(s, ep->items[i]);
+    strcat(s, env->endpoints[i]);
   }
   rc = set_both(kc, c, "bootstrap.servers", s);
   free(s);
   return rc;
 }
 
-static int set_defaults(kconf *kc, const swit_config *cfg, const kv_ctx *c)
+static int set_defaults(kconf *kc, const swit_broker_env *env,
+                        const kv_ctx *c)
 {
-  const swit_cfg_reconnect *rc = &cfg->messaging.broker.reconnect;
+  int64_t d = env->reconnect_delay_ms, m = env->reconnect_max_delay_ms;
   char delay[32], max[32];
   int e;
 
   /* librdkafka's bounds are 0..1h for both */
-  snprintf(delay, sizeof delay, "%lld", (long long)(rc->delay_ms < KAFKA_TIMEOUT_MAX_MS
-                                                    ? rc->delay_ms : KAFKA_TIMEOUT_MAX_MS));
-  snprintf(max, sizeof max, "%lld", (long long)(rc->max_delay_ms < KAFKA_TIMEOUT_MAX_MS
-                                                ? rc->max_delay_ms : KAFKA_TIMEOUT_MAX_MS));
-  if ((e = bootstrap_from_endpoints(kc, cfg, c)) ||
-      (e = set_both(kc, c, "client.id", cfg->server.name)) ||
+  snprintf(delay, sizeof delay, "%lld",
+           (long long)(d < KAFKA_TIMEOUT_MAX_MS ? d : KAFKA_TIMEOUT_MAX_MS));
+  snprintf(max, sizeof max, "%lld",
+           (long long)(m < KAFKA_TIMEOUT_MAX_MS ? m : KAFKA_TIMEOUT_MAX_MS));
+  if ((e = bootstrap_from_endpoints(kc, env, c)) ||
+      (e = set_both(kc, c, "client.id", env->server_name)) ||
       (e = set_both(kc, c, "reconnect.backoff.ms", delay)) ||
       (e = set_both(kc, c, "reconnect.backoff.max.ms", max)) ||
       (e = conf_set(kc->producer, c, "enable.idempotence", "true")) ||
@@ -232,7 +232,7 @@ static int check_bootstrap(kconf *kc, const kv_ctx *c)
 
 /* transactional_id unless set: "<server.name>-<hostname>", stable across
  * restarts of one instance, distinct between instances on other hosts. */
-static int default_txn_prefix(kconf *kc, const swit_config *cfg,
+static int default_txn_prefix(kconf *kc, const char *server_name,
                               const kv_ctx *c)
 {
   char host[256] = "localhost";
@@ -243,10 +243,10 @@ static int default_txn_prefix(kconf *kc, const swit_config *cfg,
   if (gethostname(host, sizeof host) != 0)
     snprintf(host, sizeof host, "localhost");
   host[sizeof host - 1] = '\0';
-  len = strlen(cfg->server.name) + strlen(host) + 2;
+  len = strlen(server_name) + strlen(host) + 2;
   if (!(kc->txn_prefix = malloc(len)))
     return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
-  snprintf(kc->txn_prefix, len, "%s-%s", cfg->server.name, host);
+  snprintf(kc->txn_prefix, len, "%s-%s", server_name, host);
   return 0;
 }
 
@@ -262,12 +262,12 @@ static int apply_settings(kconf *kc, const swit_kafka_settings *st,
   return *st->client_id ? set_both(kc, c, "client.id", st->client_id) : 0;
 }
 
-int swit__kafka_conf_build(kconf *kc, const swit_config *cfg,
-                           const swit_kafka_settings *st, char *err,
+int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,
                            size_t errlen)
 {
   static const swit_cfg_kvlist none = { NULL, 0, { NULL, 0, 0 } };
-  const swit_cfg_kvlist *kv = &cfg->messaging.broker.config;
+  const swit_cfg_kvlist *kv = env->config ? env->config : &none;
+  const swit_kafka_settings *st = env->settings;
   kv_ctx c = {.kv = NULL, .err = err, .errlen = errlen};
   swit_kafka_settings own;
   int rc;
@@ -284,7 +284,7 @@ int swit__kafka_conf_build(kconf *kc, const swit_config *cfg,
     rc = swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
     goto fail;
   }
-  if ((rc = set_defaults(kc, cfg, &c)))
+  if ((rc = set_defaults(kc, env, &c)))
     goto fail;
   for (size_t i = 0; i < kv->n; i++) {
     c.kv = &kv->items[i];
@@ -294,7 +294,7 @@ int swit__kafka_conf_build(kconf *kc, const swit_config *cfg,
   c.kv = NULL;
   if ((rc = apply_settings(kc, st ? st : &own, &c)))
     goto fail;
-  if ((rc = check_bootstrap(kc, &c)) || (rc = default_txn_prefix(kc, cfg, &c)))
+  if ((rc = check_bootstrap(kc, &c)) || (rc = default_txn_prefix(kc, env->server_name, &c)))
     goto fail;
   kc->commit_interval_ms = conf_int(kc->consumer, "auto.commit.interval.ms");
   if (kc->commit_interval_ms <= 0)

@@ -203,7 +203,7 @@ void swit__kafka_groups_free(kbroker *b)
 
 static const char *group_for(kbroker *b, const swit_sub_spec *spec)
 {
-  const char *server = b->env.cfg->server.name;
+  const char *server = b->env.server_name;
   if (b->conf.default_group &&
       (!spec->group || !*spec->group || !strcmp(spec->group, server)))
     return b->conf.default_group;

@@ -74,9 +74,9 @@ typedef struct kconf {
   int stats;                    /* statistics.interval.ms > 0 */
 } kconf;
 
-/* `st` NULL: the defaults of swit__kafka_config_fields. */
-int swit__kafka_conf_build(kconf *kc, const swit_config *cfg,
-                           const swit_kafka_settings *st, char *err,
+/* From the host's environment; env->settings NULL: the defaults of
+ * swit__kafka_config_fields. */
+int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,
                            size_t errlen);
 void swit__kafka_conf_free(kconf *kc);
 

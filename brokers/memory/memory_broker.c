@@ -136,8 +136,7 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->env = *env;
   b->env.settings = NULL; /* copied below; the core may free them */
   b->queue_size = st->queue_size;
-  b->max_message_size =
-      env->cfg ? env->cfg->messaging.resources.memory.max_message_size : 0;
+  b->max_message_size = env->max_message_size;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "memory broker: cannot create locks");
     goto fail;

@@ -220,7 +220,7 @@ static int nats_create(swit_broker **out, const swit_broker_env *env,
 {
   nats_broker *b = NULL;
   int rc = SWIT_E_INVAL;
-  if (!out || !env || !env->cfg) {
+  if (!out || !env) {
     swit__fail(err, errlen, rc, "nats broker: no environment");
     goto fail;
   }
@@ -237,10 +237,9 @@ static int nats_create(swit_broker **out, const swit_broker_env *env,
   }
   if ((rc = settings_init(b, env, err, errlen)))
     goto fail;
-  const swit_config *cfg = env->cfg;
-  b->max_message_size = cfg->messaging.resources.memory.max_message_size;
-  b->confirm_timeout_ms = swit__config_publisher(cfg, "default")->timeout_ms;
-  b->shutdown_ms = cfg->server.shutdown_timeout_ms;
+  b->max_message_size = env->max_message_size;
+  b->confirm_timeout_ms = env->publish_timeout_ms;
+  b->shutdown_ms = env->shutdown_timeout_ms;
   atomic_store(&b->js_used, b->st.jetstream);
   if ((rc = swit__nats_options(b, err, errlen)))
     goto fail;

@@ -255,11 +255,12 @@ static void log_handlers(swit_host_t *h)
 static swit_broker_env broker_env(swit_host_t *h)
 {
   swit_broker_env env = {
-    .cfg = h->cfg, .settings = h->broker_settings,
+    .settings = h->broker_settings,
     .log = swit__log_cb, .log_ud = &h->log,
     .report_lag = swit__stats_report_lag,
   };
 
+  swit__broker_env_config(&env, h->cfg);
   swit__conn_env(h, &env);
   return env;
 }

@@ -97,14 +97,11 @@ static void test_log(void *ud, int level, const char *fmt, ...)
 /* ---------------------------------------------------------------------
  * Brokers and messages */
 
-static swit_config test_cfg; /* zeroed but for max_message_size */
-
 static swit_broker *broker_new(int64_t queue_size, int64_t max_message_size)
 {
   swit_memory_settings st = { .queue_size = queue_size };
-  test_cfg.messaging.resources.memory.max_message_size = max_message_size;
-  swit_broker_env env = { .cfg = &test_cfg, .settings = &st,
-                          .log = test_log };
+  swit_broker_env env = { .max_message_size = max_message_size,
+                          .settings = &st, .log = test_log };
   swit_broker *b = NULL;
   char err[256] = "";
   CHECK_RC(ops->create(&b, &env, err, sizeof err), 0, err);
@@ -886,7 +883,7 @@ static void test_lifecycle(void)
 {
   swit_broker *b = NULL;
   char err[256] = "";
-  swit_broker_env env = { .cfg = NULL, .settings = NULL };
+  swit_broker_env env = { .settings = NULL };
   CHECK_RC(ops->create(&b, &env, err, sizeof err), 0, err); /* defaults */
   CHECK_RC(ops->health(b, err, sizeof err), SWIT_E_BROKER, err);
   CHECK_RC(publish_text(b, "t", "x", 0, NULL, err, sizeof err), SWIT_E_STATE,
