@@ -29,9 +29,8 @@
  *    the core's pause/resume, and nothing is redelivered on a deadline.
  *  - publish and subscribe need a connected broker (SWIT_E_STATE); the
  *    rest works in any state. Retained messages survive disconnect.
- *  - max_message_size (messaging.resources.memory) counts payload, key and
- *    header names and values; <= 0 means no limit. A batch is checked as
- *    a whole before anything is stored. If a batch stops on SWIT_E_FULL,
+ *  - publishes arrive checked by the core (topic, pointers,
+ *    max_message_size: host/core/msg_check.c). If a batch stops on SWIT_E_FULL,
  *    the messages before the failing one are published: confirm_ids[i] is
  *    nonzero exactly for the accepted ones.
  *
@@ -136,7 +135,6 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->env = *env;
   b->env.settings = NULL; /* copied below; the core may free them */
   b->queue_size = st->queue_size;
-  b->max_message_size = env->max_message_size;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "memory broker: cannot create locks");
     goto fail;
@@ -349,37 +347,6 @@ static int mem_settle(swit_broker *b, void *handle, const swit_settle *s,
 /* ---------------------------------------------------------------------
  * Publishing */
 
-/* Reject the whole batch before storing anything. */
-static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
-                       size_t n, char *err, size_t errlen)
-{
-  for (size_t i = 0; i < n; i++) {
-    const swit_msg_view *m = &msgs[i];
-    if (!m->topic || !m->topic_len)
-      return swit__fail(err, errlen, SWIT_E_INVAL,
-                        "publish: message %zu of %zu has no topic", i + 1, n);
-    int bad = (m->key_len && !m->key) || (m->payload_len && !m->payload) ||
-              (m->nheaders && !m->headers);
-    size_t size = (size_t)m->key_len + m->payload_len;
-    for (uint32_t h = 0; !bad && h < m->nheaders; h++) {
-      const swit_header *hd = &m->headers[h];
-      bad = (hd->name_len && !hd->name) || (hd->value_len && !hd->value);
-      size += (size_t)hd->name_len + hd->value_len;
-    }
-    if (bad)
-      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
-                        "%zu of %zu has a NULL pointer with a nonzero length",
-                        (int)m->topic_len, m->topic, i + 1, n);
-    if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size)
-      return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
-                        "%zu of %zu is %zu bytes (payload+key+headers), over "
-                        "max_message_size %lld; nothing was published",
-                        (int)m->topic_len, m->topic, i + 1, n, size,
-                        (long long)b->max_message_size);
-  }
-  return 0;
-}
-
 /* How long a publish call may wait for room, all runs together. */
 typedef struct publish_wait {
   int64_t timeout_ms;
@@ -457,7 +424,7 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
   if (!atomic_load(&b->connected))
     return swit__fail(err, errlen, SWIT_E_STATE,
                       "publish: memory broker not connected");
-  int rc = check_batch(b, msgs, n, err, errlen);
+  int rc = 0;
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
                                                           : 0 };
   int64_t ts = wall_ms();

@@ -102,7 +102,6 @@ struct mem_topic {
 struct swit_broker {
   swit_broker_env env;
   int64_t queue_size;
-  int64_t max_message_size; /* <= 0: no limit */
   unsigned sync;            /* which of the locks below are initialised */
 
   pthread_rwlock_t topics_lock;

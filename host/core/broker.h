@@ -175,6 +175,18 @@ typedef struct swit_broker_env {
                      int32_t partition, int64_t lag);
 } swit_broker_env;
 
+/* msg_check.c: the core's one wording of message checks. Size counts
+ * payload, key and header names and values. swit__msg_oversize: NULL if
+ * `m` fits `max` (<= 0: no limit), else the reason, written to buf (an
+ * adapter sets it as swit_delivery.reject). swit__msg_check: the checks
+ * the core makes on every publish before the adapter sees it (topic,
+ * NULL pointers with a length, size), SWIT_E_INVAL / SWIT_E_TOOBIG. */
+size_t swit__msg_size(const swit_msg_view *m);
+const char *swit__msg_oversize(const swit_msg_view *m, int64_t max,
+                               char *buf, size_t len);
+int swit__msg_check(const swit_msg_view *msgs, size_t n, int64_t max,
+                    char *err, size_t errlen);
+
 /* Fill the configuration part of `env` (broker_env.c); the callbacks
  * and `settings` are the caller's. */
 void swit__broker_env_config(swit_broker_env *env, const swit_config *cfg);

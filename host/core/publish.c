@@ -2,9 +2,12 @@
  * publish.c - publishing through the host's broker, from any thread.
  *
  * swit__publish is the one path every publish takes (Lua handlers, C
- * handlers, the C API, dead-lettering): it checks the host is connected,
- * hands the message to the adapter and counts it as activity for the
- * idle detector. Dead letters are published `mandatory`: the host acks
+ * handlers, the C API, dead-lettering): it checks the messages
+ * (swit__msg_check: topic, pointers, max_message_size - adapters do not
+ * re-check) and that the host is connected, hands the messages to the
+ * adapter and counts them as activity for the idle detector. A dead
+ * letter is not held to max_message_size: the copy of an oversized
+ * message, with the host's headers, must still reach its topic. Dead letters are published `mandatory`: the host acks
  * their originals once they are confirmed, so a copy the broker would
  * drop as unroutable must fail instead. Workers publish with timeout 0 so a full queue never
  * blocks a worker; swit_host_publish (embedders) waits for room and
@@ -26,9 +29,12 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
                      const swit_publish_opts *o, uint64_t *confirm, char *err,
                      size_t errlen)
 {
+  int64_t max = o->mandatory
+                    ? 0 : h->cfg->messaging.resources.memory.max_message_size;
   int rc;
 
   if (h->tracer) m = swit__trace_inject(h, m, n);   /* tracing: traceparent */
+  if ((rc = swit__msg_check(m, n, max, err, errlen))) return rc;
 
   if (!atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",

@@ -127,7 +127,7 @@ end)
     local dlq
     code, dlq, err = k.consume(bs, P .. "in.dlq", "%k %S %h\n", 1)
     assert.equal(0, code, err)
-    assert.matches("^big 4000 [^\n]*x%-swit%-error=message of 4003 bytes exceeds max_message_size 1024", dlq)
+    assert.matches("^big 4000 [^\n]*x%-swit%-error=message of 4003 bytes %(payload%+key%+headers%) exceeds messaging%.resources%.memory%.max_message_size %(1024%)", dlq)
     -- publishing is limited by librdkafka's message.max.bytes
     assert.matches("publish nil publish to '[^']+': 200000 bytes of payload is over "
                    .. "librdkafka's message.max.bytes", out)
