@@ -292,12 +292,6 @@ int swit__kafka_flush(kbroker *b, int timeout_ms)
 /* ---------------------------------------------------------------------
  * Publishing */
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 rd_kafka_headers_t *swit__kafka_headers(const swit_msg_view *m)
 {
   rd_kafka_headers_t *h;
@@ -353,7 +347,7 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || !deadline ||
         swit__deadline_passed(*deadline))
       break;
-    sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
+    swit__sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
   }
   if (!e)
     return 0; /* hdrs owned by librdkafka now */

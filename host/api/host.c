@@ -410,12 +410,6 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
 /* ------------------------------------------------------------------ */
 /* Idle, stop, free */
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 {
   int64_t start = swit__now_ms();
@@ -429,7 +423,7 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
         now - atomic_load(&h->last_activity_ms) >= idle_ms)
       return os < 0 ? SWIT_E_SCRIPT : 0;
     if (timeout_ms >= 0 && now - start >= timeout_ms) return SWIT_E_TIMEDOUT;
-    sleep_ms(5);
+    swit__sleep_ms(5);
   }
 }
 
@@ -455,7 +449,7 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
   atomic_store(&h->state, SWIT__DRAINING);
   pause_all(h);
   while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
-    sleep_ms(2);
+    swit__sleep_ms(2);
   if (left > 0)
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
               "message(s) not finished are given back to the broker",

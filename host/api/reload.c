@@ -29,12 +29,6 @@
 
 #include "core/host_int.h"
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Pause and drain the active Lua subscriptions the new code no longer
  * has (marked in `keep`), then unsubscribe them. */
 static void drain_removed(swit_host_t *h, const uint8_t *keep)
@@ -51,7 +45,7 @@ static void drain_removed(swit_host_t *h, const uint8_t *keep)
     swit__sub *s = h->subs[i];
     if (keep[i] || s->ccb || !atomic_load(&s->active)) continue;
     while (atomic_load(&s->inflight) > 0 && !swit__deadline_passed(end))
-      sleep_ms(2);
+      swit__sleep_ms(2);
     if (atomic_load(&s->inflight) > 0)
       swit__log(&h->log, SWIT_LOG_WARN, "reload: '%s' (group %s) still had "
                 "%ld message(s) in flight at the deadline; they go back to "

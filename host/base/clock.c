@@ -13,6 +13,13 @@ int64_t swit__now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void swit__sleep_ms(int64_t ms)
+{
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+  if (ms > 0) nanosleep(&ts, NULL);
+}
+
 swit__deadline swit__deadline_in(int64_t timeout_ms)
 {
   int64_t now = swit__now_ms();

@@ -34,6 +34,9 @@ swit__deadline swit__deadline_min(swit__deadline d, int64_t step_ms);
  * on a condition variable made with swit__cond_init_monotonic. */
 struct timespec swit__deadline_timespec(swit__deadline d);
 
+/* Sleep `ms` milliseconds (<= 0: return at once). */
+void swit__sleep_ms(int64_t ms);
+
 /* pthread_cond_init with a CLOCK_MONOTONIC condattr; 0 or an errno. */
 int swit__cond_init_monotonic(pthread_cond_t *cv);
 /* pthread_cond_timedwait until `d` (never passes: pthread_cond_wait);

@@ -19,12 +19,6 @@
 
 #include "core/host_int.h"
 
-static void sleep_ms(int64_t ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
                      const swit_publish_opts *o, uint64_t *confirm, char *err,
                      size_t errlen)
@@ -82,7 +76,7 @@ static int publish_retrying(swit_host_t *h, const swit_msg_view *m, size_t n,
     if ((rc != SWIT_E_FULL && rc != SWIT_E_BROKER) ||
         retry == pc->retry_attempts)
       break;
-    sleep_ms(delay);
+    swit__sleep_ms(delay);
     delay *= 2;
   }
   return rc;
