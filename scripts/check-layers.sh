@@ -20,7 +20,7 @@ obj=${2:?object dir}
 rank_of() {   # path (source or object, relative) -> rank, or empty
   case "$1" in
     host/base/*) echo 0 ;;
-    host/config/*) echo 1 ;;
+    host/config/*|gen/swit_broker_types*) echo 1 ;;
     host/core/*) echo 2 ;;
     host/obs/*|brokers/*) echo 3 ;;
     host/runtime/*|bindings/*|gen/swit_lua_modules*|gen/swit_ffi_cdef*) echo 4 ;;

@@ -29,9 +29,8 @@
  *    the core's pause/resume, and nothing is redelivered on a deadline.
  *  - publish and subscribe need a connected broker (SWIT_E_STATE); the
  *    rest works in any state. Retained messages survive disconnect.
- *  - max_message_size (messaging.resources.memory) counts payload, key and
- *    header names and values; <= 0 means no limit. A batch is checked as
- *    a whole before anything is stored. If a batch stops on SWIT_E_FULL,
+ *  - publishes arrive checked by the core (topic, pointers,
+ *    max_message_size: host/core/msg_check.c). If a batch stops on SWIT_E_FULL,
  *    the messages before the failing one are published: confirm_ids[i] is
  *    nonzero exactly for the accepted ones.
  *
@@ -62,10 +61,11 @@ const swit_cfg_field swit__memory_config_fields[] = {
   { .name = NULL }
 };
 
-static int64_t now_ms(clockid_t clock)
+/* A message's timestamp: wall-clock milliseconds (not a deadline). */
+static int64_t wall_ms(void)
 {
   struct timespec ts;
-  clock_gettime(clock, &ts);
+  clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -104,7 +104,7 @@ static int broker_sync_init(mem_broker *b)
   if (pthread_mutex_init(&b->mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_MU;
-  if (pthread_cond_init(&b->wake, NULL))
+  if (swit__cond_init_monotonic(&b->wake))
     return SWIT_E_SYS;
   b->sync |= BS_WAKE;
   return 0;
@@ -135,8 +135,6 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->env = *env;
   b->env.settings = NULL; /* copied below; the core may free them */
   b->queue_size = st->queue_size;
-  b->max_message_size =
-      env->cfg ? env->cfg->messaging.resources.memory.max_message_size : 0;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "memory broker: cannot create locks");
     goto fail;
@@ -349,52 +347,19 @@ static int mem_settle(swit_broker *b, void *handle, const swit_settle *s,
 /* ---------------------------------------------------------------------
  * Publishing */
 
-/* Reject the whole batch before storing anything. */
-static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
-                       size_t n, char *err, size_t errlen)
-{
-  for (size_t i = 0; i < n; i++) {
-    const swit_msg_view *m = &msgs[i];
-    if (!m->topic || !m->topic_len)
-      return swit__fail(err, errlen, SWIT_E_INVAL,
-                        "publish: message %zu of %zu has no topic", i + 1, n);
-    int bad = (m->key_len && !m->key) || (m->payload_len && !m->payload) ||
-              (m->nheaders && !m->headers);
-    size_t size = (size_t)m->key_len + m->payload_len;
-    for (uint32_t h = 0; !bad && h < m->nheaders; h++) {
-      const swit_header *hd = &m->headers[h];
-      bad = (hd->name_len && !hd->name) || (hd->value_len && !hd->value);
-      size += (size_t)hd->name_len + hd->value_len;
-    }
-    if (bad)
-      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
-                        "%zu of %zu has a NULL pointer with a nonzero length",
-                        (int)m->topic_len, m->topic, i + 1, n);
-    if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size)
-      return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
-                        "%zu of %zu is %zu bytes (payload+key+headers), over "
-                        "max_message_size %lld; nothing was published",
-                        (int)m->topic_len, m->topic, i + 1, n, size,
-                        (long long)b->max_message_size);
-  }
-  return 0;
-}
-
 /* How long a publish call may wait for room, all runs together. */
 typedef struct publish_wait {
   int64_t timeout_ms;
   int started;
-  struct timespec deadline; /* CLOCK_MONOTONIC, set at the first wait */
+  swit__deadline deadline; /* set at the first wait */
 } publish_wait;
 
-static const struct timespec *publish_deadline(publish_wait *w)
+static const swit__deadline *publish_deadline(publish_wait *w)
 {
   if (w->timeout_ms <= 0)
     return NULL;
   if (!w->started) {
-    int64_t at = now_ms(CLOCK_MONOTONIC) + w->timeout_ms;
-    w->deadline.tv_sec = (time_t)(at / 1000);
-    w->deadline.tv_nsec = (long)(at % 1000) * 1000000L;
+    w->deadline = swit__deadline_in(w->timeout_ms);
     w->started = 1;
   }
   return &w->deadline;
@@ -459,10 +424,10 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
   if (!atomic_load(&b->connected))
     return swit__fail(err, errlen, SWIT_E_STATE,
                       "publish: memory broker not connected");
-  int rc = check_batch(b, msgs, n, err, errlen);
+  int rc = 0;
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
                                                           : 0 };
-  int64_t ts = now_ms(CLOCK_REALTIME);
+  int64_t ts = wall_ms();
   for (size_t i = 0, end; !rc && i < n; i = end) {
     end = run_end(msgs, i, n);
     rc = publish_run(b, msgs + i, end - i, &w, ts,

@@ -20,9 +20,6 @@
 
 #include "api/api.h"
 
-static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
-                                           "nats"};
-
 void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
 {
   va_list ap;
@@ -66,8 +63,8 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
                            void *ud)
 {
   swit__config_reference(swit__config_fields, "", emit, ud);
-  for (size_t i = 0; i < 4; i++) {
-    const swit_broker_ops *ops = swit__broker_find(broker_names[i]);
+  for (size_t i = 0; swit__broker_types[i]; i++) {
+    const swit_broker_ops *ops = swit__broker_find(swit__broker_types[i]);
     char title[128];
     if (!ops || !ops->config_fields) continue;
     snprintf(title, sizeof title, "Keys of the %s broker:", ops->name);
@@ -85,8 +82,7 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
 static int host_create(swit_host_t **out, swit_config *cfg, char *err,
                        size_t errlen)
 {
-  const char *type = broker_names[cfg->messaging.broker.type];
-  const swit_cfg_mark *mk = &cfg->messaging.broker.type_mark;
+  const char *type = swit__broker_types[cfg->messaging.broker.type];
   swit_host_t *h = calloc(1, sizeof *h);
   int rc;
 
@@ -104,21 +100,14 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->lock, NULL);
   pthread_mutex_init(&h->reload_lock, NULL);
   pthread_mutex_init(&h->swap_lock, NULL);
-  pthread_cond_init(&h->swap_cv, NULL);
+  swit__cond_init_monotonic(&h->swap_cv);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   /* the interceptors, outermost first: metrics sees every message and
    * publish as the chain's result; tracing wraps the handlers */
   if ((rc = swit__metrics_register(h))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
-  h->ops = swit__broker_find(type);
-  if (!h->ops) {
-    snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
-             "not compiled into this build", mk->file ? mk->file : cfg->path,
-             mk->line, mk->col, type);
-    rc = SWIT_E_CONFIG;
-    goto fail;
-  }
+  h->ops = swit__broker_find(type); /* the schema allows only these */
   if (h->ops->config_fields) {
     h->broker_settings = calloc(1, h->ops->settings_size);
     if (!h->broker_settings) {
@@ -126,8 +115,9 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
       goto fail;
     }
     rc = swit__config_apply(&cfg->messaging.broker.config,
-                            h->ops->config_fields, h->broker_settings, err,
-                            errlen);
+                            h->ops->config_fields,
+                            (h->ops->caps & SWIT_CAP_CONFIG_PASSTHROUGH) != 0,
+                            h->broker_settings, err, errlen);
     if (rc) goto fail;
   }
   *out = h;
@@ -275,11 +265,12 @@ static void log_handlers(swit_host_t *h)
 static swit_broker_env broker_env(swit_host_t *h)
 {
   swit_broker_env env = {
-    .cfg = h->cfg, .settings = h->broker_settings,
+    .settings = h->broker_settings,
     .log = swit__log_cb, .log_ud = &h->log,
     .report_lag = swit__stats_report_lag,
   };
 
+  swit__broker_env_config(&env, h->cfg);
   swit__conn_env(h, &env);
   return env;
 }
@@ -328,13 +319,17 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
 
 static int build_states(swit_host_t *h, char *err, size_t errlen)
 {
+  size_t nlua = 0;
+
+  for (size_t i = 0; i < h->nsubs; i++)
+    nlua += !h->subs[i]->ccb && atomic_load(&h->subs[i]->active);
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     w->ffi.generation = 1;
     atomic_store(&w->seen_gen, 1);
     if (!h->code) continue;
     lua_State *L = NULL;
-    int rc = swit__generation_build(h, w, h->code, &L, err, errlen);
+    int rc = swit__generation_build(h, w, h->code, nlua, &L, err, errlen);
     if (rc) return rc;
     swit__lua_adopt(w, L);
   }
@@ -377,13 +372,13 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
 /* Stop order (DESIGN.md, "Lifecycle"): intake was paused and in-flight
  * work drained by the caller; flush publishers, unsubscribe, stop the
  * workers (they give back what they still hold), disconnect. */
-static size_t teardown(swit_host_t *h, int64_t deadline_ms)
+static size_t teardown(swit_host_t *h, swit__deadline end)
 {
   size_t left;
 
   swit__watch_stop(h);
   if (h->subs) unsubscribe_all(h);
-  left = swit__workers_stop(h, deadline_ms);
+  left = swit__workers_stop(h, end);
   /* After the workers: what the last handlers and timers published is
    * sent too. What the broker has not confirmed by then the adapter logs
    * as not published when it disconnects. */
@@ -414,7 +409,7 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
   }
   rc = start_locked(h, err, errlen);
   if (rc) {
-    teardown(h, swit__now_ms() + h->cfg->server.shutdown_timeout_ms);
+    teardown(h, swit__deadline_in(h->cfg->server.shutdown_timeout_ms));
     atomic_store(&h->state, SWIT__STOPPED);
   } else {
     atomic_store(&h->state, SWIT__RUNNING);
@@ -430,12 +425,6 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
 /* ------------------------------------------------------------------ */
 /* Idle, stop, free */
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 {
   int64_t start = swit__now_ms();
@@ -449,7 +438,7 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
         now - atomic_load(&h->last_activity_ms) >= idle_ms)
       return os < 0 ? SWIT_E_SCRIPT : 0;
     if (timeout_ms >= 0 && now - start >= timeout_ms) return SWIT_E_TIMEDOUT;
-    sleep_ms(5);
+    swit__sleep_ms(5);
   }
 }
 
@@ -463,9 +452,8 @@ static void pause_all(swit_host_t *h)
 
 int swit_host_stop(swit_host_t *h, int deadline_ms)
 {
-  int64_t end = swit__now_ms() + (deadline_ms < 0
-                                  ? h->cfg->server.shutdown_timeout_ms
-                                  : deadline_ms);
+  swit__deadline end = swit__deadline_in(
+      deadline_ms < 0 ? h->cfg->server.shutdown_timeout_ms : deadline_ms);
   int_fast64_t left;
   size_t stuck;
 
@@ -476,8 +464,8 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
   }
   atomic_store(&h->state, SWIT__DRAINING);
   pause_all(h);
-  while ((left = atomic_load(&h->inflight)) > 0 && swit__now_ms() < end)
-    sleep_ms(2);
+  while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
+    swit__sleep_ms(2);
   if (left > 0)
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
               "message(s) not finished are given back to the broker",

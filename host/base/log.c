@@ -127,13 +127,6 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
   va_end(ap);
 }
 
-int64_t swit__now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *swit_strerror(int code)
 {
   switch (code) {
@@ -154,11 +147,4 @@ int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
     va_end(ap);
   }
   return code;
-}
-
-uint64_t swit__now_us(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

@@ -402,7 +402,7 @@ void swit__config_free(swit_config *cfg)
  * Adapter settings and lookups */
 
 int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
-                       void *out, char *err, size_t errlen)
+                       int keep_unknown, void *out, char *err, size_t errlen)
 {
   swit_cfg_ctx ctx = { .file = kv->mark.file ? kv->mark.file : "<config>",
                        .err = err, .errlen = errlen };
@@ -416,7 +416,7 @@ int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
     snprintf(key, sizeof key, "messaging.broker.config.%s", it->key);
     f = swit__config_field(fields, it->key);
     rc = f ? swit__config_set_scalar(&ctx, f, out, it->value, it->mark, key)
-           : swit__config_unknown(&ctx, it->mark, key, fields);
+           : keep_unknown ? 0 : swit__config_unknown(&ctx, it->mark, key, fields);
   }
   if (rc < 0)
     swit__config_free_fields(fields, out);

@@ -106,8 +106,10 @@ typedef struct swit_cfg_reconnect {
 } swit_cfg_reconnect;
 
 
-enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
-       SWIT_BROKER_NATS };
+/* The compiled-in broker adapters' names, NULL-terminated: generated from
+ * the CMake list SWIT_BROKERS (cmake/embed.cmake), so the host names no
+ * broker. messaging.broker.type indexes it. */
+extern const char *const swit__broker_types[];
 
 typedef struct swit_config {
   char *path;        /* file name as given, or "<string>" */
@@ -127,7 +129,7 @@ typedef struct swit_config {
   struct {
     int enabled;     /* true */
     struct {
-      int type;                 /* SWIT_BROKER_*; "memory" */
+      int type;                 /* index into swit__broker_types */
       swit_cfg_mark type_mark;
       swit_cfg_list endpoints;
       swit_cfg_kvlist config;   /* passthrough; validated by the adapter */
@@ -191,9 +193,13 @@ void swit__config_free(swit_config *cfg);
 
 /* Validate a passthrough map against a field table (an adapter's own
  * settings) and fill `out` (defaults applied first). Errors carry the
- * kv's mark and "messaging.broker.config.<key>". */
+ * kv's mark and "messaging.broker.config.<key>". A key not in `fields`
+ * is refused, or with `keep_unknown` left for the adapter to read. */
 int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
-                       void *out, char *err, size_t errlen);
+                       int keep_unknown, void *out, char *err, size_t errlen);
+/* The field called `name`, or NULL. */
+const swit_cfg_field *swit__config_field(const swit_cfg_field *fields,
+                                         const char *name);
 /* Free what swit__config_apply (or the loader) allocated in `obj`. */
 void swit__config_free_fields(const swit_cfg_field *fields, void *obj);
 

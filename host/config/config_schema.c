@@ -83,9 +83,6 @@ const swit_cfg_field swit__subscriber_fields[] = {
 /* ---------------------------------------------------------------------
  * messaging.broker */
 
-static const char *const broker_types[] = { "memory", "kafka", "rabbitmq",
-                                            "nats", NULL };
-
 #define BROKER messaging.broker
 #define RECONNECT messaging.broker.reconnect
 static const swit_cfg_field reconnect_fields[] = {
@@ -104,7 +101,8 @@ static const swit_cfg_field reconnect_fields[] = {
 
 static const swit_cfg_field broker_fields[] = {
   { .name = "type", .type = SWIT_CFG_ENUM, .offset = OFF(BROKER, type),
-    .dflt = "memory", .choices = broker_types, .desc = "Broker adapter" },
+    .dflt = "memory", .choices = swit__broker_types,
+    .desc = "Broker adapter (one of those compiled in)" },
   { .name = "endpoints", .type = SWIT_CFG_LIST,
     .offset = OFF(BROKER, endpoints), .desc = "Broker addresses (host:port)" },
   { .name = "config", .type = SWIT_CFG_PASSTHROUGH,

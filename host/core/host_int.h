@@ -329,7 +329,7 @@ int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
  * later, left behind (its queue given back). Returns how many were left behind: the
  * host must then not be freed (a thread still runs in it). */
 #define SWIT__STOP_GRACE_MS 1000
-size_t swit__workers_stop(struct swit_host_s *h, int64_t deadline_ms);
+size_t swit__workers_stop(struct swit_host_s *h, swit__deadline end);
 void swit__workers_free(struct swit_host_s *h);
 char *swit__arena_dup(swit__worker *w, const char *s, size_t len);
 void *swit__arena_alloc(swit__worker *w, size_t size);

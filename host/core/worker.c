@@ -364,17 +364,11 @@ int swit__workers_start(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
-/* pthread_timedjoin_np waits on CLOCK_REALTIME: `ms` from now on it. */
-static int join_within(pthread_t t, int64_t ms)
+/* Join t by the deadline d (CLOCK_MONOTONIC); 0 or ETIMEDOUT. */
+static int join_by(pthread_t t, swit__deadline d)
 {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (ms < 0) ms = 0;
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-  return pthread_timedjoin_np(t, NULL, &ts);
+  struct timespec ts = swit__deadline_timespec(d);
+  return pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts);
 }
 
 /* A worker that did not finish: interrupted, then (still stuck after the
@@ -407,7 +401,7 @@ static size_t abandon(swit_host_t *h, swit__worker *w)
   return 1;
 }
 
-size_t swit__workers_stop(swit_host_t *h, int64_t deadline_ms)
+size_t swit__workers_stop(swit_host_t *h, swit__deadline end)
 {
   size_t left = 0;
 
@@ -416,15 +410,15 @@ size_t swit__workers_stop(swit_host_t *h, int64_t deadline_ms)
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     if (!w->thread_started) continue;
-    int rc = join_within(w->thread, deadline_ms - swit__now_ms());
+    int rc = join_by(w->thread, end);
     /* past the deadline, a worker that is still making progress is
      * waited for; one the watchdog marks stuck (past handler_timeout)
      * is interrupted, then left behind after the grace */
     while (rc != 0 && !atomic_load(&w->stuck))
-      rc = join_within(w->thread, 10);
+      rc = join_by(w->thread, swit__deadline_in(10));
     if (rc != 0) {
       if (h->runner && h->runner->interrupt) h->runner->interrupt(w);
-      if (join_within(w->thread, SWIT__STOP_GRACE_MS) != 0) {
+      if (join_by(w->thread, swit__deadline_in(SWIT__STOP_GRACE_MS)) != 0) {
         left += abandon(h, w);
         continue;
       }
