@@ -11,6 +11,7 @@
  * topic, group where they apply (docs/operations.md lists them all).
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,6 +541,31 @@ static void render_sub_gauges(swit_host_t *h, render *r)
                    r->broker, active);
 }
 
+/* The HTTP servers' flood counters (http.c), by server. */
+static void render_http(swit_host_t *h, render *r)
+{
+  static const char *const server[2] = { "admin", "ingress" };
+  static const struct { const char *name, *help; size_t off; } c[] = {
+    { "swit_http_accept_errors_total", "accept(2) failures of an HTTP "
+      "server (EMFILE, ENFILE, ...): the server backs off",
+      offsetof(swit__obs, http_accept_errors) },
+    { "swit_http_connections_shed_total", "Connections closed or refused "
+      "at an HTTP server's connection cap",
+      offsetof(swit__obs, http_conns_shed) },
+    { "swit_http_bad_requests_total", "Requests an HTTP server refused "
+      "before a handler (malformed, oversized, RFC 9112)",
+      offsetof(swit__obs, http_bad_requests) },
+  };
+
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    swit__ctr *v = (swit__ctr *)((char *)h->obs + c[i].off);
+    head(r, c[i].name, "counter", c[i].help);
+    for (int k = 0; k < 2; k++)
+      swit__buf_printf(r->b, "%s{server=\"%s\"} %" PRIu64 "\n", c[i].name,
+                       server[k], swit__ctr_get(&v[k]));
+  }
+}
+
 static void render_host(swit_host_t *h, render *r)
 {
   int cs = atomic_load(&h->conn_state);
@@ -575,6 +601,7 @@ static void render_host(swit_host_t *h, render *r)
        "Admin requests refused for a missing or wrong token");
   swit__buf_printf(r->b, "swit_admin_unauthorized_total %" PRIu64 "\n",
                    swit__ctr_get(&h->obs->admin_denied));
+  render_http(h, r);
   head(r, "swit_build_info", "gauge", "Version of swit (value is 1)");
   swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\"} 1\n",
                    SWIT_VERSION_STRING, r->broker);

@@ -44,6 +44,10 @@ typedef struct swit__obs {
   swit__ctr admin_denied;       /* requests refused for a bad token */
   swit__ctr http_requests;      /* served by the admin server */
   swit__ctr ingress_ok, ingress_err; /* under the ingress thread only */
+  /* per server, [0] admin and [1] ingress (http.c) */
+  swit__ctr http_accept_errors[2]; /* accept(2) failed (EMFILE, ...) */
+  swit__ctr http_conns_shed[2];    /* closed or refused at the cap */
+  swit__ctr http_bad_requests[2];  /* refused by the parser */
 } swit__obs;
 
 /* Lifecycle (host.c). new: with the host; start: after swit_host_start

@@ -410,8 +410,12 @@ static void it_refuses_oversized_bodies_in_json(const char *adm,
   CHECK(r.status == 413);
   CHECK(json_error(&r));
   resp_free(&r);
-  r = http_raw(adm, "GET /healthz HTTP/9.9\r\n\r\n", 25); /* malformed */
+  r = http_raw(adm, "GET /healthz HTPT/1.1\r\n\r\n", 25); /* malformed */
   CHECK(r.status == 400);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  r = http_raw(adm, "GET /healthz HTTP/9.9\r\n\r\n", 25); /* RFC 9110 */
+  CHECK(r.status == 505);
   CHECK(json_error(&r));
   resp_free(&r);
   r = http(ing, "PATCH", "/v1/publish/work", NULL, "x");
