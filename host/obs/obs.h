@@ -48,6 +48,7 @@ typedef struct swit__obs {
   swit__ctr http_accept_errors[2]; /* accept(2) failed (EMFILE, ...) */
   swit__ctr http_conns_shed[2];    /* closed or refused at the cap */
   swit__ctr http_bad_requests[2];  /* refused by the parser */
+  swit__ctr series_dropped;     /* swit.metrics series over the cap */
 } swit__obs;
 
 /* Lifecycle (host.c). new: with the host; start: after swit_host_start
@@ -90,6 +91,10 @@ int swit__buf_printf(swit__buf *b, const char *fmt, ...)
     ;
 /* A JSON string literal (quotes included) of s[0..len). */
 int swit__buf_json(swit__buf *b, const char *s, size_t len);
+/* s as Prometheus text: a label value (quoted: \\ \" \n escaped) or
+ * HELP text (\\ \n); control bytes and invalid UTF-8 become U+FFFD,
+ * so /metrics always parses. */
+int swit__buf_prom(swit__buf *b, const char *s, size_t len, int quoted);
 
 /* The Prometheus text exposition of everything (GET /metrics). */
 int swit__metrics_render(struct swit_host_s *h, swit__buf *out);
