@@ -552,6 +552,18 @@ static int body_room(conn *c, size_t n)
   return 1;
 }
 
+/* Whether the unfinished head in `in` has an LF without its CR (a
+ * client ending lines in LF alone would otherwise wait for a timeout). */
+static int bare_lf(struct evbuffer *in)
+{
+  size_t n = evbuffer_get_length(in);
+  const char *b = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+
+  for (size_t i = 0; b && i < n; i++)
+    if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) return 1;
+  return 0;
+}
+
 /* One step over what is buffered: 1 to go on, 0 to wait for bytes, an
  * answer or the end of the connection. */
 static int step(conn *c)
@@ -575,6 +587,8 @@ static int step(conn *c)
       if (p.pos < 0) {
         if (evbuffer_get_length(in) > MAX_HEAD)
           refuse(c, 431, "request head over 16 KiB");
+        else if (bare_lf(in))
+          refuse(c, 400, "a bare CR or LF in the request head");
         return 0;
       }
       n = (size_t)p.pos;
