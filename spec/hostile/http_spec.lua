@@ -34,16 +34,7 @@ swit.on("work", function(msg)
 end)
 ]]
 
-local function start(files, prefix)
-  local dir = t.dir(files)
-  os.execute(("cd %s && (%s %s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(t.quote(dir), prefix or "", t.quote(t.bin)))
-  local p = { dir = dir, pid = assert(tonumber(t.read(dir .. "/pid"))) }
-  local err = t.wait_for(p, "err", "http ingress listening on http://[%d.:]+")
-  p.adm = err:match("admin listening on http://([%d.:]+)")
-  p.ing = err:match("http ingress listening on http://([%d.:]+)")
-  return p
-end
+local start = t.start_servers
 
 local function json_error(body)
   local r = cjson.decode(body or "")
@@ -55,12 +46,7 @@ local function post(topic, body, headers)
           .. "%s\r\n%s"):format(topic, #body, headers or "", body)
 end
 
-local function metric(text, series)
-  for line in (text or ""):gmatch("[^\n]+") do
-    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
-    if v then return tonumber(v) end
-  end
-end
+local metric = t.metric
 
 local function get(addr, path)
   return tcp.request(addr, ("GET %s HTTP/1.1\r\nHost: t\r\n\r\n"):format(path))

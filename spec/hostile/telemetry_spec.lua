@@ -39,23 +39,9 @@ swit.on("work", function(msg)
 end)
 ]]
 
-local function start(files)
-  local dir = t.dir(files)
-  os.execute(("cd %s && (%s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(t.quote(dir), t.quote(t.bin)))
-  local p = { dir = dir, pid = assert(tonumber(t.read(dir .. "/pid"))) }
-  local err = t.wait_for(p, "err", "http ingress listening on http://[%d.:]+")
-  p.adm = err:match("admin listening on http://([%d.:]+)")
-  p.ing = err:match("http ingress listening on http://([%d.:]+)")
-  return p
-end
+local start = t.start_servers
 
-local function metric(text, series)
-  for line in (text or ""):gmatch("[^\n]+") do
-    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
-    if v then return tonumber(v) end
-  end
-end
+local metric = t.metric
 
 describe("telemetry under hostile use #hostile", function()
   it("drops series past the cap without failing handlers, and /metrics parses", function()
