@@ -120,9 +120,9 @@ typedef struct swit_config {
     char *version;   /* "0.0.0" */
     int64_t shutdown_timeout_ms; /* "30s": drain deadline of a stop */
     /* observability (admin.c, metrics.c, log.c, ingress.c) */
-    struct { char *listen; char *token; } admin; /* "127.0.0.1:9090" | "off", "" */
+    struct { char *listen; char *token; int64_t max_connections; } admin; /* "127.0.0.1:9090" | "off", "", 64 */
     struct { int level; int format; } log;       /* SWIT_LOG_*, SWIT_LOG_FMT_* */
-    struct { char *listen; } http;               /* ingress: "off" */
+    struct { char *listen; int64_t max_connections; int trust_headers; } http; /* ingress: "off", 1024, false */
     struct { int enabled; } metrics;             /* true */
   } server;
 

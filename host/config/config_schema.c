@@ -306,6 +306,12 @@ static const swit_cfg_field admin_fields[] = {
     .dflt = "", .desc = "Bearer token required by every state-changing "
                          "admin endpoint (empty: those endpoints answer "
                          "403); use ${VAR}" },
+  { .name = "max_connections", .type = SWIT_CFG_INT,
+    .offset = OFF(ADMIN, max_connections), .dflt = "64", .min = 8,
+    .max = 65536,
+    .desc = "Open connections at most; the last 4 serve /healthz and "
+            "/readyz only, and a new connection at the cap closes the "
+            "oldest one that is idle or still sending its request" },
   { .name = NULL }
 };
 
@@ -327,6 +333,16 @@ static const swit_cfg_field http_fields[] = {
     .dflt = "off",
     .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port, port 0 = "
             "any free port, or off" },
+  { .name = "max_connections", .type = SWIT_CFG_INT,
+    .offset = OFF(HTTP, max_connections), .dflt = "1024", .min = 1,
+    .max = 65536,
+    .desc = "Open ingress connections at most; a new connection at the "
+            "cap closes the oldest one that is idle or still sending its "
+            "request" },
+  { .name = "trust_headers", .type = SWIT_CFG_BOOL,
+    .offset = OFF(HTTP, trust_headers), .dflt = "false",
+    .desc = "Let clients set x-swit-* and traceparent/tracestate message "
+            "headers (Swit-Header-...); off: such a request gets 400" },
   { .name = NULL }
 };
 

@@ -185,11 +185,18 @@ local function check_opts(opts)
   end
 end
 
+-- NUL and control bytes: never part of a topic name (a C string would
+-- cut it at NUL, a log line would break at a newline)
+local CONTROL = "[%z\1-\31\127]"
+
 function swit.on(topic, opts, fn)
   while_loading("swit.on")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   if type(topic) ~= "string" or topic == "" then
     error("swit.on(topic, [opts], fn): topic must be a non-empty string", 2)
+  end
+  if topic:find(CONTROL) then
+    error("swit.on: the topic has a NUL or control character", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
     error("swit.on(topic, [opts], fn): opts must be a table", 2)
@@ -272,6 +279,9 @@ end
 function swit.publish(topic, payload, opts)
   if type(topic) ~= "string" or topic == "" then
     return nil, "swit.publish: topic must be a non-empty string"
+  end
+  if topic:find(CONTROL) then
+    return nil, "swit.publish: the topic has a NUL or control character"
   end
   local pt = type(payload)
   if pt == "table" then
