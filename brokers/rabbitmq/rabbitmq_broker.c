@@ -196,10 +196,6 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
   const swit_cfg_list *l = &b->env.cfg->messaging.broker.endpoints;
   const char *const *items = l->n ? (const char *const *)l->items : dflt;
   size_t n = l->n ? l->n : 1;
-  if (b->env.cfg->messaging.security.transport.tls.enabled)
-    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
-                      "transport.tls: TLS is not supported by the "
-                      "RabbitMQ adapter yet");
   if (!(b->eps = calloc(n, sizeof *b->eps)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   b->neps = n;

@@ -403,8 +403,9 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
     atomic_store(&h->state, SWIT__STOPPED);
   } else {
     atomic_store(&h->state, SWIT__RUNNING);
-    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: broker %s, %zu "
-              "workers, %zu handlers", SWIT_VERSION_STRING, h->ops->name,
+    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: service %s %s, "
+              "broker %s, %zu workers, %zu handlers", SWIT_VERSION_STRING,
+              h->cfg->server.name, h->cfg->server.version, h->ops->name,
               h->nworkers, h->nsubs);
     swit__obs_start(h);       /* admin server, ingress */
   }

@@ -45,6 +45,9 @@ int swit__config_fail(swit_cfg_ctx *ctx, swit_cfg_mark mark, const char *key,
 #endif
     ;
 int swit__config_nomem(swit_cfg_ctx *ctx); /* SWIT_E_NOMEM */
+/* "key: not supported yet (see docs/configuration.md)" */
+int swit__config_unsupported(swit_cfg_ctx *ctx, swit_cfg_mark mark,
+                             const char *key);
 /* "key: unknown key (expected one of a, b, c)" */
 int swit__config_unknown(swit_cfg_ctx *ctx, swit_cfg_mark mark,
                          const char *key, const swit_cfg_field *fields);

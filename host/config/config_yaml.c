@@ -370,6 +370,8 @@ static int walk_value(walker *w, const swit_cfg_field *f, void *obj,
   if (rc < 0)
     return rc;
   switch (f->type) {
+  case SWIT_CFG_UNSUPPORTED: /* whatever the value, even null or a map */
+    return swit__config_unsupported(w->ctx, mark_of(w, v), key);
   case SWIT_CFG_SECTION:
     return walk_section(w, f->fields, p, v, key);
   case SWIT_CFG_NAMED:

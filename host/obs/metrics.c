@@ -575,9 +575,14 @@ static void render_host(swit_host_t *h, render *r)
        "Admin requests refused for a missing or wrong token");
   swit__buf_printf(r->b, "swit_admin_unauthorized_total %" PRIu64 "\n",
                    swit__ctr_get(&h->obs->admin_denied));
-  head(r, "swit_build_info", "gauge", "Version of swit (value is 1)");
-  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\"} 1\n",
-                   SWIT_VERSION_STRING, r->broker);
+  head(r, "swit_build_info", "gauge",
+       "Version of swit, the service's name and server.version (value is 1)");
+  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\","
+                   "service=\"", SWIT_VERSION_STRING, r->broker);
+  label(r->b, h->cfg->server.name);
+  swit__buf_printf(r->b, "\",service_version=\"");
+  label(r->b, h->cfg->server.version);
+  swit__buf_printf(r->b, "\"} 1\n");
 }
 
 static void render_lag(swit_host_t *h, render *r)
