@@ -54,6 +54,9 @@ typedef struct swit_cfg_field {
                                           1u << SWIT_BROKER_*) that map this
                                           key: set with any other, it is
                                           refused at load */
+  int default_only;                    /* in a NAMED map: only the
+                                          "default" entry's value is read;
+                                          set in another entry, refused */
 } swit_cfg_field;
 
 /* Where a value came from, for error messages after loading. */

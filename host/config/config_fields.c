@@ -517,8 +517,10 @@ static void ref_row(const swit_cfg_field *f, const char *key,
     dflt[0] = '\0';
   else
     snprintf(dflt, sizeof dflt, "`%s`", f->dflt[0] ? f->dflt : "\"\"");
-  snprintf(line, sizeof line, "| `%s` | %s | %s | %s%s |", key, type, dflt,
-           f->desc ? f->desc : "", only);
+  snprintf(line, sizeof line, "| `%s` | %s | %s | %s%s%s |", key, type,
+           dflt, f->desc ? f->desc : "", only,
+           f->default_only ? ". Read from the `default` entry only; "
+                             "refused in the others" : "");
   emit(ud, line);
 }
 

@@ -40,16 +40,19 @@
 const swit_cfg_field swit__publisher_fields[] = {
   { .name = "retry_attempts", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_publisher, retry_attempts), .dflt = "3",
-    .min = 0, .max = 100,
-    .desc = "Publish retries after the first failure (0 = none)" },
+    .min = 0, .max = 100, .default_only = 1,
+    .desc = "Publish retries after the first failure (0 = none): "
+            "swit_host_publish(), RabbitMQ's confirm retries" },
   { .name = "retry_delay", .type = SWIT_CFG_DURATION,
     .offset = offsetof(swit_cfg_publisher, retry_delay_ms), .dflt = "1s",
-    .min = 0, .max = MS_H, .desc = "Pause between publish retries" },
+    .min = 0, .max = MS_H, .default_only = 1,
+    .desc = "Pause between publish retries of swit_host_publish()" },
   UNSUPPORTED("batch_size", "Messages sent to the broker at once"),
   { .name = "timeout", .type = SWIT_CFG_DURATION,
     .offset = offsetof(swit_cfg_publisher, timeout_ms), .dflt = "5s",
-    .min = 0, .max = MS_H,
-    .desc = "How long a publish may wait for room or a confirm (0 = never)" },
+    .min = 0, .max = MS_H, .default_only = 1,
+    .desc = "How long a publish may wait for room or a confirm (0 = never): "
+            "the C API, the HTTP ingress, the adapters' confirm waits" },
   { .name = "transactional", .type = SWIT_CFG_BOOL,
     .offset = offsetof(swit_cfg_publisher, transactional), .dflt = "false",
     .desc = "The subscriptions of the group of this name (set on default: "
@@ -122,13 +125,17 @@ static const swit_cfg_field broker_fields[] = {
   { .name = "type", .type = SWIT_CFG_ENUM, .offset = OFF(BROKER, type),
     .dflt = "memory", .choices = swit__config_broker_types, .desc = "Broker adapter" },
   { .name = "endpoints", .type = SWIT_CFG_LIST,
-    .offset = OFF(BROKER, endpoints), .desc = "Broker addresses (host:port)" },
+    .offset = OFF(BROKER, endpoints),
+    .desc = "Broker addresses: Kafka bootstrap servers (host:port), "
+            "RabbitMQ AMQP URLs or host:port, NATS URLs (the memory "
+            "broker has no connection and reads none)" },
   { .name = "config", .type = SWIT_CFG_PASSTHROUGH,
     .offset = OFF(BROKER, config),
     .desc = "Broker-native settings, validated by the adapter" },
   { .name = "reconnect", .type = SWIT_CFG_SECTION,
     .offset = OFF(BROKER, reconnect), .fields = reconnect_fields,
-    .desc = "Reconnect backoff (exponential, with jitter)" },
+    .desc = "Reconnect backoff (exponential, with jitter) of the networked "
+            "brokers" },
   { .name = NULL }
 };
 

@@ -580,6 +580,32 @@ static void it_refuses_a_key_the_broker_type_does_not_map(void)
   swit__config_free(cfg);
 }
 
+static void it_refuses_a_publisher_key_read_from_default_only(void)
+{
+  static const char *const keys[] = { "retry_attempts", "retry_delay",
+                                      "timeout", NULL };
+  char yaml[256], want[512];
+  swit_config *cfg;
+
+  for (size_t i = 0; keys[i]; i++) {
+    snprintf(yaml, sizeof yaml, "messaging:\n  publishers:\n"
+             "    fast:\n      %s: 1\n", keys[i]);
+    snprintf(want, sizeof want, "<string>:4:%d: messaging.publishers.fast."
+             "%s: only messaging.publishers.default.%s is used (see "
+             "docs/configuration.md)", 6 + (int)strlen(keys[i]) + 3, keys[i],
+             keys[i]);
+    expect_error(yaml, NULL, want, __LINE__);
+  }
+  /* in default, and transactional in any entry, they are read */
+  cfg = LOAD_OK("messaging:\n  publishers:\n"
+                "    default: {retry_attempts: 1, retry_delay: 2s, "
+                "timeout: 3s}\n    eos: {transactional: true}\n");
+  CHECK(swit__config_publisher(cfg, "eos")->transactional == 1);
+  CHECK(swit__config_publisher(cfg, "eos")->timeout_ms == 3000);
+  CHECK(swit__config_publisher(cfg, NULL)->retry_delay_ms == 2000);
+  swit__config_free(cfg);
+}
+
 static void it_keeps_the_service_version(void)
 {
   swit_config *cfg = LOAD_OK("server: {name: svc, version: 2.1.0-rc1}\n");
@@ -869,6 +895,7 @@ int main(void)
   it_reports_a_missing_file_without_a_line();
   it_refuses_every_key_it_does_not_implement();
   it_refuses_a_key_the_broker_type_does_not_map();
+  it_refuses_a_publisher_key_read_from_default_only();
   it_keeps_the_service_version();
   it_resolves_scripts_against_the_config_directory();
   it_rejects_a_missing_script_at_its_list_item();
