@@ -4,8 +4,8 @@
  * A load reads the YAML text, sets every member to its default from the
  * field tables (config_fields.c), lets config_yaml.c walk the document
  * over them, then checks what the tables cannot express (keys that only
- * some broker types map, TLS files, Lua scripts) and resolves relative file names against
- * base_dir. It runs on the caller's thread; the result is immutable and
+ * some broker types map, TLS files, Lua scripts) and resolves relative
+ * file names against base_dir. It runs on the caller's thread; the result is immutable and
  * owned by the caller. swit__config_apply() types a broker's passthrough
  * map with the same code, for adapters. Every error is written as
  * "file:line:col: key.path: expected ..." by swit__config_fail().
