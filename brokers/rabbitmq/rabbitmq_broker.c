@@ -194,10 +194,7 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
   static const char *const dflt[] = { "amqp://guest:guest@127.0.0.1:5672" };
   const char *const *items = b->env.n_endpoints ? b->env.endpoints : dflt;
   size_t n = b->env.n_endpoints ? b->env.n_endpoints : 1;
-  if (b->env.tls.enabled)
-    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
-                      "transport.tls: TLS is not supported by the "
-                      "RabbitMQ adapter yet");
+
   if (!(b->eps = calloc(n, sizeof *b->eps)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   b->neps = n;

@@ -59,20 +59,62 @@ int swit_parse_duration_ms(const char *text, int64_t *ms)
   return swit__parse_duration_ms(text, ms) == 0 ? 0 : SWIT_E_INVAL;
 }
 
+/* Rows a field prints in the reference (a section: its keys'). */
+static size_t ref_count(const swit_cfg_field *fields)
+{
+  size_t n = 0;
+  for (; fields->name; fields++)
+    n += fields->type == SWIT_CFG_SECTION ? ref_count(fields->fields)
+         : fields->type == SWIT_CFG_NAMED ? 1 + ref_count(fields->fields)
+                                          : 1;
+  return n;
+}
+
+static void ref_table(const char *title, const swit_cfg_field *fields,
+                      const char *prefix,
+                      void (*emit)(void *ud, const char *line), void *ud)
+{
+  emit(ud, title);
+  emit(ud, "");
+  swit__config_reference(fields, prefix, emit, ud);
+  emit(ud, "");
+}
+
+/* One table per top-level section; a large one (messaging) gets one for
+ * its own keys and one per sub-section. Then each compiled-in broker's
+ * keys. This is docs/configuration.md's reference part, byte for byte. */
 void swit_config_reference(void (*emit)(void *ud, const char *line),
                            void *ud)
 {
-  swit__config_reference(swit__config_fields, "", emit, ud);
+  char title[160];
+
+  for (const swit_cfg_field *t = swit__config_fields; t->name; t++) {
+    swit_cfg_field own[32] = {{0}};
+    size_t n = 0;
+    snprintf(title, sizeof title, "## %s", t->name);
+    if (ref_count(t->fields) <= 25) {
+      ref_table(title, t->fields, t->name, emit, ud);
+      continue;
+    }
+    for (const swit_cfg_field *f = t->fields; f->name && n < 31; f++)
+      if (f->type != SWIT_CFG_SECTION && f->type != SWIT_CFG_NAMED)
+        own[n++] = *f;
+    ref_table(title, own, t->name, emit, ud);
+    for (const swit_cfg_field *f = t->fields; f->name; f++) {
+      swit_cfg_field one[2] = { *f, {0} };
+      if (f->type != SWIT_CFG_SECTION && f->type != SWIT_CFG_NAMED) continue;
+      snprintf(title, sizeof title, "### %s.%s%s", t->name, f->name,
+               f->type == SWIT_CFG_NAMED ? ".\\<name>" : "");
+      ref_table(title, one, t->name, emit, ud);
+    }
+  }
+  emit(ud, "## messaging.broker.config, by broker type");
+  emit(ud, "");
   for (size_t i = 0; swit__broker_types[i]; i++) {
     const swit_broker_ops *ops = swit__broker_find(swit__broker_types[i]);
-    char title[128];
     if (!ops || !ops->config_fields) continue;
-    snprintf(title, sizeof title, "Keys of the %s broker:", ops->name);
-    emit(ud, "");
-    emit(ud, title);
-    emit(ud, "");
-    swit__config_reference(ops->config_fields, "messaging.broker.config",
-                           emit, ud);
+    snprintf(title, sizeof title, "### type: %s", ops->name);
+    ref_table(title, ops->config_fields, "messaging.broker.config", emit, ud);
   }
 }
 
@@ -413,8 +455,9 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
     atomic_store(&h->state, SWIT__STOPPED);
   } else {
     atomic_store(&h->state, SWIT__RUNNING);
-    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: broker %s, %zu "
-              "workers, %zu handlers", SWIT_VERSION_STRING, h->ops->name,
+    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: service %s %s, "
+              "broker %s, %zu workers, %zu handlers", SWIT_VERSION_STRING,
+              h->cfg->server.name, h->cfg->server.version, h->ops->name,
               h->nworkers, h->nsubs);
     swit__obs_start(h);       /* admin server, ingress */
   }

@@ -3,9 +3,9 @@
  *
  * A load reads the YAML text, sets every member to its default from the
  * field tables (config_fields.c), lets config_yaml.c walk the document
- * over them, then checks what the tables cannot express (authentication
- * type, TLS files, Lua scripts) and resolves relative file names against
- * base_dir. It runs on the caller's thread; the result is immutable and
+ * over them, then checks what the tables cannot express (keys that only
+ * some broker types map, TLS files, Lua scripts) and resolves relative
+ * file names against base_dir. It runs on the caller's thread; the result is immutable and
  * owned by the caller. swit__config_apply() types a broker's passthrough
  * map with the same code, for adapters. Every error is written as
  * "file:line:col: key.path: expected ..." by swit__config_fail().
@@ -79,6 +79,13 @@ int swit__config_nomem(swit_cfg_ctx *ctx)
   return SWIT_E_NOMEM;
 }
 
+int swit__config_unsupported(swit_cfg_ctx *ctx, swit_cfg_mark mark,
+                             const char *key)
+{
+  return swit__config_fail(ctx, mark, key, "not supported yet (see "
+                           "docs/configuration.md)");
+}
+
 int swit__config_unknown(swit_cfg_ctx *ctx, swit_cfg_mark mark,
                          const char *key, const swit_cfg_field *fields)
 {
@@ -150,22 +157,32 @@ static void marks_free(swit_cfg_ctx *ctx)
 /* ---------------------------------------------------------------------
  * Checks after loading, and file names resolved against base_dir */
 
-static int check_auth(swit_cfg_ctx *ctx, const swit_config *cfg)
+/* A key that only some broker types map, set with another type. Walks
+ * the sections (not the named maps, whose keys carry no broker mask). */
+static int check_brokers(swit_cfg_ctx *ctx, const swit_cfg_field *fields,
+                         const char *prefix, int type)
 {
-  static const char *const types[] = { "none", "sasl", "basic", "token",
-                                       NULL };
-  static const char key[] = "messaging.security.authentication.type";
-  const char *t = cfg->messaging.security.authentication.type;
-  char names[64];
-  int i;
+  char key[SWIT__CONFIG_KEYMAX];
+  swit_cfg_mark mark;
+  int rc = 0;
 
-  for (i = 0; t && types[i]; i++)
-    if (strcmp(t, types[i]) == 0)
-      return 0;
-  swit__config_join_names(types, names, sizeof names);
-  return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
-                           "expected one of %s, got \"%s\"", names,
-                           t ? t : "");
+  for (; rc == 0 && fields->name; fields++) {
+    snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "",
+             fields->name);
+    if (fields->type == SWIT_CFG_SECTION) {
+      rc = check_brokers(ctx, fields->fields, key, type);
+      continue;
+    }
+    if (!fields->brokers ||
+        swit__config_word_in(fields->brokers, swit__broker_types[type]))
+      continue;
+    mark = swit__config_mark_get(ctx, key);
+    if (mark.line > 0)
+      rc = swit__config_fail(ctx, mark, key, "not supported by the %s "
+                             "broker (see docs/configuration.md)",
+                             swit__broker_types[type]);
+  }
+  return rc;
 }
 
 static int check_readable(swit_cfg_ctx *ctx, const char *key,
@@ -260,7 +277,8 @@ static int check_scripts(swit_cfg_ctx *ctx, swit_config *cfg)
 
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
-  int rc = check_auth(ctx, cfg);
+  int rc = check_brokers(ctx, swit__config_fields, "",
+                         cfg->messaging.broker.type);
 
   if (rc == 0)
     rc = check_tls(ctx, cfg);

@@ -33,7 +33,12 @@ typedef enum swit_cfg_type {
   SWIT_CFG_LIST,        /* swit_cfg_list (strings); a scalar is a one-item list */
   SWIT_CFG_SECTION,     /* nested struct described by `fields` */
   SWIT_CFG_NAMED,       /* swit_cfg_named: map of name -> section (`fields`, `elem_size`) */
-  SWIT_CFG_PASSTHROUGH  /* swit_cfg_kvlist: any keys, scalar values kept as strings */
+  SWIT_CFG_PASSTHROUGH, /* swit_cfg_kvlist: any keys, scalar values kept as strings */
+  SWIT_CFG_UNSUPPORTED  /* no member: a key of the design that swit does not
+                           implement yet; present in a file, it is refused
+                           ("not supported yet"), so no key is accepted and
+                           ignored. A section whose keys are all unsupported
+                           has no member either (offset 0, nothing written). */
 } swit_cfg_type;
 
 typedef struct swit_cfg_field {
@@ -46,6 +51,13 @@ typedef struct swit_cfg_field {
   const struct swit_cfg_field *fields; /* SECTION/NAMED: NULL-name-terminated */
   size_t elem_size;                    /* NAMED: sizeof the element struct */
   const char *desc;                    /* one line for the reference */
+  const char *brokers;                 /* NULL, or the broker types that
+                                          map this key ("nats", "kafka
+                                          rabbitmq"): set with any other,
+                                          it is refused at load */
+  int default_only;                    /* in a NAMED map: only the
+                                          "default" entry's value is read;
+                                          set in another entry, refused */
 } swit_cfg_field;
 
 /* Where a value came from, for error messages after loading. */
@@ -83,13 +95,11 @@ typedef struct swit_cfg_named {
 typedef struct swit_cfg_publisher {
   int64_t retry_attempts;   /* 3 */
   int64_t retry_delay_ms;   /* "1s" */
-  int64_t batch_size;       /* 100 */
   int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
   int transactional;        /* false: subscriptions of the group run exactly_once */
 } swit_cfg_publisher;
 
 typedef struct swit_cfg_subscriber {
-  int64_t concurrency;      /* 10 */
   int64_t prefetch;         /* 100 */
   int64_t ack_deadline_ms;  /* "30s" */
   int64_t max_attempts;     /* 3: handler attempts before dead-lettering */
@@ -137,22 +147,17 @@ typedef struct swit_config {
     } broker;
     swit_cfg_named publishers;  /* of swit_cfg_publisher; "default" always present */
     swit_cfg_named subscribers; /* of swit_cfg_subscriber; "default" always present */
+    /* resources.connections, resources.publishers and the message and
+     * audit sections of security are SWIT_CFG_UNSUPPORTED keys: no member */
     struct {
-      struct { int64_t max_per_broker; int64_t idle_timeout_ms; } connections; /* 10, "5m" */
-      struct { int64_t pool_size; int64_t buffer_size; int64_t flush_interval_ms; } publishers; /* 20, 1000, "100ms" */
-      struct { int64_t worker_pool_size; int64_t prefetch_count; int64_t max_in_flight; } subscribers; /* 50, 100, 1000 */
-      struct { int64_t max_message_size; int64_t buffer_pool_size; } memory; /* "10MB", "100MB" */
+      struct { int64_t worker_pool_size; int64_t max_in_flight; } subscribers; /* 50, 1000 */
+      struct { int64_t max_message_size; } memory; /* "10MB" */
     } resources;
     struct {
       struct {
-        struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true */
+        struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true (NATS) */
       } transport;
-      struct { char *type; char *mechanism; char *username; char *password; } authentication; /* type: none|sasl|... */
-      struct {
-        struct { int enabled; char *algorithm; char *key_provider; } encryption; /* false, "AES-256-GCM", "" */
-        struct { int enabled; char *algorithm; } signing;                       /* false, "HMAC-SHA256" */
-      } message;
-      struct { int enabled; int log_publishes; int log_consumes; swit_cfg_list sensitive_fields; } audit;
+      struct { char *username; char *password; } authentication; /* RabbitMQ */
     } security;
     struct {
       int enabled;              /* false */

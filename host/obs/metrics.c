@@ -603,9 +603,14 @@ static void render_host(swit_host_t *h, render *r)
   swit__buf_printf(r->b, "swit_metric_series_dropped_total %" PRIu64 "\n",
                    swit__ctr_get(&h->obs->series_dropped));
   render_http(h, r);
-  head(r, "swit_build_info", "gauge", "Version of swit (value is 1)");
-  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\"} 1\n",
-                   SWIT_VERSION_STRING, r->broker);
+  head(r, "swit_build_info", "gauge",
+       "Version of swit, the service's name and server.version (value is 1)");
+  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\","
+                   "service=\"", SWIT_VERSION_STRING, r->broker);
+  label(r->b, h->cfg->server.name);
+  swit__buf_printf(r->b, "\",service_version=\"");
+  label(r->b, h->cfg->server.version);
+  swit__buf_printf(r->b, "\"} 1\n");
 }
 
 static void render_lag(swit_host_t *h, render *r)

@@ -141,6 +141,7 @@ static int wait_handled(int n)
 static const char yaml[] =
   "server:\n"
   "  name: adm\n"
+  "  version: 2.1.0\n"
   "  admin: {listen: \"127.0.0.1:0\", token: \"t0ken\"}\n"
   "  http: {listen: \"127.0.0.1:0\"}\n"
   "messaging:\n"
@@ -183,6 +184,9 @@ static void it_counts_a_known_workload(swit_host_t *h, const char *adm)
   CHECK(metric(r.body, "swit_connection_state{broker=\"memory\","
                "state=\"connected\"}") == 1);
   CHECK(metric(r.body, "swit_active_subscribers{broker=\"memory\"}") == 1);
+  CHECK(metric(r.body, "swit_build_info{version=\"" SWIT_VERSION_STRING "\","
+               "broker=\"memory\",service=\"adm\",service_version="
+               "\"2.1.0\"}") == 1);
   if (system("command -v promtool >/dev/null 2>&1") == 0) {
     FILE *p = popen("promtool check metrics >/dev/null 2>&1; echo $? "
                     ">/tmp/swit-test-admin-promtool.rc", "w");
@@ -295,6 +299,7 @@ static void it_pauses_and_resumes(swit_host_t *h, const char *adm)
         == 200);
   r = http(adm, "GET", "/admin/status", NULL, NULL);
   CHECK(strstr(r.body, "\"state\":\"paused\",\"paused_by_operator\":true"));
+  CHECK(strstr(r.body, "\"service\":\"adm\",\"service_version\":\"2.1.0\","));
   resp_free(&r);
   before = atomic_load(&handled);
   CHECK(swit_host_publish(h, "work", NULL, 0, "p", 1, NULL, NULL, NULL, 0)

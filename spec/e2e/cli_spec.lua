@@ -103,6 +103,19 @@ describe("swit #e2e", function()
       assert.matches("messaging.enabled is false", err)
     end)
 
+    it("refuses a key swit does not implement, in run and in check alike", function()
+      local yaml = "messaging:\n  resources:\n    connections:\n      idle_timeout: 5m\n"
+      local want = "swit.yaml:4:21: messaging.resources.connections.idle_timeout: "
+        .. "not supported yet %(see docs/configuration.md%)"
+      local code, _, err = run_yaml(yaml)
+      assert.equal(2, code)
+      assert.matches(want, err)
+      local dir = t.dir({ ["swit.yaml"] = yaml })
+      code, _, err = t.swit({ "check", dir .. "/swit.yaml" })
+      assert.equal(2, code)
+      assert.matches(want, err)
+    end)
+
     it("reports a missing script file", function()
       local code, _, err = run_yaml("lua:\n  scripts: [nowhere.lua]\n")
       assert.equal(2, code)
