@@ -18,6 +18,9 @@
  *  - When the last member of a group unsubscribes the group is gone: the
  *    messages it had not been delivered are released at once, those in
  *    flight when they are settled (any action then means "release").
+ *    Those it never handled are counted (b->dropped) and the count is
+ *    logged at disconnect; undelivered() lets the host's stop handle
+ *    them first.
  *  - subscribe stores *handle before the first sink call for it can start.
  *  - unsubscribe waits for a sink call in progress for that handle to
  *    return (unless called from inside that sink call). The handle stays
@@ -39,6 +42,7 @@
  * disconnect and destroy must not be called from a sink (disconnect
  * returns SWIT_E_STATE there). The delivery thread is memory_delivery.c.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,13 +185,33 @@ static int mem_disconnect(swit_broker *b)
     return SWIT_E_STATE; /* would join itself */
   pthread_mutex_lock(&b->life);
   if (b->running) {
+    uint64_t lost = atomic_exchange(&b->dropped, 0);
     atomic_store(&b->connected, 0);
     swit__mem_delivery_stop(b);
     b->running = 0;
     report(b, SWIT_CONN_DISCONNECTED);
+    if (lost)
+      MEM_LOG(b, SWIT_LOG_WARN, "memory broker: %" PRIu64 " accepted "
+              "message(s) were never handled: their subscription ended "
+              "first (the memory broker keeps nothing past them)", lost);
   }
   pthread_mutex_unlock(&b->life);
   return 0;
+}
+
+/* Deliveries the live groups have not been handed yet (see broker.h). */
+static int64_t mem_undelivered(swit_broker *b)
+{
+  int64_t n = 0;
+  mem_topic *t;
+
+  for (size_t i = 0; b && (t = swit__mem_topic_at(b, i)) != NULL; i++) {
+    pthread_mutex_lock(&t->mu);
+    for (size_t k = 0; k < t->ngroups; k++)
+      n += (int64_t)swit__mem_group_pending(t, t->groups[k]);
+    pthread_mutex_unlock(&t->mu);
+  }
+  return n;
 }
 
 static int mem_health(swit_broker *b, char *detail, size_t len)
@@ -328,10 +352,13 @@ static int mem_settle(swit_broker *b, void *handle, const swit_settle *s,
     m->inflight--;
     g->inflight--;
     if (s[i].action == SWIT_SETTLE_REQUEUE && !g->gone &&
-        swit__mem_group_requeue(g, seq) == 0)
+        swit__mem_group_requeue(g, seq) == 0) {
       requeued = 1;
-    else
+    } else {
+      if (s[i].action == SWIT_SETTLE_REQUEUE) /* given back, nobody left */
+        atomic_fetch_add(&b->dropped, 1);
       swit__mem_topic_release(t, seq);
+    }
   }
   swit__mem_topic_room_signal(t);
   swit__mem_member_reap(m); /* m and g may be gone now */
@@ -456,4 +483,5 @@ const swit_broker_ops swit_broker_memory = {
   .settle = mem_settle,
   .publish = mem_publish,
   .flush = mem_flush,
+  .undelivered = mem_undelivered,
 };

@@ -120,6 +120,7 @@ struct swit_broker {
   atomic_int stop;
   atomic_int connected;
   atomic_uint_fast64_t confirm_seq;
+  atomic_uint_fast64_t dropped; /* deliveries lost: their group left first */
 
   swit_delivery batch[MEM_BATCH]; /* the delivery thread's sink array */
 };

@@ -490,6 +490,7 @@ void swit__mem_group_leave(mem_topic *t, mem_member *m)
           (t->ngroups - k - 1) * sizeof *t->groups);
   t->ngroups--;
   g->gone = 1;
+  atomic_fetch_add(&t->b->dropped, swit__mem_group_pending(t, g));
   for (size_t r = 0; r < g->nrequeue; r++)
     swit__mem_topic_release(t, g->requeue[r]);
   g->nrequeue = 0;

@@ -505,7 +505,15 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
     pthread_mutex_unlock(&h->lock);
     return 0;
   }
-  atomic_store(&h->state, SWIT__DRAINING);
+  atomic_store(&h->state, SWIT__DRAINING);  /* ingress 503, no timers */
+  while (atomic_load(&h->intake_busy) > 0 && !swit__deadline_passed(end))
+    swit__sleep_ms(1);                        /* requests already past it */
+  /* A broker that keeps messages only in this process: what it accepted
+   * is handled before the subscriptions pause (within the deadline). */
+  while (h->ops->undelivered && !swit__deadline_passed(end) &&
+         (atomic_load(&h->inflight) > 0 ||
+          h->ops->undelivered(h->broker) > 0))
+    swit__sleep_ms(2);
   pause_all(h);
   while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
     swit__sleep_ms(2);

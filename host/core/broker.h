@@ -246,6 +246,14 @@ typedef struct swit_broker_ops {
                  char *err, size_t errlen);
   int (*flush)(swit_broker *b, int timeout_ms);
 
+  /* Only a broker that keeps messages in this process and nowhere else
+   * (the memory broker); NULL for the others. How many deliveries the
+   * subscriptions have not been handed yet (never delivered, or given
+   * back). A graceful stop keeps the subscriptions running until this is
+   * 0 and nothing is in flight (or the deadline passes), since nothing
+   * given back would survive the process. */
+  int64_t (*undelivered)(swit_broker *b);
+
   /* Transactions (exactly_once subscriptions). Both NULL for a broker
    * without them; the host then refuses exactly_once at start.
    *

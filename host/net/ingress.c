@@ -119,7 +119,11 @@ static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
          "max_message_size");
     return;
   }
+  /* intake_busy first: a stop that begins after this check waits for
+   * the publish to land before it looks at what the broker holds */
+  atomic_fetch_add(&h->intake_busy, 1);
   if (atomic_load(&h->state) != SWIT__RUNNING) {
+    atomic_fetch_sub(&h->intake_busy, 1);
     fail(h, req, 503, "swit is not running");
     return;
   }
@@ -130,6 +134,7 @@ static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
     .headers = hd.hv, .nheaders = hd.n, .partition = -1,
   };
   rc = swit__publish(h, &m, (int)pc->timeout_ms, &confirm, err, sizeof err);
+  atomic_fetch_sub(&h->intake_busy, 1);
   if (rc != 0) {
     fail(h, req, status_for(rc), err);
     return;

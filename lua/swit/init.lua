@@ -403,10 +403,12 @@ end
 
 -- One call per batch: messages from..n-1 of W.msgs. A Lua error aborts
 -- the loop; the host marks W.cursor's message for retry and calls again
--- from the next one.
+-- from the next one. Once the stop's deadline passed (W.stop) it returns
+-- the first message it did not run; the host gives those back.
 function host.dispatch(from, n)
   local msgs = W.msgs
   for i = from, n - 1 do
+    if W.stop ~= 0 then return i end
     W.cursor = i
     local m = msgs + i
     local f = m.flags

@@ -479,7 +479,7 @@ static void test_log_callback_gets_every_line_instead_of_stderr(void)
   dup2(saved, STDERR_FILENO);
   close(saved);
 
-  CHECK(logged(&seen, "running: broker memory") == SWIT_LOG_INFO);
+  CHECK(logged(&seen, ", broker memory, ") == SWIT_LOG_INFO);
   CHECK(logged(&seen, "[worker 0] from lua 7") == SWIT_LOG_WARN);
   CHECK(logged(&seen, "below the level") == -1);
   CHECK(logged(&seen, "from C x") == SWIT_LOG_ERROR);
