@@ -186,7 +186,7 @@ void swit__nats_core_settle(nats_sub *s, const swit_settle *st, size_t n)
     requeued += st[i].action == SWIT_SETTLE_REQUEUE;
   if (requeued && atomic_load(&s->dead))   /* after its closing count */
     NATS_LOG(s->b, SWIT_LOG_WARN, "nats: core subscription '%s' (queue "
-             "group '%s'): %lld message(s) given back or arriving at "
+             "group '%s'), closed: %lld given back or arriving at "
              "shutdown are dropped (core NATS is at-most-once)", s->topic,
              s->group, requeued);
   else if (requeued)

@@ -7,5 +7,6 @@ return {
   broker = ("  broker:\n    type: nats\n    endpoints: [%q]\n"):format(url),
   idle = "300ms",
   -- core NATS delivers at most once: a stop counts what it drops
-  lost_pattern = "(%d+) given back or arriving at shutdown are dropped",
+  lost = { "(%d+) message%(s%) dropped by the client as a slow consumer",
+           "(%d+) given back or arriving at shutdown are dropped" },
 }
