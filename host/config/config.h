@@ -106,6 +106,8 @@ typedef struct swit_cfg_reconnect {
 } swit_cfg_reconnect;
 
 
+enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
+
 enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
        SWIT_BROKER_NATS };
 
@@ -147,10 +149,28 @@ typedef struct swit_config {
       } transport;
       struct { char *type; char *mechanism; char *username; char *password; } authentication; /* type: none|sasl|... */
       struct {
-        struct { int enabled; char *algorithm; char *key_provider; } encryption; /* false, "AES-256-GCM", "" */
-        struct { int enabled; char *algorithm; } signing;                       /* false, "HMAC-SHA256" */
+        /* algorithm, key_provider and keyring are checked by host/sec/,
+         * with the marks recorded here ("keyring" is a resolved path
+         * for the file provider) */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics, headers;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } encryption;                                  /* false, "AES-256-GCM", "" */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } signing;                                     /* false, "HMAC-SHA256", "" */
       } message;
-      struct { int enabled; int log_publishes; int log_consumes; swit_cfg_list sensitive_fields; } audit;
+      struct {
+        int enabled; int log_publishes; int log_consumes; int log_payload;
+        swit_cfg_list sensitive_fields;
+        char *output;                 /* "stderr" or a resolved path */
+        int64_t buffer_size;          /* "1MB" */
+        int on_full;                  /* SWIT_AUDIT_DROP | SWIT_AUDIT_BLOCK */
+        swit_cfg_mark sensitive_mark, output_mark;
+      } audit;
     } security;
     struct {
       int enabled;              /* false */

@@ -48,6 +48,9 @@ typedef struct swit__obs {
   swit__ctr admin_denied;       /* requests refused for a bad token */
   swit__ctr http_requests;      /* served by the admin server */
   swit__ctr ingress_ok, ingress_err; /* under the ingress thread only */
+  /* more /metrics text from a layer above (sec), or NULL; set before
+   * the host starts */
+  void (*render_more)(struct swit_host_s *h, swit__buf *out);
 } swit__obs;
 
 /* Lifecycle (host.c). new: with the host; start: after swit_host_start
