@@ -19,6 +19,7 @@
  * frees them when the thread ends); the algorithms are fetched once.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,12 +50,23 @@ typedef struct chunk {
   max_align_t data[];
 } chunk;
 
+/* A context keyed once: which key it holds (the ring's serial and the
+ * key), so the next message with that key only sets its nonce. */
+typedef struct keyed {
+  uint64_t serial;
+  const swit__key *key;
+} keyed;
+
 typedef struct tl_state {
-  EVP_CIPHER_CTX *cipher;
+  EVP_CIPHER_CTX *cipher, *decipher;
   EVP_MAC_CTX *mac;
+  keyed cipher_k, decipher_k, mac_k;
   EVP_MD_CTX *md;
   EVP_MD_CTX *sign;
   chunk *scratch;               /* publishes from non-worker threads */
+  unsigned char salt[8];        /* random; nonce = salt | low 32 bits of seq */
+  uint64_t seq;                 /* message ids: hex of salt | seq */
+  unsigned fork_gen;            /* the salt was drawn in this process */
 } tl_state;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -69,6 +81,7 @@ static void tl_free(void *p)
 
   if (!t) return;
   EVP_CIPHER_CTX_free(t->cipher);
+  EVP_CIPHER_CTX_free(t->decipher);
   EVP_MAC_CTX_free(t->mac);
   EVP_MD_CTX_free(t->md);
   EVP_MD_CTX_free(t->sign);
@@ -80,9 +93,17 @@ static void tl_free(void *p)
   free(t);
 }
 
+/* A child process must not reuse its parent's nonces. */
+static atomic_uint fork_gen = 1;
+static void after_fork(void)
+{
+  atomic_fetch_add(&fork_gen, 1);
+}
+
 static void init_once(void)
 {
   pthread_key_create(&tl_key, tl_free);
+  pthread_atfork(NULL, NULL, after_fork);
   aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
   hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
   sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
@@ -97,6 +118,7 @@ static tl_state *tl_get(void)
   if ((t = pthread_getspecific(tl_key))) return t;
   if (!(t = calloc(1, sizeof *t))) return NULL;
   t->cipher = EVP_CIPHER_CTX_new();
+  t->decipher = EVP_CIPHER_CTX_new();
   t->mac = EVP_MAC_CTX_new(hmac);
   t->md = EVP_MD_CTX_new();
   t->sign = EVP_MD_CTX_new();
@@ -109,13 +131,15 @@ static tl_state *tl_get(void)
       t->mac = NULL;
     }
   }
-  if (!t->cipher || !t->mac || !t->md || !t->sign ||
+  if (!t->cipher || !t->decipher || !t->mac || !t->md || !t->sign ||
       pthread_setspecific(tl_key, t) != 0) {
     tl_free(t);
     return NULL;
   }
   return t;
 }
+
+static void be32(unsigned char *p, uint32_t v);
 
 /* Scratch memory of this thread: chunks kept for reuse, all free again
  * after swit__msgsec_scratch_reset. */
@@ -148,6 +172,35 @@ void *swit__msgsec_scratch_alloc(void *ud, size_t size)
   }
   c->used += size;
   return (char *)c->data + c->used - size;
+}
+
+/* The next nonce and message id of this thread. RAND_bytes costs
+ * microseconds, so it runs once per 2^32 messages of a thread (and after
+ * a fork): nonces repeat only if two threads sharing a key draw the
+ * same 64-bit salt. */
+static int next_nonce(tl_state *t, unsigned char nonce[NONCE_LEN],
+                      char id[ID_LEN])
+{
+  static const char hex[] = "0123456789abcdef";
+  unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+  unsigned char raw[16];
+
+  if (t->fork_gen != gen || (uint32_t)t->seq == 0) {
+    if (RAND_bytes(t->salt, sizeof t->salt) != 1) return -1;
+    t->fork_gen = gen;
+    if ((uint32_t)t->seq == 0) t->seq++;
+  }
+  memcpy(nonce, t->salt, 8);
+  be32(nonce + 8, (uint32_t)t->seq);
+  memcpy(raw, t->salt, 8);
+  be32(raw + 8, (uint32_t)(t->seq >> 32));
+  be32(raw + 12, (uint32_t)t->seq);
+  for (int i = 0; i < 16; i++) {
+    id[2 * i] = hex[raw[i] >> 4];
+    id[2 * i + 1] = hex[raw[i] & 15];
+  }
+  t->seq++;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -204,6 +257,16 @@ static const swit__key *key_named(const swit__msgsec_part *p, const char *id,
                             id, len);
 }
 
+/* Is k the key ctx was last keyed with (serials are never reused, key
+ * addresses may be)? Records it. */
+static int same_key(keyed *c, uint64_t serial, const swit__key *k)
+{
+  int same = c->serial == serial && c->key == k;
+  c->serial = serial;
+  c->key = k;
+  return same;
+}
+
 /* The bound metadata: lp(topic) | lp(key) | lp(id), fed to `feed`. */
 typedef int (*feed_fn)(void *ctx, const unsigned char *p, size_t n);
 
@@ -251,7 +314,9 @@ static int sign_with(tl_state *t, int kind, const swit__key *k,
   unsigned int dlen;
 
   if (kind == SWIT__RING_HMAC) {
-    if (!EVP_MAC_init(t->mac, k->raw, SWIT__KEY_LEN, NULL) ||
+    int same = same_key(&t->mac_k, k->serial, k);
+    if (!EVP_MAC_init(t->mac, same ? NULL : k->raw, same ? 0 : SWIT__KEY_LEN,
+                      NULL) ||
         !feed_mac(t->mac, (const unsigned char *)SIG_DOMAIN,
                   sizeof SIG_DOMAIN - 1) ||
         !feed_meta(feed_mac, t->mac, m, id, idlen) ||
@@ -334,8 +399,8 @@ static int enc_update(EVP_CIPHER_CTX *c, unsigned char **out,
 /* Encrypt m's payload and sealed headers into env (envlen bytes). */
 static int encrypt_into(tl_state *t, const swit__msgsec *s,
                         const swit__key *k, const swit_msg_view *m,
-                        const char *id, unsigned char *env, size_t hdrlen,
-                        uint32_t nsealed)
+                        const char *id, const unsigned char *nonce,
+                        unsigned char *env, uint32_t nsealed)
 {
   EVP_CIPHER_CTX *c = t->cipher;
   unsigned char *o = env, pre[6];
@@ -345,9 +410,11 @@ static int encrypt_into(tl_state *t, const swit__msgsec *s,
   o[4] = k->idlen;
   memcpy(o + 5, k->id, k->idlen);
   o += 5 + k->idlen;
-  if (RAND_bytes(o, NONCE_LEN) != 1) return -1;
+  memcpy(o, nonce, NONCE_LEN);
   o += NONCE_LEN;
-  if (!EVP_EncryptInit_ex2(c, aes_gcm, k->raw, o - NONCE_LEN, NULL) ||
+  int same = same_key(&t->cipher_k, k->serial, k);
+  if (!EVP_EncryptInit_ex2(c, same ? NULL : aes_gcm, same ? NULL : k->raw,
+                           o - NONCE_LEN, NULL) ||
       !feed_meta(feed_aad, c, m, id, ID_LEN) ||
       !feed_aad(c, env, (size_t)(o - env)))
     return -1;
@@ -363,7 +430,6 @@ static int encrypt_into(tl_state *t, const swit__msgsec *s,
         !enc_update(c, &o, h->value, h->value_len))
       return -1;
   }
-  (void)hdrlen;
   if (!enc_update(c, &o, m->payload, m->payload_len)) return -1;
   {
     int outl;
@@ -387,7 +453,8 @@ int swit__msgsec_seal(const swit__msgsec *s, const swit_msg_view *in,
   const swit_header *idh;
   uint32_t nsealed = 0, nh = 0;
   size_t inner = 0, envlen = 0, need;
-  unsigned char *p, sigbuf[SIG_MAX];
+  unsigned char *p, sigbuf[SIG_MAX], nonce[NONCE_LEN];
+  char fresh_id[ID_LEN];
   swit_header *hv;
   const char *id;
   tl_state *t;
@@ -401,6 +468,7 @@ int swit__msgsec_seal(const swit__msgsec *s, const swit_msg_view *in,
     return SWIT_E_STATE;
   }
   if (!(t = tl_get())) return SWIT_E_NOMEM;
+  if (next_nonce(t, nonce, fresh_id) != 0) return SWIT_E_SYS;
   idh = header_find(in, SWIT__HDR_ID);
   if (enc) {
     inner = inner_header_bytes(s, in, &nsealed) + in->payload_len;
@@ -420,22 +488,19 @@ int swit__msgsec_seal(const swit__msgsec *s, const swit_msg_view *in,
   if (idh && idh->value_len == ID_LEN) {
     id = idh->value;
   } else {
-    unsigned char rnd[ID_LEN / 2];
     if (idh) {
       snprintf(err, errlen, "publish to '%.*s': header %s must be %d hex "
                "digits (or left to the host)", (int)in->topic_len, in->topic,
                SWIT__HDR_ID, ID_LEN);
       return SWIT_E_INVAL;
     }
-    if (RAND_bytes(rnd, sizeof rnd) != 1) return SWIT_E_SYS;
-    for (size_t i = 0; i < sizeof rnd; i++)
-      snprintf((char *)p + 2 * i, 3, "%02x", rnd[i]);
+    memcpy(p, fresh_id, ID_LEN);
     id = (const char *)p;
     hv[nh++] = (swit_header){SWIT__HDR_ID, id, sizeof SWIT__HDR_ID - 1, ID_LEN};
     p += ID_LEN;
   }
   if (enc) {
-    if (encrypt_into(t, s, ek, in, id, p, inner, nsealed) != 0) {
+    if (encrypt_into(t, s, ek, in, id, nonce, p, nsealed) != 0) {
       snprintf(err, errlen, "publish to '%.*s': encryption failed",
                (int)in->topic_len, in->topic);
       return SWIT_E_SYS;
@@ -512,12 +577,12 @@ static int decrypt(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
 {
   const unsigned char *e = (const unsigned char *)in->payload, *ct;
   size_t len = in->payload_len, hdr, ctlen, off;
-  EVP_CIPHER_CTX *c = t->cipher;
+  EVP_CIPHER_CTX *c = t->decipher;
   unsigned char *pt;
   const swit__key *k;
   swit_header *hv;
   uint32_t nsealed;
-  int outl;
+  int outl, same;
 
   if (len < 5 || memcmp(e, SWIT__ENV_MAGIC, 3) != 0) {
     snprintf(reason, rlen, "message security: message is not encrypted");
@@ -544,7 +609,9 @@ static int decrypt(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
     snprintf(reason, rlen, "message security: out of memory");
     return -1;
   }
-  if (!EVP_DecryptInit_ex2(c, aes_gcm, k->raw, e + hdr - NONCE_LEN, NULL) ||
+  same = same_key(&t->decipher_k, k->serial, k);
+  if (!EVP_DecryptInit_ex2(c, same ? NULL : aes_gcm, same ? NULL : k->raw,
+                           e + hdr - NONCE_LEN, NULL) ||
       !feed_meta(feed_aad, c, in, id, idlen) || !feed_aad(c, e, hdr) ||
       !EVP_DecryptUpdate(c, pt, &outl, ct, (int)ctlen) ||
       !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,10 @@ size_t swit__b64_encode(const unsigned char *in, size_t n, char *out)
 
 static int b64_val(char c)
 {
-  const char *p = c ? strchr(b64, c) : NULL;
-  return p ? (int)(p - b64) : -1;
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 long swit__b64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
@@ -109,6 +112,8 @@ static int words(char *line, char **w)
   return n;
 }
 
+static atomic_uint_fast64_t serials;
+
 static int add_key(swit__keyring *r, char **w, int secret, int lineno,
                    char *err, size_t errlen)
 {
@@ -140,6 +145,7 @@ static int add_key(swit__keyring *r, char **w, int secret, int lineno,
     return SWIT_E_CONFIG;
   }
   memcpy(k->id, w[1], idlen + 1);
+  k->serial = atomic_fetch_add(&serials, 1) + 1;
   k->idlen = (uint8_t)idlen;
   k->secret = (uint8_t)secret;
   if (r->kind == SWIT__RING_ED25519) {

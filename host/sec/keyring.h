@@ -39,6 +39,8 @@ typedef struct swit__key {
   uint8_t secret;                 /* 1: `key` line, 0: `public` line */
   unsigned char raw[SWIT__KEY_LEN];
   EVP_PKEY *pkey;                 /* Ed25519 rings only */
+  uint64_t serial;                /* unique in the process: contexts keyed
+                                     with it are reused (envelope.c) */
 } swit__key;
 
 enum { SWIT__RING_AES, SWIT__RING_HMAC, SWIT__RING_ED25519 };
