@@ -4,7 +4,7 @@
  * decrypt) as msg_before does it, for a 1 KB payload, next to a plain
  * copy of the view (the floor). Not a test: it prints figures.
  *
- *   bench_sec [--messages N] [--repeat R] [--payload BYTES]
+ *   bench_sec [--messages N] [--repeat R] [--payload BYTES] [--case 0..4]
  *
  * Cases: aes (encryption only), hmac (signing only), aes+hmac, and
  * aes+ed25519 (non-repudiation; far slower, shown for the choice).
@@ -66,7 +66,7 @@ static swit__msgsec *make(const char *dir, int enc, const char *sig)
 
 int main(int argc, char **argv)
 {
-  long n = 200000, repeat = 5, size = 1024;
+  long n = 200000, repeat = 5, size = 1024, only = -1;
   char dir[] = "/tmp/swit_bench_sec_XXXXXX", ring[300];
   const char *names[] = {"plain copy", "aes-256-gcm", "hmac-sha256",
                          "aes+hmac", "aes+ed25519"};
@@ -79,10 +79,12 @@ int main(int argc, char **argv)
     if (!strcmp(argv[i], "--messages")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--repeat")) repeat = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--payload")) size = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--case")) only = atol(argv[i + 1]);
   }
-  if (n < 1 || repeat < 1 || size < 1 || size > 16384 || !mkdtemp(dir)) {
+  if (n < 1 || repeat < 1 || size < 1 || size > 16384 || only < -1 ||
+      only > 4 || !mkdtemp(dir)) {
     fprintf(stderr, "usage: bench_sec [--messages N] [--repeat R] "
-            "[--payload BYTES<=16384]\n");
+            "[--payload BYTES<=16384] [--case 0..4]\n");
     return 2;
   }
   snprintf(ring, sizeof ring, "%s/ring", dir);
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
   for (int c = 0; c < 5; c++) best_seal[c] = best_open[c] = 1e9;
   for (long r = 0; r < repeat; r++) {
     for (int c = 0; c < 5; c++) {
+      if (only >= 0 && c != only) continue;
       swit_header h = {"content-type", "application/json", 12, 16};
       swit_msg_view in = {0}, sealed, opened;
       char why[256], err[256];
@@ -143,7 +146,7 @@ int main(int argc, char **argv)
   printf("%-14s %12s %12s %12s\n", "case", "seal us/msg", "open us/msg",
          "total us");
   for (int c = 0; c < 5; c++)
-    printf("%-14s %12.3f %12.3f %12.3f\n", names[c], best_seal[c] * 1e6,
+    if (only < 0 || c == only) printf("%-14s %12.3f %12.3f %12.3f\n", names[c], best_seal[c] * 1e6,
            best_open[c] * 1e6, (best_seal[c] + best_open[c]) * 1e6);
   for (int c = 1; c < 5; c++) swit__msgsec_free(cases[c]);
   for (int c = 0; c < ncfgs; c++) swit__config_free(cfgs[c]);
