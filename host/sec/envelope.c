@@ -531,6 +531,23 @@ int swit__msgsec_seal(const swit__msgsec *s, const swit_msg_view *in,
 /* ------------------------------------------------------------------ */
 /* Opening */
 
+/* An untrusted key id for a reason text: at most 64 characters, those
+ * outside [A-Za-z0-9._-] shown as '?'. */
+static const char *shown_id(char *buf, const char *s, size_t n)
+{
+  size_t i;
+
+  if (n > SWIT__KEYID_MAX) n = SWIT__KEYID_MAX;
+  for (i = 0; i < n; i++) {
+    char c = s[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    buf[i] = ok ? c : '?';
+  }
+  buf[i] = '\0';
+  return buf;
+}
+
 static int verify(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
                   const char *id, size_t idlen, char *reason, size_t rlen)
 {
@@ -553,9 +570,9 @@ static int verify(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
   }
   k = key_named(&s->sig, h->value, (size_t)(colon - h->value));
   if (!k) {
-    snprintf(reason, rlen, "message security: unknown signing key '%.*s'",
-             (int)(colon - h->value) > 64 ? 64 : (int)(colon - h->value),
-             h->value);
+    char shown[SWIT__KEYID_MAX + 1];
+    snprintf(reason, rlen, "message security: unknown signing key '%s'",
+             shown_id(shown, h->value, (size_t)(colon - h->value)));
     return -1;
   }
   siglen = swit__b64_decode(colon + 1,
@@ -599,8 +616,9 @@ static int decrypt(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
     return -1;
   }
   if (!(k = key_named(&s->enc, (const char *)e + 5, e[4]))) {
-    snprintf(reason, rlen, "message security: unknown encryption key '%.*s'",
-             (int)e[4], (const char *)e + 5);
+    char shown[SWIT__KEYID_MAX + 1];
+    snprintf(reason, rlen, "message security: unknown encryption key '%s'",
+             shown_id(shown, (const char *)e + 5, e[4]));
     return -1;
   }
   ct = e + hdr;

@@ -133,6 +133,20 @@ static void test_seal_open(void)
   CHECK(swit__msgsec_open(s, &bad, &opened, heap, NULL, why,
                           sizeof why) != 0);
   CHECK(strstr(why, "signature missing") != NULL);
+  /* a hostile key id is shown bounded and printable */
+  {
+    char big[200];
+    memset(big, 'A', sizeof big);
+    big[3] = '\n';
+    big[150] = ':';
+    hv[sealed.nheaders - 1].value = big;
+    hv[sealed.nheaders - 1].value_len = sizeof big;
+    bad.nheaders = sealed.nheaders;
+    CHECK(swit__msgsec_open(s, &bad, &opened, heap, NULL, why,
+                            sizeof why) != 0);
+    CHECK(strstr(why, "unknown signing key 'AAA?AAAA") != NULL);
+    CHECK(strchr(why, '\n') == NULL && strlen(why) < 120);
+  }
   swit__msgsec_free(s);
   swit__config_free(cfg);
 }
