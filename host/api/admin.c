@@ -95,19 +95,6 @@ struct swit__admin_reload {
   char err[1024];
 };
 
-/* "address:port" of the request's peer, for the audit log. */
-static const char *peer_of(struct evhttp_request *req, char *buf, size_t len)
-{
-  struct evhttp_connection *c = evhttp_request_get_connection(req);
-  const char *addr = NULL;
-  ev_uint16_t port = 0;
-
-  if (!c) return NULL;
-  evhttp_connection_get_peer(c, (char **)&addr, &port);
-  snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
-  return buf;
-}
-
 /* Back on the loop: answer the request. */
 static void reload_answer(evutil_socket_t fd, short what, void *arg)
 {
@@ -118,7 +105,7 @@ static void reload_answer(evutil_socket_t fd, short what, void *arg)
 
   (void)fd, (void)what;
   swit__sec_admin(r->h, r->rollback ? "rollback" : "reload", NULL,
-                  peer_of(r->req, peer, sizeof peer), r->rc,
+                  swit__http_peer(r->req, peer, sizeof peer), r->rc,
                   r->rc ? r->err : NULL);
   if (r->rc == 0) {
     swit__buf_printf(&b, "{\"ok\":true,\"generation\":%u,\"rollback\":%s}\n",
@@ -207,7 +194,7 @@ static void do_pause(swit_host_t *h, struct evhttp_request *req,
   {
     char peer[80];
     swit__sec_admin(h, pause ? "pause" : "resume", topic,
-                    peer_of(req, peer, sizeof peer),
+                    swit__http_peer(req, peer, sizeof peer),
                     found ? 0 : SWIT_E_NOTFOUND, NULL);
   }
   if (!found) {

@@ -305,3 +305,15 @@ void evhttp_send_error(struct evhttp_request *req, int error,
                     "close");
   swit__http_json_error(req, error, msg);
 }
+
+const char *swit__http_peer(struct evhttp_request *req, char *buf, size_t len)
+{
+  struct evhttp_connection *c = evhttp_request_get_connection(req);
+  const char *addr = NULL;
+  ev_uint16_t port = 0;
+
+  if (!c) return NULL;
+  evhttp_connection_get_peer(c, (char **)&addr, &port);
+  snprintf(buf, len, "%s:%u", addr ? addr : "?", (unsigned)port);
+  return buf;
+}

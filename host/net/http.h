@@ -33,6 +33,11 @@ const char *swit__http_addr(const swit__http *s);
  * (event_base_once) until the server is stopped. */
 struct event_base *swit__http_base(const swit__http *s);
 
+/* "address:port" of the request's peer in buf (for the audit log), or
+ * NULL when the connection is gone. */
+const char *swit__http_peer(struct evhttp_request *req, char *buf,
+                            size_t len);
+
 /* Reply helpers (on the server thread). */
 void swit__http_reply(struct evhttp_request *req, int code, const char *ctype,
                       const char *body, size_t len);

@@ -28,6 +28,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "core/msg_int.h"
 #include "obs/obs.h"
 #include "net/http.h"
 
@@ -87,6 +88,7 @@ static void publish(swit_host_t *h, struct evhttp_request *req,
   swit_msg_view m;
   uint32_t nh;
   swit__buf b = {0};
+  char peer[80];
   int rc;
 
   if (collect_headers(req, hv, names, &nh) != 0) {
@@ -110,7 +112,9 @@ static void publish(swit_host_t *h, struct evhttp_request *req,
     .payload = (const char *)evbuffer_pullup(body, -1), .payload_len = len,
     .headers = hv, .nheaders = nh, .partition = -1,
   };
+  swit__publish_remote = swit__http_peer(req, peer, sizeof peer);
   rc = swit__publish(h, &m, (int)pc->timeout_ms, &confirm, err, sizeof err);
+  swit__publish_remote = NULL;
   if (rc != 0) {
     fail(h, req, status_for(rc), err);
     return;

@@ -6,8 +6,8 @@
  *   {"ts":"2026-12-04T16:45:01.123Z","service":S,"event":"consume",
  *    "worker":N,"topic":T,"key":K,"id":ID,"size":BYTES,"result":R
  *    [,"reason":WHY][,"payload":{...}]}
- * with event publish (worker, or "thread":"other" off the workers;
- * result ok or the error) and admin (action, target, remote). The
+ * with event publish (worker, or "thread":"other" off the workers and
+ * "remote" for the HTTP ingress; result ok or the error) and admin (action, target, remote). The
  * payload appears with log_payload, when it is JSON, with the
  * sensitive_fields redacted; a consumed message is logged as its
  * handler saw it (decrypted), a publish as it was sent.
@@ -148,6 +148,8 @@ static void message_fields(swit__audit *a, swit__buf *b, const swit_msg_view *v)
 
   if (w) swit__buf_printf(b, ",\"worker\":%u", w->id);
   else swit__buf_add(b, ",\"thread\":\"other\"", 17);
+  if (!w && swit__publish_remote)
+    field(b, "remote", swit__publish_remote, strlen(swit__publish_remote));
   field(b, "topic", v->topic, v->topic_len);
   field(b, "key", v->key, v->key_len);
   for (uint32_t i = 0; i < v->nheaders; i++)
