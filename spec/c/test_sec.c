@@ -19,6 +19,7 @@
 #include "core/host_int.h"
 #include "core/intercept.h"
 #include "sec/audit.h"
+#include "sec/keyring.h"
 #include "sec/msgsec.h"
 #include "sec/sec.h"
 
@@ -424,10 +425,45 @@ static void test_redact(void)
   free(b.data);
 }
 
+/* Base64 of signatures and keys: every byte value round-trips; a byte
+ * outside the alphabet (NUL, 0x80-0xff, '-', '=' inside) or a length
+ * not a multiple of 4 is refused; the output never passes its cap. */
+static void test_base64(void)
+{
+  unsigned char raw[256], back[256];
+  char text[400];
+  size_t n;
+
+  for (int i = 0; i < 256; i++) raw[i] = (unsigned char)i;
+  for (size_t len = 0; len <= 5; len++) {
+    n = swit__b64_encode(raw + 250, len, text);
+    CHECK(n == (len + 2) / 3 * 4);
+    CHECK(swit__b64_decode(text, n, back, sizeof back) == (long)len);
+    CHECK(memcmp(back, raw + 250, len) == 0);
+  }
+  n = swit__b64_encode(raw, sizeof raw, text);
+  CHECK(swit__b64_decode(text, n, back, sizeof back) == 256);
+  CHECK(memcmp(back, raw, sizeof raw) == 0);
+  CHECK(swit__b64_decode(text, n, back, 255) == -1);
+  CHECK(swit__b64_decode(text, n - 1, back, sizeof back) == -1);
+  for (int bad = 0; bad < 256; bad++) {
+    char q[4] = {'Q', 'U', 'J', 'D'};
+    if (memchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+               "0123456789+/=", bad, 65))
+      continue;
+    q[1] = (char)bad;
+    CHECK(swit__b64_decode(q, 4, back, sizeof back) == -1);
+  }
+  CHECK(swit__b64_decode("QU=D", 4, back, sizeof back) == -1);
+  CHECK(swit__b64_decode("QUJD", 4, back, sizeof back) == 3);
+  CHECK(memcmp(back, "ABC", 3) == 0);
+}
+
 int main(void)
 {
   if (!mkdtemp(dir)) return 1;
   snprintf(ring_path, sizeof ring_path, "%s/ring", dir);
+  test_base64();
   test_seal_open();
   test_encryption_rotation();
   test_ed25519();
