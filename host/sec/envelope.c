@@ -267,23 +267,42 @@ static int same_key(keyed *c, uint64_t serial, const swit__key *k)
   return same;
 }
 
-/* The bound metadata: lp(topic) | lp(key) | lp(id), fed to `feed`. */
+/* The bound metadata: head | lp(topic) | lp(key) | lp(id) | tail, fed
+ * to `feed`. Each update of a MAC or an AAD goes through OpenSSL's
+ * dispatch (tens of ns), so the parts are copied into one buffer and
+ * fed at once when they fit, which they do but for huge topics or keys. */
 typedef int (*feed_fn)(void *ctx, const unsigned char *p, size_t n);
 
-static int feed_meta(feed_fn feed, void *ctx, const swit_msg_view *m,
-                     const char *id, size_t idlen)
+#define META_BUF 512
+
+static int feed_meta(feed_fn feed, void *ctx, const char *head,
+                     size_t headlen, const swit_msg_view *m, const char *id,
+                     size_t idlen, const unsigned char *tail, size_t taillen)
 {
   const char *part[3] = {m->topic, m->key, id};
   size_t len[3] = {m->topic_len, m->key_len, idlen};
-  unsigned char lp[4];
+  unsigned char buf[META_BUF], lp[4];
+  size_t total = headlen + 12 + len[0] + len[1] + len[2] + taillen, o = 0;
 
+  if (total <= sizeof buf) {
+    memcpy(buf, head, headlen);
+    o = headlen;
+    for (int i = 0; i < 3; i++) {
+      be32(buf + o, (uint32_t)len[i]);
+      if (len[i]) memcpy(buf + o + 4, part[i], len[i]);
+      o += 4 + len[i];
+    }
+    if (taillen) memcpy(buf + o, tail, taillen);
+    return feed(ctx, buf, total);
+  }
+  if (headlen && !feed(ctx, (const unsigned char *)head, headlen)) return 0;
   for (int i = 0; i < 3; i++) {
     be32(lp, (uint32_t)len[i]);
     if (!feed(ctx, lp, 4) ||
         (len[i] && !feed(ctx, (const unsigned char *)part[i], len[i])))
       return 0;
   }
-  return 1;
+  return !taillen || feed(ctx, tail, taillen);
 }
 
 static int feed_aad(void *ctx, const unsigned char *p, size_t n)
@@ -317,9 +336,8 @@ static int sign_with(tl_state *t, int kind, const swit__key *k,
     int same = same_key(&t->mac_k, k->serial, k);
     if (!EVP_MAC_init(t->mac, same ? NULL : k->raw, same ? 0 : SWIT__KEY_LEN,
                       NULL) ||
-        !feed_mac(t->mac, (const unsigned char *)SIG_DOMAIN,
-                  sizeof SIG_DOMAIN - 1) ||
-        !feed_meta(feed_mac, t->mac, m, id, idlen) ||
+        !feed_meta(feed_mac, t->mac, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m,
+                   id, idlen, NULL, 0) ||
         !EVP_MAC_update(t->mac, (const unsigned char *)m->payload,
                         m->payload_len) ||
         !EVP_MAC_final(t->mac, sig, siglen, SIG_MAX))
@@ -327,9 +345,8 @@ static int sign_with(tl_state *t, int kind, const swit__key *k,
     return 0;
   }
   if (!EVP_DigestInit_ex(t->md, sha256, NULL) ||
-      !feed_md(t->md, (const unsigned char *)SIG_DOMAIN,
-               sizeof SIG_DOMAIN - 1) ||
-      !feed_meta(feed_md, t->md, m, id, idlen) ||
+      !feed_meta(feed_md, t->md, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m, id,
+                 idlen, NULL, 0) ||
       !EVP_DigestUpdate(t->md, m->payload, m->payload_len) ||
       !EVP_DigestFinal_ex(t->md, dig, &dlen))
     return -1;
@@ -356,9 +373,8 @@ static int verify_with(tl_state *t, int kind, const swit__key *k,
     return siglen == mlen && CRYPTO_memcmp(mine, sig, mlen) == 0 ? 0 : -1;
   }
   if (!EVP_DigestInit_ex(t->md, sha256, NULL) ||
-      !feed_md(t->md, (const unsigned char *)SIG_DOMAIN,
-               sizeof SIG_DOMAIN - 1) ||
-      !feed_meta(feed_md, t->md, m, id, idlen) ||
+      !feed_meta(feed_md, t->md, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m, id,
+                 idlen, NULL, 0) ||
       !EVP_DigestUpdate(t->md, m->payload, m->payload_len) ||
       !EVP_DigestFinal_ex(t->md, dig, &dlen))
     return -1;
@@ -415,8 +431,7 @@ static int encrypt_into(tl_state *t, const swit__msgsec *s,
   int same = same_key(&t->cipher_k, k->serial, k);
   if (!EVP_EncryptInit_ex2(c, same ? NULL : aes_gcm, same ? NULL : k->raw,
                            o - NONCE_LEN, NULL) ||
-      !feed_meta(feed_aad, c, m, id, ID_LEN) ||
-      !feed_aad(c, env, (size_t)(o - env)))
+      !feed_meta(feed_aad, c, "", 0, m, id, ID_LEN, env, (size_t)(o - env)))
     return -1;
   pre[0] = (unsigned char)(nsealed >> 8), pre[1] = (unsigned char)nsealed;
   if (!enc_update(c, &o, pre, 2)) return -1;
@@ -630,7 +645,7 @@ static int decrypt(tl_state *t, const swit__msgsec *s, const swit_msg_view *in,
   same = same_key(&t->decipher_k, k->serial, k);
   if (!EVP_DecryptInit_ex2(c, same ? NULL : aes_gcm, same ? NULL : k->raw,
                            e + hdr - NONCE_LEN, NULL) ||
-      !feed_meta(feed_aad, c, in, id, idlen) || !feed_aad(c, e, hdr) ||
+      !feed_meta(feed_aad, c, "", 0, in, id, idlen, e, hdr) ||
       !EVP_DecryptUpdate(c, pt, &outl, ct, (int)ctlen) ||
       !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
                            (void *)(ct + ctlen)) ||

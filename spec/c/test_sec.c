@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "check.h"
 #include "core/host_int.h"
 #include "core/intercept.h"
@@ -459,11 +462,79 @@ static void test_base64(void)
   CHECK(memcmp(back, "ABC", 3) == 0);
 }
 
+/* The x-swit-sig of a signed-only message is HMAC-SHA256 of
+ * "swit-sig-v1" | lp(topic) | lp(key) | lp(id) | payload, as
+ * docs/security.md says, whether the metadata is fed in one piece (short)
+ * or part by part (a key of 1000 bytes); both open, and an encrypted
+ * message with that key opens too and fails once its key changes. */
+static void test_signature_format(void)
+{
+  static const char secret[] = "0123456789abcdef0123456789abcdef"; /* K1 */
+  static char longkey[1000];
+  swit_config *cfg;
+  swit__msgsec *s = NULL;
+  char err[512], why[256];
+
+  memset(longkey, 'q', sizeof longkey);
+  write_ring(K1 "active k1\n", 0600);
+  cfg = load(enc_sign_yaml);
+  CHECK(cfg && swit__msgsec_new(&s, cfg, err, sizeof err) == 0 && s);
+  if (!s) return;
+  for (int big = 0; big < 2; big++) {
+    swit_msg_view in = view("audit", "payload", NULL, 0), out, back;
+    const swit_header *id, *sig;
+    unsigned char data[2048], mac[32], lp[4];
+    char want[64];
+    size_t n = 0;
+    unsigned maclen = 0;
+
+    if (big) in.key = longkey, in.key_len = sizeof longkey;
+    swit__msgsec_scratch_reset();
+    CHECK(swit__msgsec_seal(s, &in, &out, heap, NULL, err, sizeof err) == 0);
+    id = hfind(&out, SWIT__HDR_ID);
+    sig = hfind(&out, SWIT__HDR_SIG);
+    CHECK(id && sig);
+    if (!id || !sig) break;
+    memcpy(data, "swit-sig-v1", 11);
+    n = 11;
+    const char *part[3] = {in.topic, in.key, id->value};
+    size_t len[3] = {in.topic_len, in.key_len, id->value_len};
+    for (int i = 0; i < 3; i++) {
+      lp[0] = (unsigned char)(len[i] >> 24), lp[1] = (unsigned char)(len[i] >> 16);
+      lp[2] = (unsigned char)(len[i] >> 8), lp[3] = (unsigned char)len[i];
+      memcpy(data + n, lp, 4);
+      memcpy(data + n + 4, part[i], len[i]);
+      n += 4 + len[i];
+    }
+    memcpy(data + n, in.payload, in.payload_len);
+    n += in.payload_len;
+    HMAC(EVP_sha256(), secret, 32, data, n, mac, &maclen);
+    memcpy(want, "k1:", 3);
+    want[3 + swit__b64_encode(mac, maclen, want + 3)] = '\0';
+    CHECK(sig->value_len == strlen(want) &&
+          memcmp(sig->value, want, sig->value_len) == 0);
+    CHECK(swit__msgsec_open(s, &out, &back, heap, NULL, why, sizeof why) == 0);
+  }
+  {
+    swit_msg_view in = view("orders", "secret", NULL, 0), out, back;
+    in.key = longkey, in.key_len = sizeof longkey;
+    swit__msgsec_scratch_reset();
+    CHECK(swit__msgsec_seal(s, &in, &out, heap, NULL, err, sizeof err) == 0);
+    CHECK(swit__msgsec_open(s, &out, &back, heap, NULL, why, sizeof why) == 0);
+    CHECK(back.payload_len == 6 && memcmp(back.payload, "secret", 6) == 0);
+    out.key_len--;
+    CHECK(swit__msgsec_open(s, &out, &back, heap, NULL, why, sizeof why) != 0);
+  }
+  swit__msgsec_free(s);
+  swit__config_free(cfg);
+}
+
 int main(void)
 {
   if (!mkdtemp(dir)) return 1;
   snprintf(ring_path, sizeof ring_path, "%s/ring", dir);
   test_base64();
+  test_signature_format();
   test_seal_open();
   test_encryption_rotation();
   test_ed25519();
