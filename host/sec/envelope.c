@@ -324,6 +324,20 @@ static int feed_md(void *ctx, const unsigned char *p, size_t n)
 /* ------------------------------------------------------------------ */
 /* Signatures */
 
+/* SHA-256 of the signed bytes (what Ed25519 signs). */
+static int signed_digest(tl_state *t, const swit_msg_view *m, const char *id,
+                         size_t idlen, unsigned char dig[32],
+                         unsigned int *dlen)
+{
+  if (!EVP_DigestInit_ex(t->md, sha256, NULL) ||
+      !feed_meta(feed_md, t->md, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m, id,
+                 idlen, NULL, 0) ||
+      !EVP_DigestUpdate(t->md, m->payload, m->payload_len) ||
+      !EVP_DigestFinal_ex(t->md, dig, dlen))
+    return -1;
+  return 0;
+}
+
 /* The signature of (m's metadata, id, payload) with key k into sig. */
 static int sign_with(tl_state *t, int kind, const swit__key *k,
                      const swit_msg_view *m, const char *id, size_t idlen,
@@ -344,12 +358,7 @@ static int sign_with(tl_state *t, int kind, const swit__key *k,
       return -1;
     return 0;
   }
-  if (!EVP_DigestInit_ex(t->md, sha256, NULL) ||
-      !feed_meta(feed_md, t->md, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m, id,
-                 idlen, NULL, 0) ||
-      !EVP_DigestUpdate(t->md, m->payload, m->payload_len) ||
-      !EVP_DigestFinal_ex(t->md, dig, &dlen))
-    return -1;
+  if (signed_digest(t, m, id, idlen, dig, &dlen)) return -1;
   EVP_MD_CTX_reset(t->sign);
   *siglen = SIG_MAX;
   if (!k->secret) return -1;
@@ -372,12 +381,7 @@ static int verify_with(tl_state *t, int kind, const swit__key *k,
       return -1;
     return siglen == mlen && CRYPTO_memcmp(mine, sig, mlen) == 0 ? 0 : -1;
   }
-  if (!EVP_DigestInit_ex(t->md, sha256, NULL) ||
-      !feed_meta(feed_md, t->md, SIG_DOMAIN, sizeof SIG_DOMAIN - 1, m, id,
-                 idlen, NULL, 0) ||
-      !EVP_DigestUpdate(t->md, m->payload, m->payload_len) ||
-      !EVP_DigestFinal_ex(t->md, dig, &dlen))
-    return -1;
+  if (signed_digest(t, m, id, idlen, dig, &dlen)) return -1;
   EVP_MD_CTX_reset(t->sign);
   if (EVP_DigestVerifyInit(t->sign, NULL, NULL, NULL, k->pkey) != 1)
     return -1;
