@@ -100,8 +100,12 @@ static void reload_answer(evutil_socket_t fd, short what, void *arg)
 {
   swit__admin_reload *r = arg;
   swit__buf b = {0};
+  char peer[80];
 
   (void)fd, (void)what;
+  swit__sec_admin(r->h, r->rollback ? "rollback" : "reload", NULL,
+                  swit__http_peer(r->req, peer, sizeof peer), r->rc,
+                  r->rc ? r->err : NULL);
   if (r->rc == 0) {
     swit__buf_printf(&b, "{\"ok\":true,\"generation\":%u,\"rollback\":%s}\n",
                      r->gen, r->rollback ? "true" : "false");
@@ -184,6 +188,12 @@ static void do_pause(swit_host_t *h, swit__http_req *req,
     swit__buf_add(&b, "}", 1);
   }
   swit__buf_add(&b, "]}\n", 3);
+  {
+    char peer[80];
+    swit__sec_admin(h, pause ? "pause" : "resume", topic,
+                    swit__http_peer(req, peer, sizeof peer),
+                    found ? 0 : SWIT_E_NOTFOUND, NULL);
+  }
   if (!found) {
     free(b.data);
     swit__http_json_error(req, 404, "no active subscription for that topic");

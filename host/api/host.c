@@ -149,6 +149,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
    * publish as the chain's result; tracing wraps the handlers */
   if ((rc = swit__metrics_register(h))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
+  if ((rc = swit__sec_new(h, err, errlen))) goto fail; /* when configured */
   h->ops = swit__broker_find(type); /* the schema allows only these */
   if (h->ops->config_fields) {
     h->broker_settings = calloc(1, h->ops->settings_size);
@@ -554,6 +555,7 @@ void swit_host_free(swit_host_t *h)
   swit__obs_free(h);          /* servers stop before what they read goes */
   swit__trace_free(h);        /* the exporter reads workers and subs */
   swit__workers_free(h);
+  swit__sec_free(h);          /* after every hook that could write to it */
   swit__subs_free(h);
   swit__codeset_free(h->code);
   swit__codeset_free(h->prev_code);

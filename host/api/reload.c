@@ -180,6 +180,10 @@ int swit_host_reload(swit_host_t *h, int flags, unsigned *generation,
   if (atomic_load(&h->state) != SWIT__RUNNING) {
     rc = SWIT_E_STATE;
     snprintf(err, errlen, "reload: the host is not running");
+  } else if (!rollback && (rc = swit__sec_reload(h, err, errlen)) != 0) {
+    /* the keyrings first: a bad one keeps the running keys and code */
+  } else if (!h->code && h->sec && h->sec->msg && !rollback) {
+    rc = 0;                               /* the keys were all to reload */
   } else if (!h->code) {
     rc = SWIT_E_STATE;
     snprintf(err, errlen, "reload: the host runs no Lua scripts");

@@ -275,6 +275,54 @@ static int check_scripts(swit_cfg_ctx *ctx, swit_config *cfg)
   return rc;
 }
 
+#define MSGSEC(cfg) ((cfg)->messaging.security.message)
+
+/* Message security and the audit log are checked where they are built
+ * (host/sec/); here their marks are kept and their files resolved. */
+static int keep_security(swit_cfg_ctx *ctx, swit_config *cfg)
+{
+  static const char enc[] = "messaging.security.message.encryption.";
+  static const char sig[] = "messaging.security.message.signing.";
+  static const char aud[] = "messaging.security.audit.";
+  char key[SWIT__CONFIG_KEYMAX];
+  struct {
+    const char *prefix;
+    const char *provider;
+    char **keyring;
+    swit_cfg_mark *marks[3];
+  } ms[] = {
+    { enc, MSGSEC(cfg).encryption.key_provider, &MSGSEC(cfg).encryption.keyring,
+      { &MSGSEC(cfg).encryption.algorithm_mark,
+        &MSGSEC(cfg).encryption.provider_mark,
+        &MSGSEC(cfg).encryption.keyring_mark } },
+    { sig, MSGSEC(cfg).signing.key_provider, &MSGSEC(cfg).signing.keyring,
+      { &MSGSEC(cfg).signing.algorithm_mark, &MSGSEC(cfg).signing.provider_mark,
+        &MSGSEC(cfg).signing.keyring_mark } },
+  };
+  static const char *const names[] = { "algorithm", "key_provider",
+                                       "keyring" };
+  char **out = &cfg->messaging.security.audit.output;
+  int rc;
+
+  for (size_t i = 0; i < 2; i++) {
+    for (size_t k = 0; k < 3; k++) {
+      snprintf(key, sizeof key, "%s%s", ms[i].prefix, names[k]);
+      *ms[i].marks[k] = swit__config_mark_get(ctx, key);
+    }
+    if (ms[i].provider && strcmp(ms[i].provider, "file") == 0 &&
+        is_set(*ms[i].keyring) &&
+        (rc = resolve_file(ctx, cfg->base_dir, ms[i].keyring, key, 0)))
+      return rc;
+  }
+  snprintf(key, sizeof key, "%ssensitive_fields", aud);
+  cfg->messaging.security.audit.sensitive_mark = swit__config_mark_get(ctx, key);
+  snprintf(key, sizeof key, "%soutput", aud);
+  cfg->messaging.security.audit.output_mark = swit__config_mark_get(ctx, key);
+  if (is_set(*out) && strcmp(*out, "stderr") != 0)
+    return resolve_file(ctx, cfg->base_dir, out, key, 0);
+  return 0;
+}
+
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
   int rc = check_brokers(ctx, swit__config_fields, "",
@@ -284,6 +332,8 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
     rc = check_tls(ctx, cfg);
   if (rc == 0)
     rc = check_scripts(ctx, cfg);
+  if (rc == 0)
+    rc = keep_security(ctx, cfg);
   cfg->messaging.broker.type_mark =
       swit__config_mark_get(ctx, "messaging.broker.type");
   cfg->lua.scripts_mark = swit__config_mark_get(ctx, "lua.scripts");

@@ -121,6 +121,8 @@ typedef struct swit_cfg_reconnect {
  * broker. messaging.broker.type indexes it. */
 extern const char *const swit__broker_types[];
 
+enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
+
 typedef struct swit_config {
   char *path;        /* file name as given, or "<string>" */
   char *base_dir;    /* directory scripts are relative to */
@@ -147,8 +149,8 @@ typedef struct swit_config {
     } broker;
     swit_cfg_named publishers;  /* of swit_cfg_publisher; "default" always present */
     swit_cfg_named subscribers; /* of swit_cfg_subscriber; "default" always present */
-    /* resources.connections, resources.publishers and the message and
-     * audit sections of security are SWIT_CFG_UNSUPPORTED keys: no member */
+    /* resources.connections and resources.publishers are
+     * SWIT_CFG_UNSUPPORTED keys: no member */
     struct {
       struct { int64_t worker_pool_size; int64_t max_in_flight; } subscribers; /* 50, 1000 */
       struct { int64_t max_message_size; } memory; /* "10MB" */
@@ -158,6 +160,29 @@ typedef struct swit_config {
         struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true (NATS) */
       } transport;
       struct { char *username; char *password; } authentication; /* RabbitMQ */
+      struct {
+        /* algorithm, key_provider and keyring are checked by host/sec/,
+         * with the marks recorded here ("keyring" is a resolved path
+         * for the file provider) */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics, headers;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } encryption;                                  /* false, "AES-256-GCM", "" */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } signing;                                     /* false, "HMAC-SHA256", "" */
+      } message;
+      struct {
+        int enabled; int log_publishes; int log_consumes; int log_payload;
+        swit_cfg_list sensitive_fields;
+        char *output;                 /* "stderr" or a resolved path */
+        int64_t buffer_size;          /* "1MB" */
+        int on_full;                  /* SWIT_AUDIT_DROP | SWIT_AUDIT_BLOCK */
+        swit_cfg_mark sensitive_mark, output_mark;
+      } audit;
     } security;
     struct {
       int enabled;              /* false */

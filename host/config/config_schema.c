@@ -243,32 +243,79 @@ static const swit_cfg_field auth_fields[] = {
   { .name = NULL }
 };
 
+#define ENC messaging.security.message.encryption
 static const swit_cfg_field encryption_fields[] = {
-  UNSUPPORTED("enabled", "Encrypt payloads"),
-  UNSUPPORTED("algorithm", "Payload cipher"),
-  UNSUPPORTED("key_provider", "Where keys come from, e.g. vault"),
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(ENC, enabled),
+    .dflt = "false", .desc = "Encrypt payloads (docs/security.md)" },
+  { .name = "algorithm", .type = SWIT_CFG_STR, .offset = OFF(ENC, algorithm),
+    .dflt = "AES-256-GCM", .desc = "Payload cipher: AES-256-GCM" },
+  { .name = "key_provider", .type = SWIT_CFG_STR,
+    .offset = OFF(ENC, key_provider), .dflt = "",
+    .desc = "Where keys come from: file or env" },
+  { .name = "keyring", .type = SWIT_CFG_STR, .offset = OFF(ENC, keyring),
+    .desc = "file: keyring path (relative to the config file); env: the "
+            "variable holding the keyring" },
+  { .name = "topics", .type = SWIT_CFG_LIST, .offset = OFF(ENC, topics),
+    .desc = "Topic patterns encrypted (* and ? match); empty: every topic" },
+  { .name = "headers", .type = SWIT_CFG_LIST, .offset = OFF(ENC, headers),
+    .desc = "Headers encrypted with the payload" },
   { .name = NULL }
 };
 
+#define SIGN messaging.security.message.signing
 static const swit_cfg_field signing_fields[] = {
-  UNSUPPORTED("enabled", "Sign published messages, verify received ones"),
-  UNSUPPORTED("algorithm", "Signature algorithm"),
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(SIGN, enabled),
+    .dflt = "false", .desc = "Sign published messages, verify received ones" },
+  { .name = "algorithm", .type = SWIT_CFG_STR, .offset = OFF(SIGN, algorithm),
+    .dflt = "HMAC-SHA256", .desc = "HMAC-SHA256 or Ed25519" },
+  { .name = "key_provider", .type = SWIT_CFG_STR,
+    .offset = OFF(SIGN, key_provider), .dflt = "",
+    .desc = "Where keys come from: file or env" },
+  { .name = "keyring", .type = SWIT_CFG_STR, .offset = OFF(SIGN, keyring),
+    .desc = "file: keyring path (relative to the config file); env: the "
+            "variable holding the keyring" },
+  { .name = "topics", .type = SWIT_CFG_LIST, .offset = OFF(SIGN, topics),
+    .desc = "Topic patterns signed and verified; empty: every topic" },
   { .name = NULL }
 };
 
+#define MSGSEC messaging.security.message
 static const swit_cfg_field message_fields[] = {
-  { .name = "encryption", .type = SWIT_CFG_SECTION, .offset = 0,
-    .fields = encryption_fields, .desc = "Payload encryption" },
-  { .name = "signing", .type = SWIT_CFG_SECTION, .offset = 0,
-    .fields = signing_fields, .desc = "Message signatures" },
+  { .name = "encryption", .type = SWIT_CFG_SECTION,
+    .offset = OFF(MSGSEC, encryption), .fields = encryption_fields,
+    .desc = "Payload encryption" },
+  { .name = "signing", .type = SWIT_CFG_SECTION,
+    .offset = OFF(MSGSEC, signing), .fields = signing_fields,
+    .desc = "Message signatures" },
   { .name = NULL }
 };
 
+#define AUDIT messaging.security.audit
+static const char *const audit_on_full[] = { "drop", "block", NULL };
 static const swit_cfg_field audit_fields[] = {
-  UNSUPPORTED("enabled", "Write an audit log"),
-  UNSUPPORTED("log_publishes", "Audit every publish"),
-  UNSUPPORTED("log_consumes", "Audit every consumed message"),
-  UNSUPPORTED("sensitive_fields", "Payload fields masked in the audit log"),
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(AUDIT, enabled),
+    .dflt = "false", .desc = "Write an audit log" },
+  { .name = "log_publishes", .type = SWIT_CFG_BOOL,
+    .offset = OFF(AUDIT, log_publishes), .dflt = "true",
+    .desc = "Audit every publish (when enabled)" },
+  { .name = "log_consumes", .type = SWIT_CFG_BOOL,
+    .offset = OFF(AUDIT, log_consumes), .dflt = "true",
+    .desc = "Audit every consumed message (when enabled)" },
+  { .name = "log_payload", .type = SWIT_CFG_BOOL,
+    .offset = OFF(AUDIT, log_payload), .dflt = "false",
+    .desc = "Include JSON payloads (sensitive_fields redacted)" },
+  { .name = "sensitive_fields", .type = SWIT_CFG_LIST,
+    .offset = OFF(AUDIT, sensitive_fields),
+    .desc = "Payload fields redacted in the audit log (a.b.c; * any key)" },
+  { .name = "output", .type = SWIT_CFG_STR, .offset = OFF(AUDIT, output),
+    .dflt = "stderr", .desc = "stderr, or a file appended to (relative to "
+                              "the config file)" },
+  { .name = "buffer_size", .type = SWIT_CFG_SIZE,
+    .offset = OFF(AUDIT, buffer_size), .dflt = "1MB", .min = 4096,
+    .max = (int64_t)1 << 30, .desc = "Bytes of lines waiting for the writer" },
+  { .name = "on_full", .type = SWIT_CFG_ENUM, .offset = OFF(AUDIT, on_full),
+    .dflt = "drop", .choices = audit_on_full,
+    .desc = "A full buffer: drop the line (counted) or block the caller" },
   { .name = NULL }
 };
 
@@ -280,10 +327,10 @@ static const swit_cfg_field security_fields[] = {
   { .name = "authentication", .type = SWIT_CFG_SECTION,
     .offset = OFF(SEC, authentication), .fields = auth_fields,
     .desc = "Broker authentication" },
-  /* offset 0: every key of these two is unsupported, nothing is written */
-  { .name = "message", .type = SWIT_CFG_SECTION, .offset = 0,
-    .fields = message_fields, .desc = "Message-level security" },
-  { .name = "audit", .type = SWIT_CFG_SECTION, .offset = 0,
+  { .name = "message", .type = SWIT_CFG_SECTION,
+    .offset = OFF(SEC, message), .fields = message_fields,
+    .desc = "Message-level security" },
+  { .name = "audit", .type = SWIT_CFG_SECTION, .offset = OFF(SEC, audit),
     .fields = audit_fields, .desc = "Audit logging" },
   { .name = NULL }
 };

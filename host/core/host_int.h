@@ -280,6 +280,7 @@ struct swit_host_s {
   size_t abandoned;           /* workers a stop left running (never freed) */
   atomic_int stop_requested;  /* os.exit() from a script (lua_state.c) */
   atomic_int stop_code;       /* the code it gave */
+  struct swit__sec *sec;      /* message security, audit (sec/sec.h); NULL when off */
 };
 
 /* What a worker's busy_since_us times. */

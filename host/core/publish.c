@@ -57,6 +57,8 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   return rc;
 }
 
+_Thread_local const char *swit__publish_remote;
+
 /* What the interceptors are told of a publish from this thread. */
 static swit__pub_info pub_info(swit_host_t *h)
 {

@@ -102,6 +102,7 @@ struct conn {
   swit__http_req *req;          /* being read, or being handled */
   int reserved;                 /* accepted into the reserve */
   int parsing;                  /* inside advance(): reply must not recurse */
+  char peer[64];                /* "address:port" (the audit log) */
   conn *prev, *next;            /* oldest first */
 };
 
@@ -763,13 +764,33 @@ static void on_accept_error(struct evconnlistener *lis, void *arg)
   if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
 }
 
+/* "address:port" of an accepted peer, "?" for another family. */
+static void format_peer(const struct sockaddr *sa, int salen, char *buf,
+                        size_t len)
+{
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+
+  if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (sa->sa_family == AF_INET6 &&
+             salen >= (int)sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(buf, len, "%s:%u", host, port);
+}
+
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
   swit__http *s = arg;
   conn *c;
 
-  (void)lis, (void)sa, (void)salen;
+  (void)lis;
   s->backoff_ms = BACKOFF_MIN_MS;
   if (s->nconns >= s->o.max_conns) {
     conn *victim = sheddable(s);
@@ -787,6 +808,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
     return;
   }
   c->s = s;
+  format_peer(sa, salen, c->peer, sizeof c->peer);
   c->reserved = s->o.reserve && s->nconns >= s->o.max_conns - s->o.reserve;
   c->prev = s->last;
   if (s->last) s->last->next = c;
@@ -1064,4 +1086,11 @@ void swit__http_json_error(swit__http_req *r, int code, const char *msg)
   swit__http_reply(r, code, "application/json", b.data ? b.data : "",
                    b.data ? b.len : 0);
   free(b.data);
+}
+
+const char *swit__http_peer(const swit__http_req *req, char *buf, size_t len)
+{
+  if (!req->c) return NULL;
+  snprintf(buf, len, "%s", req->c->peer);
+  return buf;
 }

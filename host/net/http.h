@@ -81,6 +81,11 @@ char *swit__http_decode(const char *s, size_t len);
 int swit__http_param(const swit__http_req *req, const char *name,
                      char **out);
 
+/* "address:port" of the request's peer in buf (for the audit log), or
+ * NULL when the connection is gone. */
+const char *swit__http_peer(const swit__http_req *req, char *buf,
+                            size_t len);
+
 /* Add a response header (before the reply). */
 void swit__http_add_header(swit__http_req *req, const char *name,
                            const char *value);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/msg_int.h"
 #include "obs/obs.h"
 #include "net/http.h"
 
@@ -104,6 +105,7 @@ static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
   swit_msg_view m;
   swit__buf b = {0};
   hdrs hd;
+  char peer[80];
   int rc;
 
   payload = swit__http_body(req, &len);
@@ -133,7 +135,9 @@ static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
     .payload = payload, .payload_len = len,
     .headers = hd.hv, .nheaders = hd.n, .partition = -1,
   };
+  swit__publish_remote = swit__http_peer(req, peer, sizeof peer);
   rc = swit__publish(h, &m, (int)pc->timeout_ms, &confirm, err, sizeof err);
+  swit__publish_remote = NULL;
   atomic_fetch_sub(&h->intake_busy, 1);
   if (rc != 0) {
     fail(h, req, status_for(rc), err);

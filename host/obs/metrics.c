@@ -660,6 +660,7 @@ int swit__metrics_render(swit_host_t *h, swit__buf *out)
   render_host(h, &r);
   render_lag(h, &r);
   render_trace(h, &r);                                         /* tracing */
+  if (h->obs->render_more) h->obs->render_more(h, out);
   swit__umetrics_render(h, out);
   return out->data ? 0 : SWIT_E_NOMEM;
 }

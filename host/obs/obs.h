@@ -53,6 +53,9 @@ typedef struct swit__obs {
   swit__ctr http_conns_shed[2];    /* closed or refused at the cap */
   swit__ctr http_bad_requests[2];  /* refused by the parser */
   swit__ctr series_dropped;     /* swit.metrics series over the cap */
+  /* more /metrics text from a layer above (sec), or NULL; set before
+   * the host starts */
+  void (*render_more)(struct swit_host_s *h, swit__buf *out);
 } swit__obs;
 
 /* Lifecycle (host.c). new: with the host; start: after swit_host_start
