@@ -22,7 +22,9 @@ pc=$(find "$root" -name libswit.pc)
 [ -n "$pc" ] || fail "libswit.pc not installed"
 libdir=$(dirname "$(dirname "$pc")")
 for f in bin/swit include/swit/swit.h include/swit/swit_version.h \
-         share/doc/swit/embedding.md share/doc/swit/examples/install-check/main.c; do
+         share/doc/swit/embedding.md share/doc/swit/examples/install-check/main.c \
+         share/swit/luals/swit/init.lua share/swit/luals/swit/json.lua \
+         share/swit/luacheckrc; do
   [ -e "$root/$f" ] || fail "$f not installed"
 done
 for f in libswit.so libswit.a cmake/swit/swit-config.cmake \
