@@ -2,6 +2,7 @@
 # scripts/install-deps.sh - install the Debian packages swit needs to build,
 # test and benchmark. Installs only what is missing; safe to re-run.
 # Used by `make run`, `make test` and .ci/run. Needs root (or sudo).
+# systemd is here for systemd-analyze (the test packaging.systemd).
 set -euo pipefail
 
 PKGS=(
@@ -10,6 +11,7 @@ PKGS=(
   librdkafka-dev librabbitmq-dev libnats-dev
   lua-busted lua-cjson lua-check prometheus
   nats-server rabbitmq-server kcat amqp-tools
+  systemd
 )
 
 missing=()
