@@ -517,10 +517,12 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
   pause_all(h);
   while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
     swit__sleep_ms(2);
-  if (left > 0)
+  if (left > 0) {
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
               "message(s) not finished are given back to the broker",
               (long)left);
+    swit__workers_halt(h);
+  }
   stuck = teardown(h, end);
   atomic_store(&h->state, SWIT__STOPPED);
   pthread_mutex_unlock(&h->lock);

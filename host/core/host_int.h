@@ -331,6 +331,10 @@ int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
  * grace after that (worker.c). Returns how many were left behind: the
  * host must then not be freed (a thread still runs in it). */
 #define SWIT__STOP_GRACE_MS 1000
+/* Past the stop's deadline: every worker stops at its next message
+ * boundary and gives the rest back (before the adapters' unsubscribe,
+ * which may wait for what is in flight). */
+void swit__workers_halt(struct swit_host_s *h);
 size_t swit__workers_stop(struct swit_host_s *h, swit__deadline end);
 void swit__workers_free(struct swit_host_s *h);
 char *swit__arena_dup(swit__worker *w, const char *s, size_t len);

@@ -429,6 +429,12 @@ static size_t abandon(swit_host_t *h, swit__worker *w)
   return 1;
 }
 
+void swit__workers_halt(swit_host_t *h)
+{
+  for (size_t i = 0; i < h->nworkers; i++)
+    __atomic_store_n(&h->workers[i].ffi.stop, 1, __ATOMIC_RELAXED);
+}
+
 /* The stop, in three steps, each bounded (docs/operations.md, "Stop"):
  * by `end` the workers finish what they hold; past it every worker still
  * running is told to stop at its next message boundary (ffi.stop: the rest
