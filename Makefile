@@ -2,7 +2,8 @@
 #   make run    install missing packages, build, run the quickstart example
 #   make test   install missing packages, build, run every suite (ctest)
 #   make install   build, then install the swit binary, libswit.so/.a,
-#               the headers, libswit.pc, the CMake package and the docs
+#               the headers, libswit.pc, the CMake package, the docs, the
+#               editor files (share/swit: LuaLS definitions, luacheck preset)
 #               under PREFIX (default /usr/local), staged under DESTDIR
 # Variables: BUILD (build directory), SANITIZE (e.g. address,undefined),
 # TYPE (CMake build type), PREFIX, DESTDIR. `make bench` prints the

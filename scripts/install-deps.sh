@@ -2,15 +2,37 @@
 # scripts/install-deps.sh - install the Debian packages swit needs to build,
 # test and benchmark. Installs only what is missing; safe to re-run.
 # Used by `make run`, `make test` and .ci/run. Needs root (or sudo).
+#   install-deps.sh            everything: build, run, test, benchmark
+#   install-deps.sh --build    what building swit needs (packaging/Dockerfile)
+#   install-deps.sh --runtime  what the built swit needs to run, no compiler
+#                              (packaging/Dockerfile's final image)
+# The lists are here only; packaging.docker checks that --runtime covers
+# every library the swit binary links.
 set -euo pipefail
 
-PKGS=(
+RUNTIME=(
+  libluajit-5.1-2 libyaml-0-2 libevent-2.1-7 libevent-pthreads-2.1-7
+  librdkafka1 librabbitmq4 libnats3.4 libssl3 lua-cjson ca-certificates
+)
+BUILD=(
   build-essential cmake pkg-config git curl
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
-  librdkafka-dev librabbitmq-dev libnats-dev
-  lua-busted lua-cjson lua-check prometheus
-  nats-server rabbitmq-server kcat amqp-tools
+  librdkafka-dev librabbitmq-dev libnats-dev lua-cjson
 )
+# systemd is here for systemd-analyze (the test packaging.systemd).
+TEST=(
+  lua-busted lua-check prometheus
+  nats-server rabbitmq-server kcat amqp-tools
+  systemd
+)
+
+case "${1:-}" in
+  --runtime) PKGS=("${RUNTIME[@]}") ;;
+  --build) PKGS=("${BUILD[@]}") ;;
+  --list-runtime) printf '%s\n' "${RUNTIME[@]}"; exit 0 ;;
+  "") PKGS=("${BUILD[@]}" "${TEST[@]}") ;;
+  *) echo "usage: install-deps.sh [--build | --runtime | --list-runtime]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,7 +8,8 @@
 #                       bootstrap string in <build>/kafka-mock/bootstrap)
 #   conformance.kafka   the shared conformance suite (spec/CMakeLists.txt)
 #   kafka.<suite>       spec/kafka/*_spec.lua: interop with kcat, faults,
-#                       commit correctness, bad input (the fault suite
+#                       commit correctness, bad input, a consumer group
+#                       shared by two swit processes (the fault suite
 #                       starts private mock clusters so a broker taken down
 #                       never disturbs the others)
 #   kafka.bench.smoke   bench/kafka with a small message count

@@ -22,9 +22,13 @@ pc=$(find "$root" -name libswit.pc)
 [ -n "$pc" ] || fail "libswit.pc not installed"
 libdir=$(dirname "$(dirname "$pc")")
 for f in bin/swit include/swit/swit.h include/swit/swit_version.h \
-         share/doc/swit/embedding.md share/doc/swit/examples/install-check/main.c; do
+         share/doc/swit/embedding.md share/doc/swit/examples/install-check/main.c \
+         share/swit/luals/swit/init.lua share/swit/luals/swit/json.lua \
+         share/swit/luacheckrc lib/systemd/system/swit.service; do
   [ -e "$root/$f" ] || fail "$f not installed"
 done
+grep -q "^ExecStart=$prefix/bin/swit run " "$root/lib/systemd/system/swit.service" ||
+  fail "swit.service does not start $prefix/bin/swit"
 for f in libswit.so libswit.a cmake/swit/swit-config.cmake \
          cmake/swit/swit-config-version.cmake cmake/swit/swit-targets.cmake; do
   [ -e "$libdir/$f" ] || fail "$libdir/$f not installed"
