@@ -12,6 +12,7 @@ set -euo pipefail
 
 RUNTIME=(
   libluajit-5.1-2 libyaml-0-2 libevent-2.1-7 libevent-pthreads-2.1-7
+  libevent-openssl-2.1-7
   librdkafka1 librabbitmq4 libnats3.4 libssl3 lua-cjson ca-certificates
 )
 BUILD=(
@@ -19,11 +20,12 @@ BUILD=(
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
   librdkafka-dev librabbitmq-dev libnats-dev lua-cjson
 )
-# systemd is here for systemd-analyze (the test packaging.systemd).
+# systemd is here for systemd-analyze (the test packaging.systemd), openssl
+# for the certificates the TLS specs make.
 TEST=(
   lua-busted lua-check prometheus
   nats-server rabbitmq-server kcat amqp-tools
-  systemd
+  systemd openssl
 )
 
 case "${1:-}" in

@@ -35,33 +35,15 @@
  * /readyz (http.c): the config key's minimum is above it. */
 #define ADMIN_RESERVE 4
 
-/* Constant-time in the token's content: every byte of the longer string
- * is looked at whatever matches. */
-static int token_ok(const char *given, const char *want)
-{
-  size_t gl = strlen(given), wl = strlen(want), n = gl > wl ? gl : wl;
-  unsigned char d = (unsigned char)(gl != wl);
-
-  for (size_t i = 0; i < n; i++) {
-    unsigned char a = i < gl ? (unsigned char)given[i] : 0;
-    unsigned char b = i < wl ? (unsigned char)want[i] : 0;
-    d |= a ^ b;
-  }
-  return d == 0;
-}
-
 static int authorized(swit_host_t *h, swit__http_req *req)
 {
   const char *want = h->cfg->server.admin.token;
-  const char *auth = swit__http_header(req, "Authorization");
-
   if (!want || !*want) {
     swit__http_json_error(req, 403, "state-changing admin endpoints are "
                           "disabled: server.admin.token is not set");
     return 0;
   }
-  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
-      !token_ok(auth + 7, want)) {
+  if (!swit__http_bearer_ok(req, want)) {
     swit__ctr_add(&h->obs->admin_denied, 1);  /* admin thread only */
     swit__http_add_header(req, "WWW-Authenticate", "Bearer");
     swit__http_json_error(req, 401, "missing or wrong bearer token");
@@ -286,6 +268,9 @@ int swit__admin_start(swit_host_t *h, char *err, size_t errlen)
     .accept_errors = &h->obs->http_accept_errors[0],
     .conns_shed = &h->obs->http_conns_shed[0],
     .bad_requests = &h->obs->http_bad_requests[0],
+    .tls_cert = h->cfg->server.admin.tls.cert_file,
+    .tls_keyfile = h->cfg->server.admin.tls.key_file,
+    .tls_key = "server.admin.tls",
   };
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "net/http.h"
 
 void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
 {
@@ -121,6 +122,18 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
 /* ------------------------------------------------------------------ */
 /* Creation */
 
+/* A server's TLS files (server.<srv>.tls) must make a TLS context now:
+ * a bad one refuses the start (and swit check), not a server left off. */
+static int check_server_tls(const char *listen, const swit_cfg_server_tls *t,
+                            const char *key, char *err, size_t errlen)
+{
+  const swit__http_opts o = {.tls_cert = t->cert_file,
+                             .tls_keyfile = t->key_file, .tls_key = key};
+
+  if (!listen || !*listen || strcmp(listen, "off") == 0) return 0;
+  return swit__http_tls_check(&o, err, errlen);
+}
+
 static int host_create(swit_host_t **out, swit_config *cfg, char *err,
                        size_t errlen)
 {
@@ -143,6 +156,11 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->reload_lock, NULL);
   pthread_mutex_init(&h->swap_lock, NULL);
   swit__cond_init_monotonic(&h->swap_cv);
+  if ((rc = check_server_tls(cfg->server.admin.listen, &cfg->server.admin.tls,
+                             "server.admin.tls", err, errlen)) ||
+      (rc = check_server_tls(cfg->server.http.listen, &cfg->server.http.tls,
+                             "server.http.tls", err, errlen)))
+    goto fail;
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   /* the interceptors, outermost first: metrics sees every message and

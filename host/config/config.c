@@ -261,6 +261,30 @@ static int check_tls(swit_cfg_ctx *ctx, swit_config *cfg)
                            "%s must be set too", names[1 - i]);
 }
 
+/* server.<srv>.tls: both files or neither, each resolved and readable. */
+static int check_server_tls(swit_cfg_ctx *ctx, swit_config *cfg,
+                            const char *srv, swit_cfg_server_tls *tls)
+{
+  static const char *const names[] = { "cert_file", "key_file" };
+  char **files[] = { &tls->cert_file, &tls->key_file };
+  char key[SWIT__CONFIG_KEYMAX];
+  size_t i;
+  int rc;
+
+  for (i = 0; i < 2; i++) {
+    snprintf(key, sizeof key, "server.%s.tls.%s", srv, names[i]);
+    if (is_set(*files[i]) &&
+        (rc = resolve_file(ctx, cfg->base_dir, files[i], key, 1)) < 0)
+      return rc;
+  }
+  if (is_set(*files[0]) == is_set(*files[1]))
+    return 0;
+  i = is_set(*files[0]) ? 0 : 1;
+  snprintf(key, sizeof key, "server.%s.tls.%s", srv, names[i]);
+  return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                           "%s must be set too", names[1 - i]);
+}
+
 static int check_scripts(swit_cfg_ctx *ctx, swit_config *cfg)
 {
   swit_cfg_list *scripts = &cfg->lua.scripts;
@@ -330,6 +354,10 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 
   if (rc == 0)
     rc = check_tls(ctx, cfg);
+  if (rc == 0)
+    rc = check_server_tls(ctx, cfg, "admin", &cfg->server.admin.tls);
+  if (rc == 0)
+    rc = check_server_tls(ctx, cfg, "http", &cfg->server.http.tls);
   if (rc == 0)
     rc = check_scripts(ctx, cfg);
   if (rc == 0)

@@ -123,6 +123,13 @@ extern const char *const swit__broker_types[];
 
 enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
 
+/* server.admin.tls, server.http.tls: the HTTP servers' own TLS (both
+ * files set, resolved against base_dir and readable; or neither). */
+typedef struct swit_cfg_server_tls {
+  char *cert_file;          /* PEM chain, the server's certificate first */
+  char *key_file;           /* PEM private key */
+} swit_cfg_server_tls;
+
 typedef struct swit_config {
   char *path;        /* file name as given, or "<string>" */
   char *base_dir;    /* directory scripts are relative to */
@@ -132,9 +139,16 @@ typedef struct swit_config {
     char *version;   /* "0.0.0" */
     int64_t shutdown_timeout_ms; /* "30s": drain deadline of a stop */
     /* observability (admin.c, metrics.c, log.c, ingress.c) */
-    struct { char *listen; char *token; int64_t max_connections; } admin; /* "127.0.0.1:9090" | "off", "", 64 */
+    struct {
+      char *listen; char *token; int64_t max_connections;
+      swit_cfg_server_tls tls;
+    } admin; /* "127.0.0.1:9090" | "off", "", 64 */
     struct { int level; int format; } log;       /* SWIT_LOG_*, SWIT_LOG_FMT_* */
-    struct { char *listen; int64_t max_connections; int trust_headers; } http; /* ingress: "off", 1024, false */
+    struct {
+      char *listen; int64_t max_connections; int trust_headers;
+      char *token;             /* "": no token required */
+      swit_cfg_server_tls tls;
+    } http; /* ingress: "off", 1024, false */
     struct { int enabled; } metrics;             /* true */
   } server;
 

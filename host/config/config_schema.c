@@ -342,6 +342,18 @@ static const char *const log_levels[] = { "debug", "info", "warn", "error",
                                           NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
 
+/* server.admin.tls and server.http.tls: offsets within swit_cfg_server_tls */
+static const swit_cfg_field server_tls_fields[] = {
+  { .name = "cert_file", .type = SWIT_CFG_STR,
+    .offset = offsetof(swit_cfg_server_tls, cert_file),
+    .desc = "Serve HTTPS: certificate chain (PEM, the server's first), "
+            "relative to the config file; with key_file" },
+  { .name = "key_file", .type = SWIT_CFG_STR,
+    .offset = offsetof(swit_cfg_server_tls, key_file),
+    .desc = "Private key of cert_file (PEM), relative to the config file" },
+  { .name = NULL }
+};
+
 #define ADMIN server.admin
 static const swit_cfg_field admin_fields[] = {
   { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, listen),
@@ -358,6 +370,9 @@ static const swit_cfg_field admin_fields[] = {
     .desc = "Open connections at most; the last 4 serve /healthz and "
             "/readyz only, and a new connection at the cap closes the "
             "oldest one that is idle or still sending its request" },
+  { .name = "tls", .type = SWIT_CFG_SECTION, .offset = OFF(ADMIN, tls),
+    .fields = server_tls_fields,
+    .desc = "TLS of the admin server (HTTPS; TLS 1.2 at least)" },
   { .name = NULL }
 };
 
@@ -389,6 +404,13 @@ static const swit_cfg_field http_fields[] = {
     .offset = OFF(HTTP, trust_headers), .dflt = "false",
     .desc = "Let clients set x-swit-* and traceparent/tracestate message "
             "headers (Swit-Header-...); off: such a request gets 400" },
+  { .name = "token", .type = SWIT_CFG_STR, .offset = OFF(HTTP, token),
+    .dflt = "", .desc = "Bearer token every ingress request must carry "
+                         "(Authorization: Bearer ...; else 401); empty: "
+                         "none; use ${VAR}" },
+  { .name = "tls", .type = SWIT_CFG_SECTION, .offset = OFF(HTTP, tls),
+    .fields = server_tls_fields,
+    .desc = "TLS of the ingress (HTTPS; TLS 1.2 at least)" },
   { .name = NULL }
 };
 

@@ -60,9 +60,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "obs/obs.h"
 #include "net/http.h"
@@ -120,6 +124,7 @@ struct swit__http {
   size_t nconns;
   int backoff_ms;
   uint64_t last_log_us, errors_since_log;
+  SSL_CTX *tls;                 /* HTTPS, or NULL */
   char addr[80];
 };
 
@@ -187,6 +192,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
   conn *c = arg;
 
+  if (what == BEV_EVENT_CONNECTED) return;   /* a TLS handshake completed */
   if (what & BEV_EVENT_EOF) {
     bufferevent_disable(bev, EV_READ);
     if (c->st == C_HANDLING) {
@@ -784,6 +790,26 @@ static void format_peer(const struct sockaddr *sa, int salen, char *buf,
   snprintf(buf, len, "%s:%u", host, port);
 }
 
+/* The connection's bufferevent: plain, or TLS (handshake as the server;
+ * a client that closes without close_notify is not an error). */
+static struct bufferevent *new_bev(swit__http *s, evutil_socket_t fd)
+{
+  struct bufferevent *bev;
+  SSL *ssl;
+
+  if (!s->tls) return bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!(ssl = SSL_new(s->tls))) return NULL;
+  bev = bufferevent_openssl_socket_new(s->base, fd, ssl,
+                                       BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) {
+    SSL_free(ssl);
+    return NULL;
+  }
+  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  return bev;
+}
+
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
@@ -801,8 +827,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
     }
     conn_free(victim);
   }
-  if (!(c = calloc(1, sizeof *c)) ||
-      !(c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
+  if (!(c = calloc(1, sizeof *c)) || !(c->bev = new_bev(s, fd))) {
     free(c);
     evutil_closesocket(fd);
     return;
@@ -868,6 +893,49 @@ static void bound_addr(swit__http *s)
            : "%s:%d", ip, port);
 }
 
+/* A TLS context from o's files: TLS 1.2 at least, the key checked against
+ * the certificate. 0 (*out NULL when o asks for no TLS), or SWIT_E_CONFIG
+ * naming the key. */
+static int tls_context(const swit__http_opts *o, SSL_CTX **out, char *err,
+                       size_t errlen)
+{
+  const char *file = o->tls_cert, *what = "cert_file";
+  char why[256] = "";
+  SSL_CTX *ctx;
+
+  *out = NULL;
+  if (!o->tls_cert || !*o->tls_cert) return 0;
+  ERR_clear_error();
+  if (!(ctx = SSL_CTX_new(TLS_server_method())) ||
+      !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+    goto fail;
+  if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) goto fail;
+  file = o->tls_keyfile;
+  what = "key_file";
+  if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_keyfile, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1)
+    goto fail;
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  *out = ctx;
+  return 0;
+fail:
+  ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+  snprintf(err, errlen, "%s.%s: cannot use '%s' for TLS: %s", o->tls_key,
+           what, file, why[0] ? why : "unknown OpenSSL error");
+  return SWIT_E_CONFIG;
+}
+
+int swit__http_tls_check(const swit__http_opts *o, char *err, size_t errlen)
+{
+  SSL_CTX *ctx;
+  int rc = tls_context(o, &ctx, err, errlen);
+
+  SSL_CTX_free(ctx);
+  return rc;
+}
+
 int swit__http_start(swit__http **out, const char *listen,
                      const swit__http_opts *opts, swit__http_cb cb, void *ud,
                      const swit__logger *log, char *err, size_t errlen)
@@ -892,6 +960,7 @@ int swit__http_start(swit__http **out, const char *listen,
   s->ud = ud;
   s->log = log;
   s->backoff_ms = BACKOFF_MIN_MS;
+  if ((rc = tls_context(opts, &s->tls, err, errlen))) goto fail;
   s->base = event_base_new();
   s->resume = s->base ? evtimer_new(s->base, resume_accept, s) : NULL;
   if (!s->resume) {
@@ -922,8 +991,8 @@ int swit__http_start(swit__http **out, const char *listen,
     goto fail;
   }
   s->started = 1;
-  swit__log(log, SWIT_LOG_INFO, "%s listening on http://%s", opts->what,
-            s->addr);
+  swit__log(log, SWIT_LOG_INFO, "%s listening on %s://%s", opts->what,
+            s->tls ? "https" : "http", s->addr);
   *out = s;
   return 0;
 fail:
@@ -955,6 +1024,7 @@ void swit__http_stop(swit__http *s)
   if (s->lis) evconnlistener_free(s->lis);
   if (s->resume) event_free(s->resume);
   if (s->base) event_base_free(s->base);
+  SSL_CTX_free(s->tls);
   free(s);
 }
 
@@ -1093,4 +1163,26 @@ const char *swit__http_peer(const swit__http_req *req, char *buf, size_t len)
   if (!req->c) return NULL;
   snprintf(buf, len, "%s", req->c->peer);
   return buf;
+}
+
+/* Constant-time in the token's content: every byte of the longer string
+ * is looked at whatever matches. */
+int swit__http_bearer_ok(swit__http_req *req, const char *want)
+{
+  const char *auth = swit__http_header(req, "Authorization"), *given;
+  size_t gl, wl, n;
+  unsigned char d;
+
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
+  given = auth + 7;
+  gl = strlen(given);
+  wl = strlen(want);
+  n = gl > wl ? gl : wl;
+  d = (unsigned char)(gl != wl);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char a = i < gl ? (unsigned char)given[i] : 0;
+    unsigned char b = i < wl ? (unsigned char)want[i] : 0;
+    d |= a ^ b;
+  }
+  return d == 0;
 }

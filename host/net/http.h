@@ -39,9 +39,21 @@ typedef struct swit__http_opts {
    * (EMFILE, ENFILE, ...), connections closed to make room or refused
    * at the cap, requests refused by the parser (4xx before a handler). */
   swit__ctr *accept_errors, *conns_shed, *bad_requests;
+  /* HTTPS when both are set (PEM files, already resolved); errors name
+   * `tls_key` ("server.admin.tls"). */
+  const char *tls_cert, *tls_keyfile, *tls_key;
 } swit__http_opts;
 
-/* Bind and start the thread. 0, or SWIT_E_CONFIG (bad address),
+/* Whether o's TLS files make a server context (nothing is kept): 0, or
+ * SWIT_E_CONFIG with err naming the key (for start-up and swit check). */
+int swit__http_tls_check(const swit__http_opts *o, char *err, size_t errlen);
+
+/* "Authorization: Bearer <want>" on req, compared in constant time in
+ * the token's content; 1 when it matches. */
+int swit__http_bearer_ok(swit__http_req *req, const char *want);
+
+/* Bind and start the thread. 0, or SWIT_E_CONFIG (bad address, TLS files
+ * that do not load or do not match),
  * SWIT_E_SYS (bind, thread), SWIT_E_NOMEM with err set. */
 int swit__http_start(swit__http **out, const char *listen,
                      const swit__http_opts *opts, swit__http_cb cb, void *ud,

@@ -6,6 +6,8 @@
  *     Swit-Key: k            the message key
  *     Swit-Header-<name>: v  a message header <name> (lower-cased)
  *   202 {"ok":true,"topic":..,"confirm_id":N} once the broker confirmed;
+ *   401 (server.http.token set, and the request does not carry it as
+ *   "Authorization: Bearer <token>"),
  *   400 (bad topic, method or headers), 413 (over
  *   messaging.resources.memory.max_message_size), 503 (not running, broker
  *   down or full) with {"ok":false,"error":..}.
@@ -177,6 +179,12 @@ static void route(swit__http_req *req, void *ud)
     fail(h, req, 405, "use POST");
     return;
   }
+  if (*h->cfg->server.http.token &&
+      !swit__http_bearer_ok(req, h->cfg->server.http.token)) {
+    swit__http_add_header(req, "WWW-Authenticate", "Bearer");
+    fail(h, req, 401, "missing or wrong bearer token (server.http.token)");
+    return;
+  }
   topic = swit__http_decode(path + 12, strlen(path + 12));
   if (!topic || !topic_ok(topic))
     fail(h, req, 400, "the topic is empty, too long, malformed or has "
@@ -196,6 +204,9 @@ int swit__ingress_start(swit_host_t *h, char *err, size_t errlen)
     .accept_errors = &h->obs->http_accept_errors[1],
     .conns_shed = &h->obs->http_conns_shed[1],
     .bad_requests = &h->obs->http_bad_requests[1],
+    .tls_cert = h->cfg->server.http.tls.cert_file,
+    .tls_keyfile = h->cfg->server.http.tls.key_file,
+    .tls_key = "server.http.tls",
   };
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;
