@@ -172,6 +172,7 @@ typedef struct swit_config {
     struct {
       int64_t handler_timeout_ms; /* "30s": /healthz fails past it */
       int64_t load_timeout_ms;    /* "5s": loading scripts past it fails */
+      int64_t memory;             /* "256MB": bytes of a worker's state */
     } limits;
     swit_cfg_mark scripts_mark;
   } lua;

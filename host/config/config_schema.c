@@ -441,6 +441,13 @@ static const swit_cfg_field limits_fields[] = {
     .max = MS_H,
     .desc = "Loading the scripts (top level, on_load, export/import) must "
             "finish within this, or they are refused with file:line" },
+  { .name = "memory", .type = SWIT_CFG_SIZE,
+    .offset = OFF(LIMITS, memory), .dflt = "256MB", .min = 1024 * 1024,
+    .max = 1024 * GIB,
+    .desc = "Bytes one worker's Lua state may hold while a handler, timer "
+            "or on_start runs (garbage not yet collected included); past "
+            "it the message fails with \"lua.limits.memory exceeded\" and "
+            "is retried or dead-lettered (docs/lua-api.md, 'Limits')" },
   { .name = NULL }
 };
 
