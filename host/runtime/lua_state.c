@@ -94,7 +94,9 @@ static int limit_memory(lua_State *L, swit_host_t *h)
 
 /* lua_pcall with the limit armed. Past the limit, the error at the top
  * is replaced by one naming lua.limits.memory, and a full collection
- * gives the state back what the failed call left as garbage. */
+ * gives the state back what the failed call left as garbage; a call that
+ * hit the limit but caught the error in Lua is collected and counted
+ * too. */
 static int pcall_limited(lua_State *L, int nargs, int nres)
 {
   lua_mem *m = mem_of(L);
@@ -115,8 +117,10 @@ static int pcall_limited(lua_State *L, int nargs, int nres)
     lua_pop(L, 1);
     lua_gc(L, LUA_GCCOLLECT, 0);
     lua_pushstring(L, why);
-    atomic_fetch_add(m->exceeded, 1);
+  } else if (m->tripped) {        /* caught in Lua (pcall): still collect */
+    lua_gc(L, LUA_GCCOLLECT, 0);
   }
+  if (m->tripped || rc == LUA_ERRMEM) atomic_fetch_add(m->exceeded, 1);
   return rc;
 }
 

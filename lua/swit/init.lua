@@ -431,7 +431,10 @@ function host.timers(now)
     if t.due == nil then t.due = now + t.ms end
     if now >= t.due then
       local ok, err = pcall(t.fn)
-      if not ok then swit.log("error", "swit.every: %s", tostring(err)) end
+      if not ok then
+        collectgarbage()      -- past lua.limits.memory: room to log again
+        swit.log("error", "swit.every: %s", tostring(err))
+      end
       t.due = now + t.ms
     end
     if next_due < 0 or t.due < next_due then next_due = t.due end
