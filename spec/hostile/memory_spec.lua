@@ -39,13 +39,6 @@ end)
 swit.on_start(function() swit.publish("t", "grow") end)
 ]]
 
-local function metric(text, series)
-  for line in text:gmatch("[^\n]+") do
-    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
-    if v then return tonumber(v) end
-  end
-end
-
 local function scrape(p)
   local adm = t.wait_for(p, "err", "admin listening on http://[%d.:]+")
               :match("admin listening on http://([%d.:]+)")
@@ -64,7 +57,7 @@ describe("lua.limits.memory #hostile", function()
       assert.matches("DLQ lua%.limits%.memory exceeded: the worker's Lua state " ..
                      "would hold more than 8388608 bytes", out)
       -- one per attempt (max_attempts 2), nothing else failed
-      assert.equal(2, metric(scrape(p), "swit_lua_memory_exceeded_total"))
+      assert.equal(2, t.metric(scrape(p), "swit_lua_memory_exceeded_total"))
       local o, e = t.stop(p)
       assert.equal(0, t.count(o, "^ok grow"))
       assert.equal(1, t.count(o, "^DLQ "))
@@ -88,7 +81,7 @@ swit.every(20, function()
 end)
 ]] })
     t.wait_for(p, "out", "tick 3", 20)
-    assert.equal(1, metric(scrape(p), "swit_lua_memory_exceeded_total"))
+    assert.equal(1, t.metric(scrape(p), "swit_lua_memory_exceeded_total"))
     local _, e = t.stop(p)
     -- the timer's own pcall caught it: Lua sees LuaJIT's message
     assert.matches("swit.every: not enough memory", e)
