@@ -48,9 +48,6 @@ int swit__config_nomem(swit_cfg_ctx *ctx); /* SWIT_E_NOMEM */
 /* "key: unknown key (expected one of a, b, c)" */
 int swit__config_unknown(swit_cfg_ctx *ctx, swit_cfg_mark mark,
                          const char *key, const swit_cfg_field *fields);
-/* The field called `name`, or NULL. */
-const swit_cfg_field *swit__config_field(const swit_cfg_field *fields,
-                                         const char *name);
 
 int swit__config_mark_put(swit_cfg_ctx *ctx, const char *key,
                           swit_cfg_mark mark);

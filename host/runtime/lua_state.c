@@ -284,6 +284,24 @@ static const swit_config *state_cfg(lua_State *L)
   return c;
 }
 
+/* The bounds swit.on and swit.every check their arguments against: the
+ * config keys' own (one definition for every entry point). */
+static void push_limits(lua_State *L)
+{
+  const swit_cfg_field *f =
+      swit__config_field(swit__subscriber_fields, "max_attempts");
+
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, (lua_Number)f->min);
+  lua_setfield(L, -2, "max_attempts_min");
+  lua_pushnumber(L, (lua_Number)f->max);
+  lua_setfield(L, -2, "max_attempts_max");
+  lua_pushnumber(L, SWIT_TOPIC_MAX);
+  lua_setfield(L, -2, "topic_max");
+  lua_pushnumber(L, (lua_Number)SWIT_EVERY_MAX_MS);
+  lua_setfield(L, -2, "every_max_ms");
+}
+
 static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
                  int capture, char *err, size_t errlen)
 {
@@ -311,7 +329,8 @@ static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
   lua_pushlightuserdata(L, (void *)&swit__ffi_api);
   if ((rc = load_internal(L, "swit.core", 2, 1, err, errlen))) return rc;
   lua_pushstring(L, "swit");
-  if ((rc = load_internal(L, "swit", 1, 2, err, errlen))) return rc;
+  push_limits(L);
+  if ((rc = load_internal(L, "swit", 2, 2, err, errlen))) return rc;
   lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
   for (size_t i = 0; i < code->nscripts; i++) {
     const swit__chunk *c = &code->scripts[i];
