@@ -89,12 +89,13 @@ end)
 
   it("refuses bad values of the key at check, with file:line", function()
     for _, v in ipairs({ '"abc"', "-1", "0", "1000", '"2048GB"', "[1]",
-                         '"99999999999999999999GB"', "true" }) do
+                         '"99999999999999999999GB"', '"8MB\\u0000"', "true" }) do
       local dir = t.dir({ ["swit.yaml"] = config(v), ["h.lua"] = handler })
       local code, _, err = t.swit({ "check", dir .. "/swit.yaml" })
       os.execute("rm -rf " .. t.quote(dir))
       assert.equal(2, code, v)
-      assert.matches("swit%.yaml:9:%d+: lua%.limits%.memory: expected a ", err)
+      assert.matches("swit%.yaml:9:%d+: lua%.limits%.memory: ", err)
+      assert.matches(v:find("u0000") and "a NUL byte" or "expected a ", err)
     end
     local dir = t.dir({ ["swit.yaml"] = config('"1MB"'), ["h.lua"] = handler })
     local code = t.swit({ "check", dir .. "/swit.yaml" })
