@@ -80,6 +80,12 @@ static int swit_ffi_publish(swit_ffi_worker *fw, const char *topic,
              "(scripts are only being checked)");
     return SWIT_E_STATE;
   }
+  for (size_t i = 0; i < topic_len; i++)
+    if ((unsigned char)topic[i] < 0x20 || topic[i] == 0x7f) {
+      snprintf(err, errlen, "swit.publish: the topic has a NUL or control "
+               "character");
+      return SWIT_E_INVAL;
+    }
   return swit__publish(w->host, &v, 0, NULL, err, errlen);
 }
 

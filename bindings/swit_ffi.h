@@ -85,13 +85,17 @@ typedef struct swit_ffi_msgref {
 } swit_ffi_msgref;
 
 /* A worker's view of its current batch. The Lua dispatch loop writes
- * `cursor` before each message so the host knows which one raised. */
+ * `cursor` before each message so the host knows which one raised, and
+ * reads `stop` before each: once the stop's deadline passed the host sets
+ * it, and the loop returns at the next message boundary (the rest of the
+ * batch is given back, not handled). */
 typedef struct swit_ffi_worker {
   swit_ffi_msg *msgs;
   uint32_t n;
   uint32_t cursor;
   uint32_t id;             /* 0-based worker index */
   uint32_t generation;     /* code generation the state runs (1 at start) */
+  uint32_t stop;           /* set by the host (any thread), read by Lua */
 } swit_ffi_worker;
 
 enum {

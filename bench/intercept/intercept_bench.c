@@ -11,6 +11,12 @@
  * never asserted; a run that loses a message fails (exit 1).
  *
  *   bench_intercept [--messages N] [--repeat R]
+ *   bench_intercept --hooks K [--messages N]
+ *
+ * --hooks K runs the K-hook case once, without timing: for counting
+ * instructions, which the machine's load does not change, e.g.
+ *   perf stat -e instructions:u bench_intercept --hooks 4 --messages 2000000
+ * against --hooks 0 (docs/benchmarks.md shows both ways).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -106,18 +112,22 @@ int main(int argc, char **argv)
 {
   static const int hooks[] = {0, 1, 2, 4};
   long n = 4000000;
-  int repeat = 5, failed = 0;
+  int repeat = 5, failed = 0, only = -1;
   double base = 0;
 
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--messages") == 0) n = atol(argv[i + 1]);
     else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--hooks") == 0) only = atoi(argv[i + 1]);
+    else n = 0;                                      /* usage */
   }
   n -= n % CHUNK;
-  if (n <= 0 || repeat < 1 || repeat > 50) {
-    fprintf(stderr, "usage: bench_intercept [--messages N] [--repeat R]\n");
+  if (n <= 0 || repeat < 1 || repeat > 50 || only > 16 || argc % 2 == 0) {
+    fprintf(stderr, "usage: bench_intercept [--messages N] [--repeat R] "
+            "[--hooks K]\n");
     return 2;
   }
+  if (only >= 0) return run(n, only) < 0;
   printf("interception layer: memory broker, 1 worker, trivial C handler, "
          "%ld messages, median of %d (cases interleaved run by run, after "
          "one warm-up run)\n", n, repeat);

@@ -71,7 +71,7 @@ static int broker_sync_init(kbroker *b)
   if (pthread_mutex_init(&b->conf_mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_CONF_MU;
-  if (pthread_cond_init(&b->conf_cv, NULL))
+  if (swit__cond_init_monotonic(&b->conf_cv))
     return SWIT_E_SYS;
   b->sync |= BS_CONF_CV;
   if (pthread_mutex_init(&b->groups_mu, NULL))
@@ -89,8 +89,8 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
   kbroker *b = NULL;
   int rc = SWIT_E_INVAL;
 
-  if (!out || !env || !env->cfg) {
-    swit__fail(err, errlen, rc, "kafka: no environment or config");
+  if (!out || !env) {
+    swit__fail(err, errlen, rc, "kafka: no environment");
     goto fail;
   }
   rc = SWIT_E_NOMEM;
@@ -99,16 +99,14 @@ static int kafka_create(swit_broker **out, const swit_broker_env *env,
     goto fail;
   }
   b->env = *env;
-  b->env.settings = NULL; /* passthrough: no settings struct */
   b->state = SWIT_CONN_DISCONNECTED;
-  b->max_message_size = env->cfg->messaging.resources.memory.max_message_size;
-  b->confirm_timeout_ms =
-      swit__config_publisher(env->cfg, "default")->timeout_ms;
+  b->max_message_size = env->max_message_size;
+  b->confirm_timeout_ms = env->publish_timeout_ms;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "kafka: cannot create locks");
     goto fail;
   }
-  if ((rc = swit__kafka_conf_build(&b->conf, env->cfg, err, errlen)))
+  if ((rc = swit__kafka_conf_build(&b->conf, env, err, errlen)))
     goto fail;
   if ((rc = swit__kafka_txns_init(b))) {
     swit__fail(err, errlen, rc, "kafka: out of memory");
@@ -195,9 +193,9 @@ static int kafka_resume(swit_broker *b, void *handle)
 
 const swit_broker_ops swit_broker_kafka = {
   .name = "kafka",
-  .caps = SWIT_CAP_CONFIRM,
-  .config_fields = NULL, /* passthrough: kafka_conf.c validates it */
-  .settings_size = 0,
+  .caps = SWIT_CAP_CONFIRM | SWIT_CAP_CONFIG_PASSTHROUGH,
+  .config_fields = swit__kafka_config_fields, /* + librdkafka properties */
+  .settings_size = sizeof(swit_kafka_settings),
   .create = kafka_create,
   .destroy = kafka_destroy,
   .connect = kafka_connect,

@@ -2,9 +2,10 @@
  * kafka_conf.c - messaging.broker.config for Kafka: swit's own keys and
  * the librdkafka properties, validated when the host creates the adapter.
  *
- * The map is a passthrough. Keys are read in this order:
- *  - swit's keys (not librdkafka properties): consumer_group, client_id
- *    (alias of client.id), subscribe_timeout, revoke_timeout,
+ * Keys are read in this order:
+ *  - swit's keys (not librdkafka properties, swit__kafka_config_fields,
+ *    validated by the host into swit_kafka_settings): consumer_group,
+ *    client_id (alias of client.id), subscribe_timeout, revoke_timeout,
  *    transactional_id (prefix of the transactional producers' ids;
  *    default "<server.name>-<hostname>");
  *  - "producer.<property>" goes to the producer only, "consumer.<property>"
@@ -34,9 +35,31 @@
 
 #include "kafka_int.h"
 
-#define KAFKA_SUBSCRIBE_TIMEOUT_MS 30000
-#define KAFKA_REVOKE_TIMEOUT_MS 10000
 #define KAFKA_TIMEOUT_MAX_MS 3600000
+
+#define F(n, t, m, d) .name = n, .type = t, \
+  .offset = offsetof(swit_kafka_settings, m), .dflt = d
+
+const swit_cfg_field swit__kafka_config_fields[] = {
+  { F("consumer_group", SWIT_CFG_STR, consumer_group, ""),
+    .desc = "Kafka group of every subscription that names no group of its "
+            "own (default: each handler's group, server.name)" },
+  { F("client_id", SWIT_CFG_STR, client_id, ""),
+    .desc = "client.id of the producer and consumers (default: "
+            "server.name)" },
+  { F("subscribe_timeout", SWIT_CFG_DURATION, subscribe_timeout_ms, "30s"),
+    .min = 0, .max = KAFKA_TIMEOUT_MAX_MS,
+    .desc = "how long a subscribe waits for the group's assignment" },
+  { F("revoke_timeout", SWIT_CFG_DURATION, revoke_timeout_ms, "10s"),
+    .min = 0, .max = KAFKA_TIMEOUT_MAX_MS,
+    .desc = "how long a rebalance waits for in-flight messages of revoked "
+            "partitions" },
+  { F("transactional_id", SWIT_CFG_STR, transactional_id, ""),
+    .desc = "prefix of the transactional producers' ids (exactly_once; "
+            "default: <server.name>-<hostname>)" },
+  { .name = NULL }
+};
+#undef F
 
 typedef struct kv_ctx {
   const swit_cfg_kv *kv; /* the entry being applied, NULL for defaults */
@@ -90,45 +113,45 @@ static int key_error(const kv_ctx *c, const char *why)
 /* ---------------------------------------------------------------------
  * Defaults */
 
-static int bootstrap_from_endpoints(kconf *kc, const swit_config *cfg,
+static int bootstrap_from_endpoints(kconf *kc, const swit_broker_env *env,
                                     const kv_ctx *c)
 {
-  const swit_cfg_list *ep = &cfg->messaging.broker.endpoints;
   size_t len = 1;
   char *s;
   int rc;
 
-  if (ep->n == 0)
+  if (env->n_endpoints == 0)
     return 0;
-  for (size_t i = 0; i < ep->n; i++)
-    len += strlen(ep->items[i]) + 1;
+  for (size_t i = 0; i < env->n_endpoints; i++)
+    len += strlen(env->endpoints[i]) + 1;
   if (!(s = malloc(len)))
     return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "kafka: out of "
                       "memory");
   s[0] = '\0';
-  for (size_t i = 0; i < ep->n; i++) {
+  for (size_t i = 0; i < env->n_endpoints; i++) {
     if (i)
       strcat(s, ",");
-    strcat(s, ep->items[i]);
+    strcat(s, env->endpoints[i]);
   }
   rc = set_both(kc, c, "bootstrap.servers", s);
   free(s);
   return rc;
 }
 
-static int set_defaults(kconf *kc, const swit_config *cfg, const kv_ctx *c)
+static int set_defaults(kconf *kc, const swit_broker_env *env,
+                        const kv_ctx *c)
 {
-  const swit_cfg_reconnect *rc = &cfg->messaging.broker.reconnect;
+  int64_t d = env->reconnect_delay_ms, m = env->reconnect_max_delay_ms;
   char delay[32], max[32];
   int e;
 
   /* librdkafka's bounds are 0..1h for both */
-  snprintf(delay, sizeof delay, "%lld", (long long)(rc->delay_ms < KAFKA_TIMEOUT_MAX_MS
-                                                    ? rc->delay_ms : KAFKA_TIMEOUT_MAX_MS));
-  snprintf(max, sizeof max, "%lld", (long long)(rc->max_delay_ms < KAFKA_TIMEOUT_MAX_MS
-                                                ? rc->max_delay_ms : KAFKA_TIMEOUT_MAX_MS));
-  if ((e = bootstrap_from_endpoints(kc, cfg, c)) ||
-      (e = set_both(kc, c, "client.id", cfg->server.name)) ||
+  snprintf(delay, sizeof delay, "%lld",
+           (long long)(d < KAFKA_TIMEOUT_MAX_MS ? d : KAFKA_TIMEOUT_MAX_MS));
+  snprintf(max, sizeof max, "%lld",
+           (long long)(m < KAFKA_TIMEOUT_MAX_MS ? m : KAFKA_TIMEOUT_MAX_MS));
+  if ((e = bootstrap_from_endpoints(kc, env, c)) ||
+      (e = set_both(kc, c, "client.id", env->server_name)) ||
       (e = set_both(kc, c, "reconnect.backoff.ms", delay)) ||
       (e = set_both(kc, c, "reconnect.backoff.max.ms", max)) ||
       (e = conf_set(kc->producer, c, "enable.idempotence", "true")) ||
@@ -144,48 +167,6 @@ static int set_defaults(kconf *kc, const swit_config *cfg, const kv_ctx *c)
 
 /* ---------------------------------------------------------------------
  * The user's keys */
-
-static int duration_key(const kv_ctx *c, int64_t *out)
-{
-  int64_t ms;
-  if (swit__parse_duration_ms(c->kv->value, &ms) || ms < 0 ||
-      ms > KAFKA_TIMEOUT_MAX_MS)
-    return key_error(c, "expected a duration between 0ms and 1h, such as "
-                        "10s or 500ms");
-  *out = ms;
-  return 0;
-}
-
-/* swit's own keys: 1 if `c->kv` was one (rc set), else 0. */
-static int swit_key(kconf *kc, const kv_ctx *c, int *rc)
-{
-  const char *k = c->kv->key, *v = c->kv->value;
-
-  *rc = 0;
-  if (!strcmp(k, "consumer_group")) {
-    free(kc->default_group);
-    if (!*v)
-      *rc = key_error(c, "expected a group name, got an empty string");
-    else if (!(kc->default_group = strdup(v)))
-      *rc = swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
-  } else if (!strcmp(k, "client_id")) {
-    *rc = set_both(kc, c, "client.id", v);
-  } else if (!strcmp(k, "subscribe_timeout")) {
-    *rc = duration_key(c, &kc->subscribe_timeout_ms);
-  } else if (!strcmp(k, "revoke_timeout")) {
-    *rc = duration_key(c, &kc->revoke_timeout_ms);
-  } else if (!strcmp(k, "transactional_id")) {
-    free(kc->txn_prefix);
-    if (!*v)
-      *rc = key_error(c, "expected a transactional id prefix, got an empty "
-                         "string");
-    else if (!(kc->txn_prefix = strdup(v)))
-      *rc = swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
-  } else {
-    return 0;
-  }
-  return 1;
-}
 
 /* Properties swit owns; 0 if `name` is not one of them. */
 static int refused(const kv_ctx *c, const char *name, const char *value)
@@ -210,8 +191,8 @@ static int apply_kv(kconf *kc, const kv_ctx *c)
   const char *k = c->kv->key;
   int rc;
 
-  if (swit_key(kc, c, &rc))
-    return rc;
+  if (swit__config_field(swit__kafka_config_fields, k))
+    return 0; /* swit's own key: the host validated it into the settings */
   if (!strncmp(k, "producer.", 9)) {
     if (!(rc = refused(c, k + 9, c->kv->value)))
       rc = conf_set(kc->producer, c, k + 9, c->kv->value);
@@ -251,7 +232,7 @@ static int check_bootstrap(kconf *kc, const kv_ctx *c)
 
 /* transactional_id unless set: "<server.name>-<hostname>", stable across
  * restarts of one instance, distinct between instances on other hosts. */
-static int default_txn_prefix(kconf *kc, const swit_config *cfg,
+static int default_txn_prefix(kconf *kc, const char *server_name,
                               const kv_ctx *c)
 {
   char host[256] = "localhost";
@@ -262,30 +243,48 @@ static int default_txn_prefix(kconf *kc, const swit_config *cfg,
   if (gethostname(host, sizeof host) != 0)
     snprintf(host, sizeof host, "localhost");
   host[sizeof host - 1] = '\0';
-  len = strlen(cfg->server.name) + strlen(host) + 2;
+  len = strlen(server_name) + strlen(host) + 2;
   if (!(kc->txn_prefix = malloc(len)))
     return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
-  snprintf(kc->txn_prefix, len, "%s-%s", cfg->server.name, host);
+  snprintf(kc->txn_prefix, len, "%s-%s", server_name, host);
   return 0;
 }
 
-int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
+/* swit's own keys, from the settings the host filled. */
+static int apply_settings(kconf *kc, const swit_kafka_settings *st,
+                          const kv_ctx *c)
+{
+  kc->subscribe_timeout_ms = st->subscribe_timeout_ms;
+  kc->revoke_timeout_ms = st->revoke_timeout_ms;
+  if ((*st->consumer_group && !(kc->default_group = strdup(st->consumer_group))) ||
+      (*st->transactional_id && !(kc->txn_prefix = strdup(st->transactional_id))))
+    return swit__fail(c->err, c->errlen, SWIT_E_NOMEM, "out of memory");
+  return *st->client_id ? set_both(kc, c, "client.id", st->client_id) : 0;
+}
+
+int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,
                            size_t errlen)
 {
-  const swit_cfg_kvlist *kv = &cfg->messaging.broker.config;
+  static const swit_cfg_kvlist none = { NULL, 0, { NULL, 0, 0 } };
+  const swit_cfg_kvlist *kv = env->config ? env->config : &none;
+  const swit_kafka_settings *st = env->settings;
   kv_ctx c = {.kv = NULL, .err = err, .errlen = errlen};
+  swit_kafka_settings own;
   int rc;
 
   memset(kc, 0, sizeof *kc);
-  kc->subscribe_timeout_ms = KAFKA_SUBSCRIBE_TIMEOUT_MS;
-  kc->revoke_timeout_ms = KAFKA_REVOKE_TIMEOUT_MS;
+  if (!st) {
+    if ((rc = swit__config_apply(&none, swit__kafka_config_fields, 0, &own,
+                                 err, errlen)))
+      return rc;
+  }
   kc->producer = rd_kafka_conf_new();
   kc->consumer = rd_kafka_conf_new();
   if (!kc->producer || !kc->consumer) {
     rc = swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
     goto fail;
   }
-  if ((rc = set_defaults(kc, cfg, &c)))
+  if ((rc = set_defaults(kc, env, &c)))
     goto fail;
   for (size_t i = 0; i < kv->n; i++) {
     c.kv = &kv->items[i];
@@ -293,15 +292,19 @@ int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
       goto fail;
   }
   c.kv = NULL;
-  if ((rc = check_bootstrap(kc, &c)) || (rc = default_txn_prefix(kc, cfg, &c)))
+  if ((rc = apply_settings(kc, st ? st : &own, &c)))
+    goto fail;
+  if ((rc = check_bootstrap(kc, &c)) || (rc = default_txn_prefix(kc, env->server_name, &c)))
     goto fail;
   kc->commit_interval_ms = conf_int(kc->consumer, "auto.commit.interval.ms");
   if (kc->commit_interval_ms <= 0)
     kc->commit_interval_ms = 1000;
   kc->stats = conf_int(kc->producer, "statistics.interval.ms") > 0;
-  return 0;
 fail:
-  swit__kafka_conf_free(kc);
+  if (!st)
+    swit__config_free_fields(swit__kafka_config_fields, &own);
+  if (rc)
+    swit__kafka_conf_free(kc);
   return rc;
 }
 

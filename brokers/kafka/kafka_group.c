@@ -103,7 +103,7 @@ static int group_new(kbroker *b, const char *name, kgroup **out, char *err,
     goto fail;
   }
   g->sync |= GS_MU;
-  if (pthread_cond_init(&g->cv, NULL)) {
+  if (swit__cond_init_monotonic(&g->cv)) {
     swit__fail(err, errlen, rc, "cannot create a condition");
     goto fail;
   }
@@ -203,7 +203,7 @@ void swit__kafka_groups_free(kbroker *b)
 
 static const char *group_for(kbroker *b, const swit_sub_spec *spec)
 {
-  const char *server = b->env.cfg->server.name;
+  const char *server = b->env.server_name;
   if (b->conf.default_group &&
       (!spec->group || !*spec->group || !strcmp(spec->group, server)))
     return b->conf.default_group;
@@ -212,14 +212,8 @@ static const char *group_for(kbroker *b, const swit_sub_spec *spec)
 
 static void sleep_until_cv(kgroup *g, int64_t wait_ms)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(wait_ms / 1000);
-  ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  ts.tv_sec += ts.tv_nsec / 1000000000L;
-  ts.tv_nsec %= 1000000000L;
   g->waiters++;
-  pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+  swit__cond_wait_until(&g->cv, &g->mu, swit__deadline_in(wait_ms));
   g->waiters--;
 }
 
@@ -227,14 +221,14 @@ static void sleep_until_cv(kgroup *g, int64_t wait_ms)
 static void wait_active(kgroup *g, ksub *s)
 {
   int64_t start = swit__now_ms(), next_log = start + 5000;
-  int64_t end = start + g->b->conf.subscribe_timeout_ms;
+  swit__deadline end = swit__deadline_in(g->b->conf.subscribe_timeout_ms);
 
   if (swit__kafka_on_poll_thread(g))
     return; /* the poll thread would wait for itself */
   pthread_mutex_lock(&g->mu);
   while (!s->active) {
-    int64_t now = swit__now_ms();
-    if (now >= end)
+    int64_t now = swit__now_ms(), left = swit__deadline_remaining_ms(end);
+    if (left == 0)
       break;
     if (now >= next_log) {
       KAFKA_LOG(g->b, SWIT_LOG_INFO, "kafka: group '%s': still waiting for "
@@ -242,7 +236,7 @@ static void wait_active(kgroup *g, ksub *s)
                 (long long)((now - start) / 1000));
       next_log = now + 5000;
     }
-    sleep_until_cv(g, (end < next_log ? end : next_log) - now);
+    sleep_until_cv(g, left < next_log - now ? left : next_log - now);
   }
   int active = s->active;
   pthread_mutex_unlock(&g->mu);

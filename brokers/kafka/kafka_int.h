@@ -74,7 +74,9 @@ typedef struct kconf {
   int stats;                    /* statistics.interval.ms > 0 */
 } kconf;
 
-int swit__kafka_conf_build(kconf *kc, const swit_config *cfg, char *err,
+/* From the host's environment; env->settings NULL: the defaults of
+ * swit__kafka_config_fields. */
+int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,
                            size_t errlen);
 void swit__kafka_conf_free(kconf *kc);
 
@@ -92,7 +94,7 @@ struct kmsg {
   uint32_t hcap;
   kmsg *next_free;
   swit_header inline_hdrs[KAFKA_INLINE_HEADERS];
-  char reject_buf[112];
+  char reject_buf[160];
 };
 
 /* Settled-offset tracking for one assigned partition: the delivered
@@ -229,8 +231,6 @@ void swit__kafka_topics_free(kbroker *b);
 rd_kafka_headers_t *swit__kafka_headers(const swit_msg_view *m);
 int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
                               char *err, size_t errlen);
-int swit__kafka_check_batch(const swit_msg_view *msgs, size_t n, char *err,
-                            size_t errlen);
 
 /* ---------------------------------------------------------------------
  * Transactions (kafka_txn.c) */

@@ -349,24 +349,17 @@ static void on_assign(kgroup *g, rd_kafka_topic_partition_list_t *parts)
  * revoke timeout; g->mu held. Returns how many are still in flight. */
 static uint64_t wait_revoked(kgroup *g, rd_kafka_topic_partition_list_t *parts)
 {
-  int64_t end = swit__now_ms() + g->b->conf.revoke_timeout_ms;
+  swit__deadline end = swit__deadline_in(g->b->conf.revoke_timeout_ms);
   for (;;) {
     uint64_t left = 0;
     for (int i = 0; i < parts->cnt; i++) {
       kpart *p = part_of(g, parts->elems[i].topic, parts->elems[i].partition);
       left += p ? p->inflight : 0;
     }
-    int64_t now = swit__now_ms();
-    if (!left || now >= end)
+    if (!left || swit__deadline_passed(end))
       return left;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t wait = end - now < 100 ? end - now : 100;
-    ts.tv_nsec += (long)wait * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
     g->waiters++;
-    pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+    swit__cond_wait_until(&g->cv, &g->mu, swit__deadline_min(end, 100));
     g->waiters--;
   }
 }

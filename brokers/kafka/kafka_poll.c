@@ -202,15 +202,8 @@ static void fill_view(kgroup *g, kmsg *r)
   r->view.partition = m->partition;
   r->view.timestamp_ms = ts > 0 ? ts : 0;
   fill_headers(r);
-  r->reject = NULL;
-  size_t size = m->len + m->key_len;
-  for (uint32_t i = 0; i < r->view.nheaders; i++)
-    size += (size_t)r->view.headers[i].name_len + r->view.headers[i].value_len;
-  if (max > 0 && size > (uint64_t)max) {
-    snprintf(r->reject_buf, sizeof r->reject_buf, "message of %zu bytes "
-             "exceeds max_message_size %lld", size, (long long)max);
-    r->reject = r->reject_buf;
-  }
+  r->reject = swit__msg_oversize(&r->view, max, r->reject_buf,
+                                 sizeof r->reject_buf);
 }
 
 /* Call the sinks: one call per run of messages of one subscription. */

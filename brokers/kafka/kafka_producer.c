@@ -292,30 +292,6 @@ int swit__kafka_flush(kbroker *b, int timeout_ms)
 /* ---------------------------------------------------------------------
  * Publishing */
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* Check the batch as a whole before producing anything. The size limit
- * of a publish is librdkafka's message.max.bytes (max_message_size limits
- * what handlers receive: a dead-letter copy of an oversized message must
- * still go out). */
-int swit__kafka_check_batch(const swit_msg_view *msgs, size_t n, char *err,
-                            size_t errlen)
-{
-  for (size_t i = 0; i < n; i++) {
-    const swit_msg_view *m = &msgs[i];
-    if (!m->topic || !m->topic_len || (m->nheaders && !m->headers) ||
-        (m->payload_len && !m->payload) || (m->key_len && !m->key))
-      return swit__fail(err, errlen, SWIT_E_INVAL, "publish: message "
-                        "%zu of %zu has no topic or a NULL pointer "
-                        "with a nonzero length", i + 1, n);
-  }
-  return 0;
-}
-
 rd_kafka_headers_t *swit__kafka_headers(const swit_msg_view *m)
 {
   rd_kafka_headers_t *h;
@@ -342,10 +318,10 @@ int swit__kafka_produce_error(rd_kafka_resp_err_t e, const swit_msg_view *m,
                     m->topic, rd_kafka_err2str(e));
 }
 
-/* Produce one message, waiting for room until `deadline` (monotonic ms,
- * 0: no wait). `slot` is its confirm slot or NULL. */
+/* Produce one message, waiting for room until `deadline` (NULL:
+ * no wait). `slot` is its confirm slot or NULL. */
 static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
-                       int64_t deadline, char *err, size_t errlen)
+                       const swit__deadline *deadline, char *err, size_t errlen)
 {
   rd_kafka_topic_t *rkt = topic_get(b, m->topic, m->topic_len);
   rd_kafka_headers_t *hdrs;
@@ -369,9 +345,9 @@ static int produce_one(kbroker *b, const swit_msg_view *m, kslot *slot,
                           RD_KAFKA_V_HEADERS(hdrs),
                           RD_KAFKA_V_OPAQUE(slot), RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || !deadline ||
-        swit__now_ms() >= deadline)
+        swit__deadline_passed(*deadline))
       break;
-    sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
+    swit__sleep_ms(1); /* the poll thread serves delivery reports meanwhile */
   }
   if (!e)
     return 0; /* hdrs owned by librdkafka now */
@@ -397,16 +373,11 @@ static kwaiter *waiter_new(size_t n, uint64_t *ids)
 static int wait_confirms(kbroker *b, kwaiter *w, size_t produced,
                          const swit_msg_view *msgs, char *err, size_t errlen)
 {
-  struct timespec ts;
+  swit__deadline at = swit__deadline_in(b->confirm_timeout_ms);
   int rc = 0;
 
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-               b->confirm_timeout_ms;
-  ts.tv_sec = (time_t)(at / 1000);
-  ts.tv_nsec = (long)(at % 1000) * 1000000L;
   pthread_mutex_lock(&b->conf_mu);
-  while (w->left && !pthread_cond_timedwait(&b->conf_cv, &b->conf_mu, &ts))
+  while (w->left && !swit__cond_wait_until(&b->conf_cv, &b->conf_mu, at))
     ;
   if (w->left)
     rc = swit__fail(err, errlen, SWIT_E_TIMEDOUT, "publish to '%.*s': "
@@ -438,22 +409,22 @@ int swit__kafka_publish(kbroker *b, const swit_msg_view *msgs, size_t n,
 {
   kwaiter *w = NULL;
   size_t done = 0;
-  int rc;
+  int rc = 0;
 
   if (!b || (n && !msgs))
     return swit__fail(err, errlen, SWIT_E_INVAL, "publish: no messages");
   if (confirm_ids && n)
     memset(confirm_ids, 0, n * sizeof *confirm_ids);
-  if ((rc = swit__kafka_check_batch(msgs, n, err, errlen)) || n == 0)
-    return rc;
+  if (n == 0) /* the core checked the messages (core/msg_check.c) */
+    return 0;
   rd_kafka_t *txp = swit__kafka_txn_current(b); /* inside a transaction */
   if (txp)
     return swit__kafka_txn_publish(b, txp, msgs, n, err, errlen);
   if (confirm_ids && !(w = waiter_new(n, confirm_ids)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "publish: out of "
                       "memory");
-  int64_t deadline = o && o->timeout_ms > 0
-                         ? swit__now_ms() + o->timeout_ms : 0;
+  swit__deadline until = swit__deadline_in(o ? o->timeout_ms : 0);
+  const swit__deadline *deadline = o && o->timeout_ms > 0 ? &until : NULL;
   pthread_rwlock_rdlock(&b->prod_lock);
   if (!b->prod_open)
     rc = swit__fail(err, errlen, SWIT_E_STATE,

@@ -42,8 +42,8 @@ static _Thread_local kbroker *tl_broker;
 
 int swit__kafka_txns_init(kbroker *b)
 {
-  int64_t n = b->env.cfg->messaging.resources.subscribers.worker_pool_size;
-  b->txns = calloc((size_t)(n > 0 ? n : 1), sizeof *b->txns);
+  uint32_t n = b->env.workers;
+  b->txns = calloc(n > 0 ? n : 1, sizeof *b->txns);
   if (!b->txns)
     return SWIT_E_NOMEM;
   b->ntxns = (size_t)(n > 0 ? n : 1);

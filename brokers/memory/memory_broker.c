@@ -18,6 +18,9 @@
  *  - When the last member of a group unsubscribes the group is gone: the
  *    messages it had not been delivered are released at once, those in
  *    flight when they are settled (any action then means "release").
+ *    Those it never handled are counted (b->dropped) and the count is
+ *    logged at disconnect; undelivered() lets the host's stop handle
+ *    them first.
  *  - subscribe stores *handle before the first sink call for it can start.
  *  - unsubscribe waits for a sink call in progress for that handle to
  *    return (unless called from inside that sink call). The handle stays
@@ -29,9 +32,8 @@
  *    the core's pause/resume, and nothing is redelivered on a deadline.
  *  - publish and subscribe need a connected broker (SWIT_E_STATE); the
  *    rest works in any state. Retained messages survive disconnect.
- *  - max_message_size (messaging.resources.memory) counts payload, key and
- *    header names and values; <= 0 means no limit. A batch is checked as
- *    a whole before anything is stored. If a batch stops on SWIT_E_FULL,
+ *  - publishes arrive checked by the core (topic, pointers,
+ *    max_message_size: host/core/msg_check.c). If a batch stops on SWIT_E_FULL,
  *    the messages before the failing one are published: confirm_ids[i] is
  *    nonzero exactly for the accepted ones.
  *
@@ -40,6 +42,7 @@
  * disconnect and destroy must not be called from a sink (disconnect
  * returns SWIT_E_STATE there). The delivery thread is memory_delivery.c.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,10 +65,11 @@ const swit_cfg_field swit__memory_config_fields[] = {
   { .name = NULL }
 };
 
-static int64_t now_ms(clockid_t clock)
+/* A message's timestamp: wall-clock milliseconds (not a deadline). */
+static int64_t wall_ms(void)
 {
   struct timespec ts;
-  clock_gettime(clock, &ts);
+  clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -104,7 +108,7 @@ static int broker_sync_init(mem_broker *b)
   if (pthread_mutex_init(&b->mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_MU;
-  if (pthread_cond_init(&b->wake, NULL))
+  if (swit__cond_init_monotonic(&b->wake))
     return SWIT_E_SYS;
   b->sync |= BS_WAKE;
   return 0;
@@ -135,8 +139,6 @@ static int mem_create(swit_broker **out, const swit_broker_env *env,
   b->env = *env;
   b->env.settings = NULL; /* copied below; the core may free them */
   b->queue_size = st->queue_size;
-  b->max_message_size =
-      env->cfg ? env->cfg->messaging.resources.memory.max_message_size : 0;
   if ((rc = broker_sync_init(b))) {
     swit__fail(err, errlen, rc, "memory broker: cannot create locks");
     goto fail;
@@ -183,13 +185,33 @@ static int mem_disconnect(swit_broker *b)
     return SWIT_E_STATE; /* would join itself */
   pthread_mutex_lock(&b->life);
   if (b->running) {
+    uint64_t lost = atomic_exchange(&b->dropped, 0);
     atomic_store(&b->connected, 0);
     swit__mem_delivery_stop(b);
     b->running = 0;
     report(b, SWIT_CONN_DISCONNECTED);
+    if (lost)
+      MEM_LOG(b, SWIT_LOG_WARN, "memory broker: %" PRIu64 " accepted "
+              "message(s) were never handled: their subscription ended "
+              "first (the memory broker keeps nothing past them)", lost);
   }
   pthread_mutex_unlock(&b->life);
   return 0;
+}
+
+/* Deliveries the live groups have not been handed yet (see broker.h). */
+static int64_t mem_undelivered(swit_broker *b)
+{
+  int64_t n = 0;
+  mem_topic *t;
+
+  for (size_t i = 0; b && (t = swit__mem_topic_at(b, i)) != NULL; i++) {
+    pthread_mutex_lock(&t->mu);
+    for (size_t k = 0; k < t->ngroups; k++)
+      n += (int64_t)swit__mem_group_pending(t, t->groups[k]);
+    pthread_mutex_unlock(&t->mu);
+  }
+  return n;
 }
 
 static int mem_health(swit_broker *b, char *detail, size_t len)
@@ -330,10 +352,13 @@ static int mem_settle(swit_broker *b, void *handle, const swit_settle *s,
     m->inflight--;
     g->inflight--;
     if (s[i].action == SWIT_SETTLE_REQUEUE && !g->gone &&
-        swit__mem_group_requeue(g, seq) == 0)
+        swit__mem_group_requeue(g, seq) == 0) {
       requeued = 1;
-    else
+    } else {
+      if (s[i].action == SWIT_SETTLE_REQUEUE) /* given back, nobody left */
+        atomic_fetch_add(&b->dropped, 1);
       swit__mem_topic_release(t, seq);
+    }
   }
   swit__mem_topic_room_signal(t);
   swit__mem_member_reap(m); /* m and g may be gone now */
@@ -349,52 +374,19 @@ static int mem_settle(swit_broker *b, void *handle, const swit_settle *s,
 /* ---------------------------------------------------------------------
  * Publishing */
 
-/* Reject the whole batch before storing anything. */
-static int check_batch(const mem_broker *b, const swit_msg_view *msgs,
-                       size_t n, char *err, size_t errlen)
-{
-  for (size_t i = 0; i < n; i++) {
-    const swit_msg_view *m = &msgs[i];
-    if (!m->topic || !m->topic_len)
-      return swit__fail(err, errlen, SWIT_E_INVAL,
-                        "publish: message %zu of %zu has no topic", i + 1, n);
-    int bad = (m->key_len && !m->key) || (m->payload_len && !m->payload) ||
-              (m->nheaders && !m->headers);
-    size_t size = (size_t)m->key_len + m->payload_len;
-    for (uint32_t h = 0; !bad && h < m->nheaders; h++) {
-      const swit_header *hd = &m->headers[h];
-      bad = (hd->name_len && !hd->name) || (hd->value_len && !hd->value);
-      size += (size_t)hd->name_len + hd->value_len;
-    }
-    if (bad)
-      return swit__fail(err, errlen, SWIT_E_INVAL, "publish to '%.*s': message "
-                        "%zu of %zu has a NULL pointer with a nonzero length",
-                        (int)m->topic_len, m->topic, i + 1, n);
-    if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size)
-      return swit__fail(err, errlen, SWIT_E_TOOBIG, "publish to '%.*s': message "
-                        "%zu of %zu is %zu bytes (payload+key+headers), over "
-                        "max_message_size %lld; nothing was published",
-                        (int)m->topic_len, m->topic, i + 1, n, size,
-                        (long long)b->max_message_size);
-  }
-  return 0;
-}
-
 /* How long a publish call may wait for room, all runs together. */
 typedef struct publish_wait {
   int64_t timeout_ms;
   int started;
-  struct timespec deadline; /* CLOCK_MONOTONIC, set at the first wait */
+  swit__deadline deadline; /* set at the first wait */
 } publish_wait;
 
-static const struct timespec *publish_deadline(publish_wait *w)
+static const swit__deadline *publish_deadline(publish_wait *w)
 {
   if (w->timeout_ms <= 0)
     return NULL;
   if (!w->started) {
-    int64_t at = now_ms(CLOCK_MONOTONIC) + w->timeout_ms;
-    w->deadline.tv_sec = (time_t)(at / 1000);
-    w->deadline.tv_nsec = (long)(at % 1000) * 1000000L;
+    w->deadline = swit__deadline_in(w->timeout_ms);
     w->started = 1;
   }
   return &w->deadline;
@@ -459,10 +451,10 @@ static int mem_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,
   if (!atomic_load(&b->connected))
     return swit__fail(err, errlen, SWIT_E_STATE,
                       "publish: memory broker not connected");
-  int rc = check_batch(b, msgs, n, err, errlen);
+  int rc = 0;
   publish_wait w = { .timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms
                                                           : 0 };
-  int64_t ts = now_ms(CLOCK_REALTIME);
+  int64_t ts = wall_ms();
   for (size_t i = 0, end; !rc && i < n; i = end) {
     end = run_end(msgs, i, n);
     rc = publish_run(b, msgs + i, end - i, &w, ts,
@@ -491,4 +483,5 @@ const swit_broker_ops swit_broker_memory = {
   .settle = mem_settle,
   .publish = mem_publish,
   .flush = mem_flush,
+  .undelivered = mem_undelivered,
 };

@@ -123,19 +123,13 @@ static size_t deliver_pass(mem_broker *b, int *short_mem)
 /* Sleep until woken or stopped; with short_mem, retry after 100 ms. */
 static void sleep_until_work(mem_broker *b, int short_mem)
 {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_nsec += 100 * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  swit__deadline until = swit__deadline_in(100);
   pthread_mutex_lock(&b->mu);
   atomic_store(&b->sleeping, 1);
   while (!atomic_load(&b->stop) && !atomic_load(&b->work)) {
     if (!short_mem)
       pthread_cond_wait(&b->wake, &b->mu);
-    else if (pthread_cond_timedwait(&b->wake, &b->mu, &until) == ETIMEDOUT)
+    else if (swit__cond_wait_until(&b->wake, &b->mu, until) == ETIMEDOUT)
       break;
   }
   atomic_store(&b->sleeping, 0);

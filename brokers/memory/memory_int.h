@@ -102,7 +102,6 @@ struct mem_topic {
 struct swit_broker {
   swit_broker_env env;
   int64_t queue_size;
-  int64_t max_message_size; /* <= 0: no limit */
   unsigned sync;            /* which of the locks below are initialised */
 
   pthread_rwlock_t topics_lock;
@@ -121,6 +120,7 @@ struct swit_broker {
   atomic_int stop;
   atomic_int connected;
   atomic_uint_fast64_t confirm_seq;
+  atomic_uint_fast64_t dropped; /* deliveries lost: their group left first */
 
   swit_delivery batch[MEM_BATCH]; /* the delivery thread's sink array */
 };
@@ -147,7 +147,7 @@ void swit__mem_topics_free(mem_broker *b);
 
 /* Wait until the topic has room for one more message. `deadline` NULL
  * means do not wait. 0 or SWIT_E_FULL. */
-int swit__mem_topic_wait_room(mem_topic *t, const struct timespec *deadline);
+int swit__mem_topic_wait_room(mem_topic *t, const swit__deadline *deadline);
 /* Copy a message into the next slot (room already checked). Every live
  * group, or else the first group to subscribe, holds it. 0 or NOMEM. */
 int swit__mem_topic_append(mem_topic *t, const swit_msg_view *m,

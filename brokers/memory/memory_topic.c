@@ -122,19 +122,6 @@ static void topic_free(mem_topic *t)
   free(t);
 }
 
-static int cond_init_monotonic(pthread_cond_t *c)
-{
-  pthread_condattr_t a;
-  int rc = pthread_condattr_init(&a);
-  if (rc)
-    return rc;
-  rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  if (!rc)
-    rc = pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-  return rc;
-}
-
 static int topic_new(mem_broker *b, const char *name, size_t len,
                      mem_topic **out)
 {
@@ -159,7 +146,7 @@ static int topic_new(mem_broker *b, const char *name, size_t len,
   if (pthread_mutex_init(&t->mu, NULL))
     goto fail;
   t->sync |= TS_MU;
-  if (cond_init_monotonic(&t->room))
+  if (swit__cond_init_monotonic(&t->room))
     goto fail;
   t->sync |= TS_ROOM;
   if (pthread_cond_init(&t->sink_done, NULL))
@@ -282,13 +269,13 @@ void swit__mem_topics_free(mem_broker *b)
 /* ---------------------------------------------------------------------
  * The ring: room, append, release */
 
-int swit__mem_topic_wait_room(mem_topic *t, const struct timespec *deadline)
+int swit__mem_topic_wait_room(mem_topic *t, const swit__deadline *deadline)
 {
   while (t->tail - t->head >= t->limit) {
     if (!deadline)
       return SWIT_E_FULL;
     t->waiters++;
-    int rc = pthread_cond_timedwait(&t->room, &t->mu, deadline);
+    int rc = swit__cond_wait_until(&t->room, &t->mu, *deadline);
     t->waiters--;
     if (rc && t->tail - t->head >= t->limit)
       return SWIT_E_FULL; /* timed out */
@@ -503,6 +490,7 @@ void swit__mem_group_leave(mem_topic *t, mem_member *m)
           (t->ngroups - k - 1) * sizeof *t->groups);
   t->ngroups--;
   g->gone = 1;
+  atomic_fetch_add(&t->b->dropped, swit__mem_group_pending(t, g));
   for (size_t r = 0; r < g->nrequeue; r++)
     swit__mem_topic_release(t, g->requeue[r]);
   g->nrequeue = 0;

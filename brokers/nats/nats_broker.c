@@ -187,7 +187,7 @@ static int broker_sync_init(nats_broker *b)
   b->sync |= BS_MU;
   if (pthread_mutex_init(&b->closed_mu, NULL))
     return SWIT_E_SYS;
-  if (pthread_cond_init(&b->closed_cv, NULL)) {
+  if (swit__cond_init_monotonic(&b->closed_cv)) {
     pthread_mutex_destroy(&b->closed_mu);
     return SWIT_E_SYS;
   }
@@ -211,7 +211,7 @@ static int settings_init(nats_broker *b, const swit_broker_env *env,
     return 0;
   }
   b->own_settings = 1;
-  return swit__config_apply(&none, swit__nats_config_fields, &b->st, err,
+  return swit__config_apply(&none, swit__nats_config_fields, 0, &b->st, err,
                             errlen);
 }
 
@@ -220,7 +220,7 @@ static int nats_create(swit_broker **out, const swit_broker_env *env,
 {
   nats_broker *b = NULL;
   int rc = SWIT_E_INVAL;
-  if (!out || !env || !env->cfg) {
+  if (!out || !env) {
     swit__fail(err, errlen, rc, "nats broker: no environment");
     goto fail;
   }
@@ -237,10 +237,9 @@ static int nats_create(swit_broker **out, const swit_broker_env *env,
   }
   if ((rc = settings_init(b, env, err, errlen)))
     goto fail;
-  const swit_config *cfg = env->cfg;
-  b->max_message_size = cfg->messaging.resources.memory.max_message_size;
-  b->confirm_timeout_ms = swit__config_publisher(cfg, "default")->timeout_ms;
-  b->shutdown_ms = cfg->server.shutdown_timeout_ms;
+  b->max_message_size = env->max_message_size;
+  b->confirm_timeout_ms = env->publish_timeout_ms;
+  b->shutdown_ms = env->shutdown_timeout_ms;
   atomic_store(&b->js_used, b->st.jetstream);
   if ((rc = swit__nats_options(b, err, errlen)))
     goto fail;
@@ -342,7 +341,7 @@ static int sub_new(nats_broker *b, const swit_sub_spec *spec, nats_sub **out)
   s->group = strdup(spec->group && *spec->group ? spec->group : "swit");
   if (!pthread_mutex_init(&s->mu, NULL))
     s->sync |= SS_MU;
-  if (!pthread_cond_init(&s->cv, NULL))
+  if (!swit__cond_init_monotonic(&s->cv))
     s->sync |= SS_CV;
   if (!pthread_mutex_init(&s->pool_mu, NULL))
     s->sync |= SS_POOL;

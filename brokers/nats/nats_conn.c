@@ -153,9 +153,9 @@ static int opt_fail(natsStatus s, const char *key, char *err, size_t errlen)
 static int set_servers(nats_broker *b, char *err, size_t errlen)
 {
   static const char *dflt[] = { "nats://127.0.0.1:4222" };
-  const swit_cfg_list *ep = &b->env.cfg->messaging.broker.endpoints;
-  const char **urls = ep->n ? (const char **)ep->items : dflt;
-  int n = ep->n ? (int)ep->n : 1;
+  const char **urls = b->env.n_endpoints ? (const char **)b->env.endpoints
+                                          : dflt;
+  int n = b->env.n_endpoints ? (int)b->env.n_endpoints : 1;
   size_t at = 0;
   b->servers_text[0] = '\0';
   for (int i = 0; i < n && at + 1 < sizeof b->servers_text; i++) {
@@ -176,7 +176,7 @@ static int set_auth(nats_broker *b, char *err, size_t errlen)
     return opt_fail(s, "messaging.broker.config.user", err, errlen);
   if (*b->st.token && (s = natsOptions_SetToken(b->opts, b->st.token)))
     return opt_fail(s, "messaging.broker.config.token", err, errlen);
-  const char *name = *b->st.name ? b->st.name : b->env.cfg->server.name;
+  const char *name = *b->st.name ? b->st.name : b->env.server_name;
   if (name && (s = natsOptions_SetName(b->opts, name)))
     return opt_fail(s, "messaging.broker.config.name", err, errlen);
   return 0;
@@ -184,8 +184,7 @@ static int set_auth(nats_broker *b, char *err, size_t errlen)
 
 static int set_tls(nats_broker *b, char *err, size_t errlen)
 {
-  const __typeof__(b->env.cfg->messaging.security.transport.tls) *t =
-      &b->env.cfg->messaging.security.transport.tls;
+  const swit_broker_tls *t = &b->env.tls;
   natsStatus s;
   if (!t->enabled)
     return 0;
@@ -211,7 +210,7 @@ static int set_tls(nats_broker *b, char *err, size_t errlen)
 static int set_limits(nats_broker *b, char *err, size_t errlen)
 {
   const swit_nats_settings *st = &b->st;
-  int64_t max = b->env.cfg->messaging.broker.reconnect.max_attempts;
+  int64_t max = b->env.reconnect_max_attempts;
   natsStatus s;
 #define TRY(call, key)                                                 \
   if ((s = (call)) != NATS_OK)                                         \
@@ -341,17 +340,10 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
 
 static void wait_closed(nats_broker *b, int64_t ms)
 {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += (time_t)(ms / 1000);
-  until.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  swit__deadline until = swit__deadline_in(ms);
   pthread_mutex_lock(&b->closed_mu);
   while (!atomic_load(&b->closed))
-    if (pthread_cond_timedwait(&b->closed_cv, &b->closed_mu, &until))
+    if (swit__cond_wait_until(&b->closed_cv, &b->closed_mu, until))
       break;
   pthread_mutex_unlock(&b->closed_mu);
 }

@@ -423,19 +423,6 @@ static void fetching(nats_sub *s, int on)
 /* ---------------------------------------------------------------------
  * The fetch thread */
 
-static struct timespec realtime_in(int64_t ms)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 /* Room for the next fetch (s->mu held), or 0. */
 static int room_now(const nats_sub *s)
 {
@@ -467,8 +454,7 @@ static int wait_for_room(nats_sub *s, int64_t idle_ms)
       break;
     int64_t until = now < idle_until && idle_until < s->next_touch_ms
                         ? idle_until : s->next_touch_ms;
-    struct timespec ts = realtime_in(until - now);
-    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    swit__cond_wait_until(&s->cv, &s->mu, (swit__deadline){until});
   }
   atomic_store(&s->waiting_room, 0);
   int stop = s->stop;

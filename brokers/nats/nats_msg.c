@@ -226,14 +226,6 @@ static int fill_headers(nats_dlv *d, natsMsg *m)
   return rc;
 }
 
-static size_t msg_size(const swit_msg_view *v)
-{
-  size_t size = v->payload_len + v->key_len;
-  for (uint32_t i = 0; i < v->nheaders; i++)
-    size += (size_t)v->headers[i].name_len + v->headers[i].value_len;
-  return size;
-}
-
 int swit__nats_dlv_fill(nats_broker *b, nats_dlv *d, natsMsg *m,
                         const char **reject)
 {
@@ -247,13 +239,8 @@ int swit__nats_dlv_fill(nats_broker *b, nats_dlv *d, natsMsg *m,
   *reject = NULL;
   if (fill_headers(d, m))
     return SWIT_E_NOMEM;
-  size_t size = msg_size(&d->view);
-  if (b->max_message_size > 0 && size > (uint64_t)b->max_message_size) {
-    snprintf(d->reason, sizeof d->reason, "message of %zu bytes (payload+"
-             "key+headers) exceeds messaging.resources.memory."
-             "max_message_size (%lld)", size, (long long)b->max_message_size);
-    *reject = d->reason;
-  }
+  *reject = swit__msg_oversize(&d->view, b->max_message_size, d->reason,
+                               sizeof d->reason);
   return 0;
 }
 

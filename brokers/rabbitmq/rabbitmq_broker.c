@@ -165,7 +165,6 @@ static int copy_settings(rmq_broker *b, const swit_rabbitmq_settings *st,
 static int parse_endpoint(rmq_broker *b, rmq_endpoint *ep, const char *text,
                           size_t i, char *err, size_t errlen)
 {
-  const swit_config *cfg = b->env.cfg;
   int has_scheme = strstr(text, "://") != NULL;
   size_t len = strlen(text) + 8;
   if (!(ep->buf = malloc(len)))
@@ -181,8 +180,8 @@ static int parse_endpoint(rmq_broker *b, rmq_endpoint *ep, const char *text,
     return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
                       "endpoints[%zu] '%s': amqps:// (TLS) is not "
                       "supported by this adapter yet", i, text);
-  const char *user = cfg->messaging.security.authentication.username;
-  const char *pass = cfg->messaging.security.authentication.password;
+  const char *user = b->env.username;
+  const char *pass = b->env.password;
   if (user && *user)
     ep->info.user = (char *)user;
   if (pass && *pass)
@@ -193,13 +192,9 @@ static int parse_endpoint(rmq_broker *b, rmq_endpoint *ep, const char *text,
 static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
 {
   static const char *const dflt[] = { "amqp://guest:guest@127.0.0.1:5672" };
-  const swit_cfg_list *l = &b->env.cfg->messaging.broker.endpoints;
-  const char *const *items = l->n ? (const char *const *)l->items : dflt;
-  size_t n = l->n ? l->n : 1;
-  if (b->env.cfg->messaging.security.transport.tls.enabled)
-    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.security."
-                      "transport.tls: TLS is not supported by the "
-                      "RabbitMQ adapter yet");
+  const char *const *items = b->env.n_endpoints ? b->env.endpoints : dflt;
+  size_t n = b->env.n_endpoints ? b->env.n_endpoints : 1;
+
   if (!(b->eps = calloc(n, sizeof *b->eps)))
     return swit__fail(err, errlen, SWIT_E_NOMEM, "rabbitmq: out of memory");
   b->neps = n;
@@ -213,20 +208,15 @@ static int parse_endpoints(rmq_broker *b, char *err, size_t errlen)
 
 static int sync_init(rmq_broker *b)
 {
-  pthread_condattr_t ca;
   if (pthread_mutex_init(&b->mu, NULL))
     return SWIT_E_SYS;
   b->sync |= BS_MU;
-  if (pthread_condattr_init(&ca))
-    return SWIT_E_SYS;
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  int rc = pthread_cond_init(&b->cv, &ca);
+  int rc = swit__cond_init_monotonic(&b->cv);
   if (!rc) {
     b->sync |= BS_CV;
-    if (!(rc = pthread_cond_init(&b->wd_cv, &ca)))
+    if (!(rc = swit__cond_init_monotonic(&b->wd_cv)))
       b->sync |= BS_WDCV;
   }
-  pthread_condattr_destroy(&ca);
   if (rc)
     return SWIT_E_SYS;
   if (pthread_mutex_init(&b->life, NULL))
@@ -247,7 +237,7 @@ static int rmq_create(swit_broker **out, const swit_broker_env *env,
     .max_publish_size = (int64_t)128 * 1024 * 1024 };
   rmq_broker *b = NULL;
   int rc = SWIT_E_INVAL;
-  if (!out || !env || !env->cfg) {
+  if (!out || !env) {
     swit__fail(err, errlen, rc, "rabbitmq: no environment");
     goto fail;
   }
@@ -267,10 +257,9 @@ static int rmq_create(swit_broker **out, const swit_broker_env *env,
     swit__fail(err, errlen, rc, "rabbitmq: cannot create locks");
     goto fail;
   }
-  const swit_cfg_publisher *pc = swit__config_publisher(env->cfg, "default");
-  b->confirm_timeout_ms = pc ? pc->timeout_ms : 5000;
-  b->publish_retries = pc ? pc->retry_attempts : 3;
-  b->max_message_size = env->cfg->messaging.resources.memory.max_message_size;
+  b->confirm_timeout_ms = env->publish_timeout_ms;
+  b->publish_retries = env->publish_retry_attempts;
+  b->max_message_size = env->max_message_size;
   *out = b;
   return 0;
 fail:

@@ -359,7 +359,7 @@ static int login(rmq_broker *b, const rmq_endpoint *ep, char *err, size_t errlen
   props[0].key = amqp_cstring_bytes("capabilities");
   props[0].value.kind = AMQP_FIELD_KIND_TABLE;
   props[0].value.value.table = (amqp_table_t){ 2, caps };
-  snprintf(name, sizeof name, "swit %s", b->env.cfg->server.name);
+  snprintf(name, sizeof name, "swit %s", b->env.server_name);
   arg_str(&props[1], "connection_name", name);
   amqp_table_t client = { 2, props };
   amqp_rpc_reply_t r = amqp_login_with_properties(

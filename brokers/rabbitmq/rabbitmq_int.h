@@ -84,7 +84,8 @@ struct rmq_slot {
   uint64_t gen;         /* connection generation it arrived on */
   int state;            /* RMQ_SLOT_* */
   int redelivered;
-  const char *reject;   /* static reason, or NULL */
+  const char *reject;   /* NULL, or `reason` */
+  char reason[160];     /* the core's oversize text (swit__msg_oversize) */
   char *buf;
   size_t cap;
   char *body;

@@ -545,17 +545,10 @@ void swit__rmq_watch_fd(rmq_broker *b, int fd)
 static void *watchdog_main(void *arg)
 {
   rmq_broker *b = arg;
-  struct timespec ts;
   int64_t limit = silence_limit_ms(b, 2000);
   pthread_mutex_lock(&b->mu);
   while (!b->wd_stop) {
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += 500 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&b->wd_cv, &b->mu, &ts);
+    swit__cond_wait_until(&b->wd_cv, &b->mu, swit__deadline_in(500));
     if (b->wd_fd < 0 || !limit ||
         swit__now_ms() - atomic_load(&b->last_rx_ms) <= limit)
       continue;

@@ -363,10 +363,8 @@ int swit__rmq_slot_header(rmq_broker *b, rmq_slot *s,
   v->partition = -1;
   v->timestamp_ms = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG)
                         ? (int64_t)p->timestamp * 1000 : 0;
-  if (b->max_message_size > 0 &&
-      s->body_size + W.key_len + L.bytes > (uint64_t)b->max_message_size)
-    s->reject = "message larger than messaging.resources.memory."
-                "max_message_size";
+  s->reject = swit__msg_oversize(v, b->max_message_size, s->reason,
+                                 sizeof s->reason);
   return 0;
 }
 

@@ -115,36 +115,25 @@ static int pool_take(rmq_broker *b, size_t n, rmq_pub_list *out)
 /* ---------------------------------------------------------------------
  * Waiting (any thread) */
 
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += (time_t)(ms / 1000);
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 /* Wait on cv until the deadline; 0, or SWIT_E_TIMEDOUT when it passed. */
-static int wait_until(rmq_broker *b, const struct timespec *deadline)
+static int wait_until(rmq_broker *b, swit__deadline deadline)
 {
-  return pthread_cond_timedwait(&b->cv, &b->mu, deadline) ? SWIT_E_TIMEDOUT : 0;
+  return swit__cond_wait_until(&b->cv, &b->mu, deadline) ? SWIT_E_TIMEDOUT : 0;
 }
 
 /* Room for n more records, waiting up to timeout_ms; mu held. */
 static int wait_room(rmq_broker *b, size_t n, int64_t timeout_ms)
 {
-  struct timespec deadline;
+  swit__deadline deadline;
   int started = 0;
   while (b->pub_count && b->pub_count + n > (size_t)b->st.publish_buffer) {
     if (timeout_ms <= 0 || !b->running || swit__rmq_on_io_thread(b))
       return SWIT_E_FULL; /* (the I/O thread is what makes room) */
     if (!started) {
-      deadline_after(&deadline, timeout_ms);
+      deadline = swit__deadline_in(timeout_ms);
       started = 1;
     }
-    if (wait_until(b, &deadline))
+    if (wait_until(b, deadline))
       return SWIT_E_FULL;
   }
   return 0;
@@ -155,11 +144,10 @@ static int wait_room(rmq_broker *b, size_t n, int64_t timeout_ms)
 static int wait_ticket(rmq_broker *b, rmq_ticket *t, uint64_t *ids, size_t n,
                        int *returned)
 {
-  struct timespec deadline;
+  swit__deadline deadline = swit__deadline_in(b->confirm_timeout_ms);
   int rc = 0;
-  deadline_after(&deadline, b->confirm_timeout_ms);
   while (t->pending && !rc)
-    rc = wait_until(b, &deadline);
+    rc = wait_until(b, deadline);
   memcpy(ids, t->ids, n * sizeof *ids);
   if (!t->pending)
     rc = t->rc;
@@ -283,14 +271,14 @@ fail:
 
 int swit__rmq_flush(rmq_broker *b, int timeout_ms)
 {
-  struct timespec deadline;
+  swit__deadline deadline;
   int rc = 0;
   if (swit__rmq_on_io_thread(b))
     return SWIT_E_STATE;
-  deadline_after(&deadline, timeout_ms < 0 ? 0 : timeout_ms);
+  deadline = swit__deadline_in(timeout_ms < 0 ? 0 : timeout_ms);
   pthread_mutex_lock(&b->mu);
   while (b->pub_count && b->running && !b->gave_up && !rc)
-    rc = wait_until(b, &deadline);
+    rc = wait_until(b, deadline);
   if (b->pub_count)
     rc = SWIT_E_TIMEDOUT;
   pthread_mutex_unlock(&b->mu);

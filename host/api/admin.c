@@ -27,11 +27,13 @@
 #include <strings.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "api/api.h"
 #include "net/http.h"
+
+/* Connections of server.admin.max_connections kept for /healthz and
+ * /readyz (http.c): the config key's minimum is above it. */
+#define ADMIN_RESERVE 4
 
 /* Constant-time in the token's content: every byte of the longer string
  * is looked at whatever matches. */
@@ -48,11 +50,10 @@ static int token_ok(const char *given, const char *want)
   return d == 0;
 }
 
-static int authorized(swit_host_t *h, struct evhttp_request *req)
+static int authorized(swit_host_t *h, swit__http_req *req)
 {
   const char *want = h->cfg->server.admin.token;
-  const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                        "Authorization");
+  const char *auth = swit__http_header(req, "Authorization");
 
   if (!want || !*want) {
     swit__http_json_error(req, 403, "state-changing admin endpoints are "
@@ -62,15 +63,14 @@ static int authorized(swit_host_t *h, struct evhttp_request *req)
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
       !token_ok(auth + 7, want)) {
     swit__ctr_add(&h->obs->admin_denied, 1);  /* admin thread only */
-    evhttp_add_header(evhttp_request_get_output_headers(req),
-                      "WWW-Authenticate", "Bearer");
+    swit__http_add_header(req, "WWW-Authenticate", "Bearer");
     swit__http_json_error(req, 401, "missing or wrong bearer token");
     return 0;
   }
   return 1;
 }
 
-static void send_buf(struct evhttp_request *req, int code, const char *ctype,
+static void send_buf(swit__http_req *req, int code, const char *ctype,
                      swit__buf *b)
 {
   if (!b->data) {
@@ -86,7 +86,7 @@ static void send_buf(struct evhttp_request *req, int code, const char *ctype,
 
 struct swit__admin_reload {
   swit_host_t *h;
-  struct evhttp_request *req;   /* waiting for the answer, or NULL */
+  swit__http_req *req;          /* waiting for the answer, or NULL */
   int rollback;
   pthread_t thread;
   int joinable;                 /* thread not joined yet */
@@ -100,8 +100,12 @@ static void reload_answer(evutil_socket_t fd, short what, void *arg)
 {
   swit__admin_reload *r = arg;
   swit__buf b = {0};
+  char peer[80];
 
   (void)fd, (void)what;
+  swit__sec_admin(r->h, r->rollback ? "rollback" : "reload", NULL,
+                  swit__http_peer(r->req, peer, sizeof peer), r->rc,
+                  r->rc ? r->err : NULL);
   if (r->rc == 0) {
     swit__buf_printf(&b, "{\"ok\":true,\"generation\":%u,\"rollback\":%s}\n",
                      r->gen, r->rollback ? "true" : "false");
@@ -133,11 +137,9 @@ static void *reload_main(void *arg)
   return NULL;
 }
 
-static void do_reload(swit_host_t *h, struct evhttp_request *req,
-                      const struct evkeyvalq *q)
+static void do_reload(swit_host_t *h, swit__http_req *req, const char *rb)
 {
   swit__admin_reload *r = h->obs->reload;
-  const char *rb = evhttp_find_header(q, "rollback");
 
   if (r->req) {
     swit__http_json_error(req, 409, "a reload requested here is running; "
@@ -160,7 +162,7 @@ static void do_reload(swit_host_t *h, struct evhttp_request *req,
  * only, when given). An operator pause holds one count of paused_by, so
  * it combines with backpressure: the subscription resumes when both are
  * gone. */
-static void do_pause(swit_host_t *h, struct evhttp_request *req,
+static void do_pause(swit_host_t *h, swit__http_req *req,
                      const char *topic, const char *group, int pause)
 {
   size_t n = h->subs ? __atomic_load_n(&h->nsubs, __ATOMIC_ACQUIRE) : 0;
@@ -186,6 +188,12 @@ static void do_pause(swit_host_t *h, struct evhttp_request *req,
     swit__buf_add(&b, "}", 1);
   }
   swit__buf_add(&b, "]}\n", 3);
+  {
+    char peer[80];
+    swit__sec_admin(h, pause ? "pause" : "resume", topic,
+                    swit__http_peer(req, peer, sizeof peer),
+                    found ? 0 : SWIT_E_NOTFOUND, NULL);
+  }
   if (!found) {
     free(b.data);
     swit__http_json_error(req, 404, "no active subscription for that topic");
@@ -194,7 +202,7 @@ static void do_pause(swit_host_t *h, struct evhttp_request *req,
   send_buf(req, 200, "application/json", &b);
 }
 
-static void get_doc(swit_host_t *h, struct evhttp_request *req,
+static void get_doc(swit_host_t *h, swit__http_req *req,
                     const char *path)
 {
   swit__buf b = {0};
@@ -214,7 +222,8 @@ static void get_doc(swit_host_t *h, struct evhttp_request *req,
   send_buf(req, ok ? 200 : 503, "application/json", &b);
 }
 
-/* "/admin/subscriptions/<topic>/<action>": the decoded topic. */
+/* "/admin/subscriptions/<topic>/<action>": the decoded topic, or NULL
+ * (with *action set when the topic could not be decoded). */
 static char *sub_path(const char *path, const char **action)
 {
   static const char prefix[] = "/admin/subscriptions/";
@@ -223,67 +232,68 @@ static char *sub_path(const char *path, const char **action)
   if (strncmp(path, prefix, sizeof prefix - 1) != 0) return NULL;
   if (!(slash = strrchr(t, '/')) || slash == t) return NULL;
   *action = slash + 1;
-  {
-    char *enc = strndup(t, (size_t)(slash - t));
-    char *dec = enc ? evhttp_uridecode(enc, 0, NULL) : NULL;
-    free(enc);
-    return dec;
-  }
+  return swit__http_decode(t, (size_t)(slash - t));
 }
 
-static void route(struct evhttp_request *req, void *ud)
+static void route(swit__http_req *req, void *ud)
 {
   swit_host_t *h = ud;
-  const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-  const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-  const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-  enum evhttp_cmd_type m = evhttp_request_get_command(req);
-  struct evkeyvalq q = {0};
+  const char *path = swit__http_path(req);
+  const char *m = swit__http_method(req);
   const char *action = NULL;
-  char *topic = NULL;
+  char *topic = NULL, *rollback = NULL, *group = NULL;
 
   swit__ctr_add(&h->obs->http_requests, 1);
-  if (!path) {
-    swit__http_json_error(req, 400, "bad request target");
-    return;
-  }
-  if (query && evhttp_parse_query_str(query, &q) != 0) {
-    swit__http_json_error(req, 400, "bad query string");
-    return;
-  }
-  if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
+  if (swit__http_param(req, "rollback", &rollback) != 0 ||
+      swit__http_param(req, "group", &group) != 0) {
+    swit__http_json_error(req, 400, "bad query string (a malformed escape "
+                          "or a control character)");
+  } else if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") ||
       !strcmp(path, "/metrics") || !strcmp(path, "/admin/status")) {
-    if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD)
+    if (strcmp(m, "GET") && strcmp(m, "HEAD"))
       swit__http_json_error(req, 405, "use GET");
     else
       get_doc(h, req, path);
   } else if (!strcmp(path, "/admin/reload")) {
-    if (m != EVHTTP_REQ_POST) swit__http_json_error(req, 405, "use POST");
-    else if (authorized(h, req)) do_reload(h, req, &q);
-  } else if ((topic = sub_path(path, &action)) &&
+    if (strcmp(m, "POST")) swit__http_json_error(req, 405, "use POST");
+    else if (authorized(h, req)) do_reload(h, req, rollback);
+  } else if (!(topic = sub_path(path, &action)) && action) {
+    swit__http_json_error(req, 400, "the topic is empty, malformed or has "
+                          "a control character");
+  } else if (topic &&
              (!strcmp(action, "pause") || !strcmp(action, "resume"))) {
-    if (m != EVHTTP_REQ_POST) swit__http_json_error(req, 405, "use POST");
+    if (strcmp(m, "POST")) swit__http_json_error(req, 405, "use POST");
     else if (authorized(h, req))
-      do_pause(h, req, topic, evhttp_find_header(&q, "group"),
-               !strcmp(action, "pause"));
+      do_pause(h, req, topic, group, !strcmp(action, "pause"));
   } else {
     swit__http_json_error(req, 404, "no such endpoint (see "
                           "docs/operations.md)");
   }
   free(topic);
-  evhttp_clear_headers(&q);
+  free(rollback);
+  free(group);
 }
 
 int swit__admin_start(swit_host_t *h, char *err, size_t errlen)
 {
   const char *listen = h->cfg->server.admin.listen;
 
+  static const char *const health[] = { "/healthz", "/readyz", NULL };
+  const swit__http_opts opts = {
+    .what = "admin", .max_body = 64 * 1024,
+    .max_conns = (size_t)h->cfg->server.admin.max_connections,
+    .reserve = ADMIN_RESERVE, .reserved_paths = health,
+    .accept_errors = &h->obs->http_accept_errors[0],
+    .conns_shed = &h->obs->http_conns_shed[0],
+    .bad_requests = &h->obs->http_bad_requests[0],
+  };
+
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;
   if (!(h->obs->reload = calloc(1, sizeof *h->obs->reload)))
     return SWIT_E_NOMEM;
   h->obs->reload->h = h;
-  return swit__http_start(&h->obs->admin, listen, "admin", 64 * 1024, route,
-                          h, &h->log, err, errlen);
+  return swit__http_start(&h->obs->admin, listen, &opts, route, h, &h->log,
+                          err, errlen);
 }
 
 /* The loop first (no handler runs any more), then a reload still

@@ -9,6 +9,7 @@
 
 #include "obs/obs.h"
 #include "runtime/runtime.h"
+#include "sec/sec.h"
 
 /* watch.c: lua.hot_reload.watch */
 int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);

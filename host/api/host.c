@@ -20,9 +20,6 @@
 
 #include "api/api.h"
 
-static const char *const broker_names[] = {"memory", "kafka", "rabbitmq",
-                                           "nats"};
-
 void swit_host_log(swit_host_t *h, int level, const char *fmt, ...)
 {
   va_list ap;
@@ -62,20 +59,62 @@ int swit_parse_duration_ms(const char *text, int64_t *ms)
   return swit__parse_duration_ms(text, ms) == 0 ? 0 : SWIT_E_INVAL;
 }
 
+/* Rows a field prints in the reference (a section: its keys'). */
+static size_t ref_count(const swit_cfg_field *fields)
+{
+  size_t n = 0;
+  for (; fields->name; fields++)
+    n += fields->type == SWIT_CFG_SECTION ? ref_count(fields->fields)
+         : fields->type == SWIT_CFG_NAMED ? 1 + ref_count(fields->fields)
+                                          : 1;
+  return n;
+}
+
+static void ref_table(const char *title, const swit_cfg_field *fields,
+                      const char *prefix,
+                      void (*emit)(void *ud, const char *line), void *ud)
+{
+  emit(ud, title);
+  emit(ud, "");
+  swit__config_reference(fields, prefix, emit, ud);
+  emit(ud, "");
+}
+
+/* One table per top-level section; a large one (messaging) gets one for
+ * its own keys and one per sub-section. Then each compiled-in broker's
+ * keys. This is docs/configuration.md's reference part, byte for byte. */
 void swit_config_reference(void (*emit)(void *ud, const char *line),
                            void *ud)
 {
-  swit__config_reference(swit__config_fields, "", emit, ud);
-  for (size_t i = 0; i < 4; i++) {
-    const swit_broker_ops *ops = swit__broker_find(broker_names[i]);
-    char title[128];
+  char title[160];
+
+  for (const swit_cfg_field *t = swit__config_fields; t->name; t++) {
+    swit_cfg_field own[32] = {{0}};
+    size_t n = 0;
+    snprintf(title, sizeof title, "## %s", t->name);
+    if (ref_count(t->fields) <= 25) {
+      ref_table(title, t->fields, t->name, emit, ud);
+      continue;
+    }
+    for (const swit_cfg_field *f = t->fields; f->name && n < 31; f++)
+      if (f->type != SWIT_CFG_SECTION && f->type != SWIT_CFG_NAMED)
+        own[n++] = *f;
+    ref_table(title, own, t->name, emit, ud);
+    for (const swit_cfg_field *f = t->fields; f->name; f++) {
+      swit_cfg_field one[2] = { *f, {0} };
+      if (f->type != SWIT_CFG_SECTION && f->type != SWIT_CFG_NAMED) continue;
+      snprintf(title, sizeof title, "### %s.%s%s", t->name, f->name,
+               f->type == SWIT_CFG_NAMED ? ".\\<name>" : "");
+      ref_table(title, one, t->name, emit, ud);
+    }
+  }
+  emit(ud, "## messaging.broker.config, by broker type");
+  emit(ud, "");
+  for (size_t i = 0; swit__broker_types[i]; i++) {
+    const swit_broker_ops *ops = swit__broker_find(swit__broker_types[i]);
     if (!ops || !ops->config_fields) continue;
-    snprintf(title, sizeof title, "Keys of the %s broker:", ops->name);
-    emit(ud, "");
-    emit(ud, title);
-    emit(ud, "");
-    swit__config_reference(ops->config_fields, "messaging.broker.config",
-                           emit, ud);
+    snprintf(title, sizeof title, "### type: %s", ops->name);
+    ref_table(title, ops->config_fields, "messaging.broker.config", emit, ud);
   }
 }
 
@@ -85,8 +124,7 @@ void swit_config_reference(void (*emit)(void *ud, const char *line),
 static int host_create(swit_host_t **out, swit_config *cfg, char *err,
                        size_t errlen)
 {
-  const char *type = broker_names[cfg->messaging.broker.type];
-  const swit_cfg_mark *mk = &cfg->messaging.broker.type_mark;
+  const char *type = swit__broker_types[cfg->messaging.broker.type];
   swit_host_t *h = calloc(1, sizeof *h);
   int rc;
 
@@ -104,21 +142,15 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   pthread_mutex_init(&h->lock, NULL);
   pthread_mutex_init(&h->reload_lock, NULL);
   pthread_mutex_init(&h->swap_lock, NULL);
-  pthread_cond_init(&h->swap_cv, NULL);
+  swit__cond_init_monotonic(&h->swap_cv);
   if ((rc = swit__obs_new(h, err, errlen))) goto fail;   /* observability */
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   /* the interceptors, outermost first: metrics sees every message and
    * publish as the chain's result; tracing wraps the handlers */
   if ((rc = swit__metrics_register(h))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
-  h->ops = swit__broker_find(type);
-  if (!h->ops) {
-    snprintf(err, errlen, "%s:%d:%d: messaging.broker.type: broker '%s' is "
-             "not compiled into this build", mk->file ? mk->file : cfg->path,
-             mk->line, mk->col, type);
-    rc = SWIT_E_CONFIG;
-    goto fail;
-  }
+  if ((rc = swit__sec_new(h, err, errlen))) goto fail; /* when configured */
+  h->ops = swit__broker_find(type); /* the schema allows only these */
   if (h->ops->config_fields) {
     h->broker_settings = calloc(1, h->ops->settings_size);
     if (!h->broker_settings) {
@@ -126,8 +158,9 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
       goto fail;
     }
     rc = swit__config_apply(&cfg->messaging.broker.config,
-                            h->ops->config_fields, h->broker_settings, err,
-                            errlen);
+                            h->ops->config_fields,
+                            (h->ops->caps & SWIT_CAP_CONFIG_PASSTHROUGH) != 0,
+                            h->broker_settings, err, errlen);
     if (rc) goto fail;
   }
   *out = h;
@@ -275,11 +308,12 @@ static void log_handlers(swit_host_t *h)
 static swit_broker_env broker_env(swit_host_t *h)
 {
   swit_broker_env env = {
-    .cfg = h->cfg, .settings = h->broker_settings,
+    .settings = h->broker_settings,
     .log = swit__log_cb, .log_ud = &h->log,
     .report_lag = swit__stats_report_lag,
   };
 
+  swit__broker_env_config(&env, h->cfg);
   swit__conn_env(h, &env);
   return env;
 }
@@ -328,13 +362,17 @@ static int connect_broker(swit_host_t *h, char *err, size_t errlen)
 
 static int build_states(swit_host_t *h, char *err, size_t errlen)
 {
+  size_t nlua = 0;
+
+  for (size_t i = 0; i < h->nsubs; i++)
+    nlua += !h->subs[i]->ccb && atomic_load(&h->subs[i]->active);
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     w->ffi.generation = 1;
     atomic_store(&w->seen_gen, 1);
     if (!h->code) continue;
     lua_State *L = NULL;
-    int rc = swit__generation_build(h, w, h->code, &L, err, errlen);
+    int rc = swit__generation_build(h, w, h->code, nlua, &L, err, errlen);
     if (rc) return rc;
     swit__lua_adopt(w, L);
   }
@@ -377,13 +415,13 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
 /* Stop order (DESIGN.md, "Lifecycle"): intake was paused and in-flight
  * work drained by the caller; flush publishers, unsubscribe, stop the
  * workers (they give back what they still hold), disconnect. */
-static size_t teardown(swit_host_t *h, int64_t deadline_ms)
+static size_t teardown(swit_host_t *h, swit__deadline end)
 {
   size_t left;
 
   swit__watch_stop(h);
   if (h->subs) unsubscribe_all(h);
-  left = swit__workers_stop(h, deadline_ms);
+  left = swit__workers_stop(h, end);
   /* After the workers: what the last handlers and timers published is
    * sent too. What the broker has not confirmed by then the adapter logs
    * as not published when it disconnects. */
@@ -414,12 +452,13 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
   }
   rc = start_locked(h, err, errlen);
   if (rc) {
-    teardown(h, swit__now_ms() + h->cfg->server.shutdown_timeout_ms);
+    teardown(h, swit__deadline_in(h->cfg->server.shutdown_timeout_ms));
     atomic_store(&h->state, SWIT__STOPPED);
   } else {
     atomic_store(&h->state, SWIT__RUNNING);
-    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: broker %s, %zu "
-              "workers, %zu handlers", SWIT_VERSION_STRING, h->ops->name,
+    swit__log(&h->log, SWIT_LOG_INFO, "swit %s running: service %s %s, "
+              "broker %s, %zu workers, %zu handlers", SWIT_VERSION_STRING,
+              h->cfg->server.name, h->cfg->server.version, h->ops->name,
               h->nworkers, h->nsubs);
     swit__obs_start(h);       /* admin server, ingress */
   }
@@ -429,12 +468,6 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
 
 /* ------------------------------------------------------------------ */
 /* Idle, stop, free */
-
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 
 int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 {
@@ -449,7 +482,7 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
         now - atomic_load(&h->last_activity_ms) >= idle_ms)
       return os < 0 ? SWIT_E_SCRIPT : 0;
     if (timeout_ms >= 0 && now - start >= timeout_ms) return SWIT_E_TIMEDOUT;
-    sleep_ms(5);
+    swit__sleep_ms(5);
   }
 }
 
@@ -463,9 +496,8 @@ static void pause_all(swit_host_t *h)
 
 int swit_host_stop(swit_host_t *h, int deadline_ms)
 {
-  int64_t end = swit__now_ms() + (deadline_ms < 0
-                                  ? h->cfg->server.shutdown_timeout_ms
-                                  : deadline_ms);
+  swit__deadline end = swit__deadline_in(
+      deadline_ms < 0 ? h->cfg->server.shutdown_timeout_ms : deadline_ms);
   int_fast64_t left;
   size_t stuck;
 
@@ -474,14 +506,24 @@ int swit_host_stop(swit_host_t *h, int deadline_ms)
     pthread_mutex_unlock(&h->lock);
     return 0;
   }
-  atomic_store(&h->state, SWIT__DRAINING);
+  atomic_store(&h->state, SWIT__DRAINING);  /* ingress 503, no timers */
+  while (atomic_load(&h->intake_busy) > 0 && !swit__deadline_passed(end))
+    swit__sleep_ms(1);                        /* requests already past it */
+  /* A broker that keeps messages only in this process: what it accepted
+   * is handled before the subscriptions pause (within the deadline). */
+  while (h->ops->undelivered && !swit__deadline_passed(end) &&
+         (atomic_load(&h->inflight) > 0 ||
+          h->ops->undelivered(h->broker) > 0))
+    swit__sleep_ms(2);
   pause_all(h);
-  while ((left = atomic_load(&h->inflight)) > 0 && swit__now_ms() < end)
-    sleep_ms(2);
-  if (left > 0)
+  while ((left = atomic_load(&h->inflight)) > 0 && !swit__deadline_passed(end))
+    swit__sleep_ms(2);
+  if (left > 0) {
     swit__log(&h->log, SWIT_LOG_WARN, "shutdown deadline reached: %ld "
               "message(s) not finished are given back to the broker",
               (long)left);
+    swit__workers_halt(h);
+  }
   stuck = teardown(h, end);
   atomic_store(&h->state, SWIT__STOPPED);
   pthread_mutex_unlock(&h->lock);
@@ -513,6 +555,7 @@ void swit_host_free(swit_host_t *h)
   swit__obs_free(h);          /* servers stop before what they read goes */
   swit__trace_free(h);        /* the exporter reads workers and subs */
   swit__workers_free(h);
+  swit__sec_free(h);          /* after every hook that could write to it */
   swit__subs_free(h);
   swit__codeset_free(h->code);
   swit__codeset_free(h->prev_code);

@@ -11,10 +11,12 @@
  *      swit.on_load); on failure the running generation stays and the
  *      error (file:line) is returned, logged and counted;
  *   3. subscriptions are diffed: unchanged ones keep their broker
- *      subscription and group membership; removed ones are paused and
- *      drained by the running (old) code, then unsubscribed;
- *   4. every worker's new state is built here (generation.c), then the
- *      generation counter moves on; each worker, between two batches,
+ *      subscription and group membership; added ones enter the table;
+ *   4. every worker's new state is built here (generation.c); a failure
+ *      up to here undoes step 3 and changes nothing else. Only then are
+ *      the removed subscriptions paused and drained by the running (old)
+ *      code and unsubscribed, and the generation counter moves on; each
+ *      worker, between two batches,
  *      hands its state over, swaps to the new state and reports (its
  *      queue waits only for that); the old states are closed here;
  *   5. added subscriptions are subscribed once every worker runs the new
@@ -27,17 +29,11 @@
 
 #include "api/api.h"
 
-static void sleep_ms(long ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Pause and drain the active Lua subscriptions the new code no longer
  * has (marked in `keep`), then unsubscribe them. */
 static void drain_removed(swit_host_t *h, const uint8_t *keep)
 {
-  int64_t end = swit__now_ms() + h->cfg->server.shutdown_timeout_ms;
+  swit__deadline end = swit__deadline_in(h->cfg->server.shutdown_timeout_ms);
 
   for (size_t i = 0; i < h->nsubs; i++) {
     swit__sub *s = h->subs[i];
@@ -48,7 +44,8 @@ static void drain_removed(swit_host_t *h, const uint8_t *keep)
   for (size_t i = 0; i < h->nsubs; i++) {
     swit__sub *s = h->subs[i];
     if (keep[i] || s->ccb || !atomic_load(&s->active)) continue;
-    while (atomic_load(&s->inflight) > 0 && swit__now_ms() < end) sleep_ms(2);
+    while (atomic_load(&s->inflight) > 0 && !swit__deadline_passed(end))
+      swit__sleep_ms(2);
     if (atomic_load(&s->inflight) > 0)
       swit__log(&h->log, SWIT_LOG_WARN, "reload: '%s' (group %s) still had "
                 "%ld message(s) in flight at the deadline; they go back to "
@@ -63,19 +60,16 @@ static void drain_removed(swit_host_t *h, const uint8_t *keep)
 /* Kick every worker and wait until each has switched to `gen`. */
 static int wait_for_swaps(swit_host_t *h, unsigned gen)
 {
-  int64_t end = swit__now_ms() + h->cfg->server.shutdown_timeout_ms;
+  swit__deadline end = swit__deadline_in(h->cfg->server.shutdown_timeout_ms);
   int late = 0;
 
   for (size_t i = 0; i < h->nworkers; i++) swit__queue_kick(&h->workers[i].q);
   pthread_mutex_lock(&h->swap_lock);
   for (size_t i = 0; i < h->nworkers; i++) {
     while (atomic_load(&h->workers[i].seen_gen) != gen) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 10 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-      pthread_cond_timedwait(&h->swap_cv, &h->swap_lock, &ts);
-      if (swit__now_ms() > end) {
+      swit__cond_wait_until(&h->swap_cv, &h->swap_lock,
+                            swit__deadline_min(end, 10));
+      if (swit__deadline_passed(end)) {
         late++;
         break;
       }
@@ -86,7 +80,12 @@ static int wait_for_swaps(swit_host_t *h, unsigned gen)
 }
 
 /* Steps 3-5 for a validated code set and its registrations. Takes
- * `code` on success. */
+ * `code` on success. Everything that can fail (adding the new
+ * subscriptions to the table, building every worker's new state) comes
+ * first and is undone on failure; the irreversible steps (draining and
+ * unsubscribing the removed subscriptions, moving the generation on)
+ * come after, so a failed reload leaves the running code with every
+ * subscription it had. */
 static int commit(swit_host_t *h, swit__codeset *code, swit__subdef *defs,
                   size_t n, const uint32_t *ids, char *err, size_t errlen)
 {
@@ -97,21 +96,21 @@ static int commit(swit_host_t *h, swit__codeset *code, swit__subdef *defs,
 
   for (size_t i = 0; i < n; i++)
     if (ids[i]) keep[ids[i] - 1] = 1;
-  /* add first: if that fails nothing has changed yet */
   for (size_t i = 0; rc == 0 && i < n; i++) {
     uint32_t id;
     if (ids[i] == 0) rc = swit__subs_add(h, &defs[i], NULL, NULL, &id);
   }
-  if (rc) {   /* the new code is not installed; the caller frees it */
-    swit__subs_truncate(h, before);
+  if (rc)
     snprintf(err, errlen, rc == SWIT_E_FULL ? "more than %d subscriptions"
              : "out of memory", SWIT__MAX_SUBS);
+  /* every worker's new state, built here and not on the workers */
+  if (rc == 0) rc = swit__generation_prebuild(h, code, n, err, errlen);
+  if (rc) {   /* the new code is not installed; the caller frees it */
+    swit__subs_truncate(h, before);
     return rc;
   }
   for (size_t i = before; i < h->nsubs; i++) keep[i] = 1;
   drain_removed(h, keep);
-  /* every worker's new state, built here and not on the workers */
-  if ((rc = swit__generation_prebuild(h, code, err, errlen))) return rc;
   swit__codeset_free(h->prev_code);
   h->prev_code = h->code;
   h->code = code;
@@ -159,6 +158,7 @@ static int reload_locked(swit_host_t *h, int rollback, char *err,
   if (rc == 0) {
     if (rollback) h->prev_code = NULL;
     rc = commit(h, code, defs, n, ids, err, errlen);
+    if (rc && rollback) h->prev_code = code;  /* still there to roll back to */
   }
   if (rc && !rollback) swit__codeset_free(code);
   swit__subdefs_free(defs, n);
@@ -180,6 +180,10 @@ int swit_host_reload(swit_host_t *h, int flags, unsigned *generation,
   if (atomic_load(&h->state) != SWIT__RUNNING) {
     rc = SWIT_E_STATE;
     snprintf(err, errlen, "reload: the host is not running");
+  } else if (!rollback && (rc = swit__sec_reload(h, err, errlen)) != 0) {
+    /* the keyrings first: a bad one keeps the running keys and code */
+  } else if (!h->code && h->sec && h->sec->msg && !rollback) {
+    rc = 0;                               /* the keys were all to reload */
   } else if (!h->code) {
     rc = SWIT_E_STATE;
     snprintf(err, errlen, "reload: the host runs no Lua scripts");

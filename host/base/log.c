@@ -1,14 +1,18 @@
 /*
  * log.c - the host's log lines on stderr (or to the embedder's callback,
- * swit_host_set_log), and the monotonic clock.
+ * swit_host_set_log).
  *
  * Format: "2026-11-27T09:30:00.123Z info  message", or with
  * server.log.format: json one JSON object per line (time, level, the
  * thread's context from the logger's `context` function, msg).
- * Each line is built in a stack buffer and written with one write(2), so concurrent workers
- * never interleave within a line. Long lines are truncated with "...".
  * With a callback the text alone (no time, level or JSON) goes to it,
  * one call per line, on the thread that logs.
+ * Each line is built in a stack buffer and written with one write(2), so
+ * concurrent workers never interleave within a line. Long lines are
+ * truncated with "...". Control bytes of the message are escaped in
+ * both formats (text: \n \r \t \xNN; JSON: \uXXXX): one event is one
+ * line, and a newline in a message, topic or Lua string cannot forge
+ * another event.
  */
 #include "base/log.h"
 
@@ -70,13 +74,42 @@ static void vlog_json(const swit__logger *lg, int level, const char *fmt,
   if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
 }
 
+/* s (len bytes) into out at *n (cap bytes in all) with control bytes
+ * escaped (\n \r \t, else \xNN), so one event is one line and text
+ * from a message or topic cannot forge another: the bytes of s used. */
+static size_t text_escape(char *out, size_t cap, size_t *n, const char *s,
+                          size_t len)
+{
+  static const char hex[] = "0123456789abcdef";
+  size_t i;
+
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != 0x7f) {
+      if (*n + 1 > cap) break;
+      out[(*n)++] = (char)c;
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+      if (*n + 2 > cap) break;
+      out[(*n)++] = '\\';
+      out[(*n)++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    } else {
+      if (*n + 4 > cap) break;
+      out[(*n)++] = '\\';
+      out[(*n)++] = 'x';
+      out[(*n)++] = hex[c >> 4];
+      out[(*n)++] = hex[c & 15];
+    }
+  }
+  return i;
+}
+
 void swit__vlog(const swit__logger *lg, int level, const char *fmt,
                 va_list ap)
 {
-  char line[2048];
+  char line[2048], text[2048];
   struct timespec ts;
   struct tm tm;
-  size_t n;
+  size_t n, len;
   int w;
 
   if (level < SWIT_LOG_DEBUG) level = SWIT_LOG_DEBUG;
@@ -98,14 +131,14 @@ void swit__vlog(const swit__logger *lg, int level, const char *fmt,
   n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
   n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ",
                         ts.tv_nsec / 1000000L, level_names[level]);
-  w = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+  w = vsnprintf(text, sizeof text, fmt, ap);
   if (w < 0) w = 0;
-  if ((size_t)w >= sizeof line - n - 1) {
-    n = sizeof line - 5;
+  len = (size_t)w < sizeof text ? (size_t)w : sizeof text - 1;
+  if (text_escape(line, sizeof line - 1, &n, text, len) != len ||
+      (size_t)w >= sizeof text) {
+    n = n > sizeof line - 5 ? sizeof line - 5 : n;
     memcpy(line + n, "...", 3);
     n += 3;
-  } else {
-    n += (size_t)w;
   }
   line[n++] = '\n';
   if (write(STDERR_FILENO, line, n) < 0) { /* nowhere left to report */ }
@@ -125,13 +158,6 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
   va_start(ap, fmt);
   swit__vlog(ud, level, fmt, ap);
   va_end(ap);
-}
-
-int64_t swit__now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 const char *swit_strerror(int code)
@@ -154,11 +180,4 @@ int swit__fail(char *buf, size_t len, int code, const char *fmt, ...)
     va_end(ap);
   }
   return code;
-}
-
-uint64_t swit__now_us(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

@@ -1,7 +1,6 @@
 /*
- * log.h - the host's log (stderr, or the embedder's swit_log_cb), the
- * monotonic clock and the error text helper every part of the host and
- * every adapter uses.
+ * log.h - the host's log (stderr, or the embedder's swit_log_cb) and the
+ * error text helper every part of the host and every adapter uses.
  *
  * One line per call, written with a single write so lines from different
  * threads never interleave; with a callback, one call per line. Safe from
@@ -50,8 +49,7 @@ void swit__log_cb(void *ud, int level, const char *fmt, ...)
  * than overflow cap - 7); the bytes written. */
 size_t swit__json_escape(char *out, size_t cap, const char *s, size_t len);
 
-int64_t swit__now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
-uint64_t swit__now_us(void); /* CLOCK_MONOTONIC, microseconds */
+#include "base/clock.h" /* swit__now_ms, swit__now_us and deadlines */
 
 /* Format an error into buf (when buf and len are set) and return code:
  *   return swit__fail(err, errlen, SWIT_E_CONFIG, "bad '%s'", name); */

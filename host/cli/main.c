@@ -71,7 +71,7 @@ static const char help[] =
   "exits with that code (or with the stop's own code when it is 0).\n"
   "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error,\n"
   "3 the stop was not clean (a handler still ran after server.shutdown_timeout\n"
-  "plus 1 s and was left behind, or a second signal forced the exit).\n"
+  "plus 2 s and was left behind, or a second signal forced the exit).\n"
   "Documentation: docs/ (configuration.md, lua-api.md, embedding.md).\n";
 
 static int exit_code_for(int rc)

@@ -3,9 +3,9 @@
  *
  * A load reads the YAML text, sets every member to its default from the
  * field tables (config_fields.c), lets config_yaml.c walk the document
- * over them, then checks what the tables cannot express (authentication
- * type, TLS files, Lua scripts) and resolves relative file names against
- * base_dir. It runs on the caller's thread; the result is immutable and
+ * over them, then checks what the tables cannot express (keys that only
+ * some broker types map, TLS files, Lua scripts) and resolves relative
+ * file names against base_dir. It runs on the caller's thread; the result is immutable and
  * owned by the caller. swit__config_apply() types a broker's passthrough
  * map with the same code, for adapters. Every error is written as
  * "file:line:col: key.path: expected ..." by swit__config_fail().
@@ -79,6 +79,13 @@ int swit__config_nomem(swit_cfg_ctx *ctx)
   return SWIT_E_NOMEM;
 }
 
+int swit__config_unsupported(swit_cfg_ctx *ctx, swit_cfg_mark mark,
+                             const char *key)
+{
+  return swit__config_fail(ctx, mark, key, "not supported yet (see "
+                           "docs/configuration.md)");
+}
+
 int swit__config_unknown(swit_cfg_ctx *ctx, swit_cfg_mark mark,
                          const char *key, const swit_cfg_field *fields)
 {
@@ -150,22 +157,32 @@ static void marks_free(swit_cfg_ctx *ctx)
 /* ---------------------------------------------------------------------
  * Checks after loading, and file names resolved against base_dir */
 
-static int check_auth(swit_cfg_ctx *ctx, const swit_config *cfg)
+/* A key that only some broker types map, set with another type. Walks
+ * the sections (not the named maps, whose keys carry no broker mask). */
+static int check_brokers(swit_cfg_ctx *ctx, const swit_cfg_field *fields,
+                         const char *prefix, int type)
 {
-  static const char *const types[] = { "none", "sasl", "basic", "token",
-                                       NULL };
-  static const char key[] = "messaging.security.authentication.type";
-  const char *t = cfg->messaging.security.authentication.type;
-  char names[64];
-  int i;
+  char key[SWIT__CONFIG_KEYMAX];
+  swit_cfg_mark mark;
+  int rc = 0;
 
-  for (i = 0; t && types[i]; i++)
-    if (strcmp(t, types[i]) == 0)
-      return 0;
-  swit__config_join_names(types, names, sizeof names);
-  return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
-                           "expected one of %s, got \"%s\"", names,
-                           t ? t : "");
+  for (; rc == 0 && fields->name; fields++) {
+    snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "",
+             fields->name);
+    if (fields->type == SWIT_CFG_SECTION) {
+      rc = check_brokers(ctx, fields->fields, key, type);
+      continue;
+    }
+    if (!fields->brokers ||
+        swit__config_word_in(fields->brokers, swit__broker_types[type]))
+      continue;
+    mark = swit__config_mark_get(ctx, key);
+    if (mark.line > 0)
+      rc = swit__config_fail(ctx, mark, key, "not supported by the %s "
+                             "broker (see docs/configuration.md)",
+                             swit__broker_types[type]);
+  }
+  return rc;
 }
 
 static int check_readable(swit_cfg_ctx *ctx, const char *key,
@@ -295,19 +312,69 @@ static int check_listen(swit_cfg_ctx *ctx, const char *key, const char *v)
                            "([v6]:port for IPv6), or off, got \"%s\"", v);
 }
 
+#define MSGSEC(cfg) ((cfg)->messaging.security.message)
+
+/* Message security and the audit log are checked where they are built
+ * (host/sec/); here their marks are kept and their files resolved. */
+static int keep_security(swit_cfg_ctx *ctx, swit_config *cfg)
+{
+  static const char enc[] = "messaging.security.message.encryption.";
+  static const char sig[] = "messaging.security.message.signing.";
+  static const char aud[] = "messaging.security.audit.";
+  char key[SWIT__CONFIG_KEYMAX];
+  struct {
+    const char *prefix;
+    const char *provider;
+    char **keyring;
+    swit_cfg_mark *marks[3];
+  } ms[] = {
+    { enc, MSGSEC(cfg).encryption.key_provider, &MSGSEC(cfg).encryption.keyring,
+      { &MSGSEC(cfg).encryption.algorithm_mark,
+        &MSGSEC(cfg).encryption.provider_mark,
+        &MSGSEC(cfg).encryption.keyring_mark } },
+    { sig, MSGSEC(cfg).signing.key_provider, &MSGSEC(cfg).signing.keyring,
+      { &MSGSEC(cfg).signing.algorithm_mark, &MSGSEC(cfg).signing.provider_mark,
+        &MSGSEC(cfg).signing.keyring_mark } },
+  };
+  static const char *const names[] = { "algorithm", "key_provider",
+                                       "keyring" };
+  char **out = &cfg->messaging.security.audit.output;
+  int rc;
+
+  for (size_t i = 0; i < 2; i++) {
+    for (size_t k = 0; k < 3; k++) {
+      snprintf(key, sizeof key, "%s%s", ms[i].prefix, names[k]);
+      *ms[i].marks[k] = swit__config_mark_get(ctx, key);
+    }
+    if (ms[i].provider && strcmp(ms[i].provider, "file") == 0 &&
+        is_set(*ms[i].keyring) &&
+        (rc = resolve_file(ctx, cfg->base_dir, ms[i].keyring, key, 0)))
+      return rc;
+  }
+  snprintf(key, sizeof key, "%ssensitive_fields", aud);
+  cfg->messaging.security.audit.sensitive_mark = swit__config_mark_get(ctx, key);
+  snprintf(key, sizeof key, "%soutput", aud);
+  cfg->messaging.security.audit.output_mark = swit__config_mark_get(ctx, key);
+  if (is_set(*out) && strcmp(*out, "stderr") != 0)
+    return resolve_file(ctx, cfg->base_dir, out, key, 0);
+  return 0;
+}
+
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
-  int rc = check_auth(ctx, cfg);
+  int rc = check_brokers(ctx, swit__config_fields, "",
+                         cfg->messaging.broker.type);
 
   if (rc == 0)
     rc = check_listen(ctx, "server.admin.listen", cfg->server.admin.listen);
   if (rc == 0)
     rc = check_listen(ctx, "server.http.listen", cfg->server.http.listen);
-
   if (rc == 0)
     rc = check_tls(ctx, cfg);
   if (rc == 0)
     rc = check_scripts(ctx, cfg);
+  if (rc == 0)
+    rc = keep_security(ctx, cfg);
   cfg->messaging.broker.type_mark =
       swit__config_mark_get(ctx, "messaging.broker.type");
   cfg->lua.scripts_mark = swit__config_mark_get(ctx, "lua.scripts");
@@ -444,7 +511,7 @@ void swit__config_free(swit_config *cfg)
  * Adapter settings and lookups */
 
 int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
-                       void *out, char *err, size_t errlen)
+                       int keep_unknown, void *out, char *err, size_t errlen)
 {
   swit_cfg_ctx ctx = { .file = kv->mark.file ? kv->mark.file : "<config>",
                        .err = err, .errlen = errlen };
@@ -458,7 +525,7 @@ int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
     snprintf(key, sizeof key, "messaging.broker.config.%s", it->key);
     f = swit__config_field(fields, it->key);
     rc = f ? swit__config_set_scalar(&ctx, f, out, it->value, it->mark, key)
-           : swit__config_unknown(&ctx, it->mark, key, fields);
+           : keep_unknown ? 0 : swit__config_unknown(&ctx, it->mark, key, fields);
   }
   if (rc < 0)
     swit__config_free_fields(fields, out);

@@ -33,7 +33,12 @@ typedef enum swit_cfg_type {
   SWIT_CFG_LIST,        /* swit_cfg_list (strings); a scalar is a one-item list */
   SWIT_CFG_SECTION,     /* nested struct described by `fields` */
   SWIT_CFG_NAMED,       /* swit_cfg_named: map of name -> section (`fields`, `elem_size`) */
-  SWIT_CFG_PASSTHROUGH  /* swit_cfg_kvlist: any keys, scalar values kept as strings */
+  SWIT_CFG_PASSTHROUGH, /* swit_cfg_kvlist: any keys, scalar values kept as strings */
+  SWIT_CFG_UNSUPPORTED  /* no member: a key of the design that swit does not
+                           implement yet; present in a file, it is refused
+                           ("not supported yet"), so no key is accepted and
+                           ignored. A section whose keys are all unsupported
+                           has no member either (offset 0, nothing written). */
 } swit_cfg_type;
 
 typedef struct swit_cfg_field {
@@ -46,6 +51,13 @@ typedef struct swit_cfg_field {
   const struct swit_cfg_field *fields; /* SECTION/NAMED: NULL-name-terminated */
   size_t elem_size;                    /* NAMED: sizeof the element struct */
   const char *desc;                    /* one line for the reference */
+  const char *brokers;                 /* NULL, or the broker types that
+                                          map this key ("nats", "kafka
+                                          rabbitmq"): set with any other,
+                                          it is refused at load */
+  int default_only;                    /* in a NAMED map: only the
+                                          "default" entry's value is read;
+                                          set in another entry, refused */
 } swit_cfg_field;
 
 /* Where a value came from, for error messages after loading. */
@@ -83,13 +95,11 @@ typedef struct swit_cfg_named {
 typedef struct swit_cfg_publisher {
   int64_t retry_attempts;   /* 3 */
   int64_t retry_delay_ms;   /* "1s" */
-  int64_t batch_size;       /* 100 */
   int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
   int transactional;        /* false: subscriptions of the group run exactly_once */
 } swit_cfg_publisher;
 
 typedef struct swit_cfg_subscriber {
-  int64_t concurrency;      /* 10 */
   int64_t prefetch;         /* 100 */
   int64_t ack_deadline_ms;  /* "30s" */
   int64_t max_attempts;     /* 3: handler attempts before dead-lettering */
@@ -106,8 +116,12 @@ typedef struct swit_cfg_reconnect {
 } swit_cfg_reconnect;
 
 
-enum { SWIT_BROKER_MEMORY, SWIT_BROKER_KAFKA, SWIT_BROKER_RABBITMQ,
-       SWIT_BROKER_NATS };
+/* The compiled-in broker adapters' names, NULL-terminated: generated from
+ * the CMake list SWIT_BROKERS (cmake/embed.cmake), so the host names no
+ * broker. messaging.broker.type indexes it. */
+extern const char *const swit__broker_types[];
+
+enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
 
 typedef struct swit_config {
   char *path;        /* file name as given, or "<string>" */
@@ -118,16 +132,16 @@ typedef struct swit_config {
     char *version;   /* "0.0.0" */
     int64_t shutdown_timeout_ms; /* "30s": drain deadline of a stop */
     /* observability (admin.c, metrics.c, log.c, ingress.c) */
-    struct { char *listen; char *token; } admin; /* "127.0.0.1:9090" | "off", "" */
+    struct { char *listen; char *token; int64_t max_connections; } admin; /* "127.0.0.1:9090" | "off", "", 64 */
     struct { int level; int format; } log;       /* SWIT_LOG_*, SWIT_LOG_FMT_* */
-    struct { char *listen; } http;               /* ingress: "off" */
+    struct { char *listen; int64_t max_connections; int trust_headers; } http; /* ingress: "off", 1024, false */
     struct { int enabled; } metrics;             /* true */
   } server;
 
   struct {
     int enabled;     /* true */
     struct {
-      int type;                 /* SWIT_BROKER_*; "memory" */
+      int type;                 /* index into swit__broker_types */
       swit_cfg_mark type_mark;
       swit_cfg_list endpoints;
       swit_cfg_kvlist config;   /* passthrough; validated by the adapter */
@@ -135,22 +149,40 @@ typedef struct swit_config {
     } broker;
     swit_cfg_named publishers;  /* of swit_cfg_publisher; "default" always present */
     swit_cfg_named subscribers; /* of swit_cfg_subscriber; "default" always present */
+    /* resources.connections and resources.publishers are
+     * SWIT_CFG_UNSUPPORTED keys: no member */
     struct {
-      struct { int64_t max_per_broker; int64_t idle_timeout_ms; } connections; /* 10, "5m" */
-      struct { int64_t pool_size; int64_t buffer_size; int64_t flush_interval_ms; } publishers; /* 20, 1000, "100ms" */
-      struct { int64_t worker_pool_size; int64_t prefetch_count; int64_t max_in_flight; } subscribers; /* 50, 100, 1000 */
-      struct { int64_t max_message_size; int64_t buffer_pool_size; } memory; /* "10MB", "100MB" */
+      struct { int64_t worker_pool_size; int64_t max_in_flight; } subscribers; /* 50, 1000 */
+      struct { int64_t max_message_size; } memory; /* "10MB" */
     } resources;
     struct {
       struct {
-        struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true */
+        struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true (NATS) */
       } transport;
-      struct { char *type; char *mechanism; char *username; char *password; } authentication; /* type: none|sasl|... */
+      struct { char *username; char *password; } authentication; /* RabbitMQ */
       struct {
-        struct { int enabled; char *algorithm; char *key_provider; } encryption; /* false, "AES-256-GCM", "" */
-        struct { int enabled; char *algorithm; } signing;                       /* false, "HMAC-SHA256" */
+        /* algorithm, key_provider and keyring are checked by host/sec/,
+         * with the marks recorded here ("keyring" is a resolved path
+         * for the file provider) */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics, headers;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } encryption;                                  /* false, "AES-256-GCM", "" */
+        struct {
+          int enabled; char *algorithm; char *key_provider; char *keyring;
+          swit_cfg_list topics;
+          swit_cfg_mark algorithm_mark, provider_mark, keyring_mark;
+        } signing;                                     /* false, "HMAC-SHA256", "" */
       } message;
-      struct { int enabled; int log_publishes; int log_consumes; swit_cfg_list sensitive_fields; } audit;
+      struct {
+        int enabled; int log_publishes; int log_consumes; int log_payload;
+        swit_cfg_list sensitive_fields;
+        char *output;                 /* "stderr" or a resolved path */
+        int64_t buffer_size;          /* "1MB" */
+        int on_full;                  /* SWIT_AUDIT_DROP | SWIT_AUDIT_BLOCK */
+        swit_cfg_mark sensitive_mark, output_mark;
+      } audit;
     } security;
     struct {
       int enabled;              /* false */
@@ -208,9 +240,13 @@ void swit__config_free(swit_config *cfg);
 
 /* Validate a passthrough map against a field table (an adapter's own
  * settings) and fill `out` (defaults applied first). Errors carry the
- * kv's mark and "messaging.broker.config.<key>". */
+ * kv's mark and "messaging.broker.config.<key>". A key not in `fields`
+ * is refused, or with `keep_unknown` left for the adapter to read. */
 int swit__config_apply(const swit_cfg_kvlist *kv, const swit_cfg_field *fields,
-                       void *out, char *err, size_t errlen);
+                       int keep_unknown, void *out, char *err, size_t errlen);
+/* The field called `name`, or NULL. */
+const swit_cfg_field *swit__config_field(const swit_cfg_field *fields,
+                                         const char *name);
 /* Free what swit__config_apply (or the loader) allocated in `obj`. */
 void swit__config_free_fields(const swit_cfg_field *fields, void *obj);
 

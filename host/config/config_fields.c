@@ -324,6 +324,8 @@ int swit__config_set_scalar(swit_cfg_ctx *ctx, const swit_cfg_field *f,
     return set_enum(ctx, f, p, text, mark, key);
   case SWIT_CFG_LIST:
     return set_list1(ctx, p, text);
+  case SWIT_CFG_UNSUPPORTED:
+    return swit__config_unsupported(ctx, mark, key);
   default: /* SECTION, NAMED, PASSTHROUGH */
     return swit__config_fail(ctx, mark, key, "expected a mapping");
   }
@@ -342,7 +344,8 @@ static size_t member_size(swit_cfg_type type)
   case SWIT_CFG_LIST: return sizeof(swit_cfg_list);
   case SWIT_CFG_NAMED: return sizeof(swit_cfg_named);
   case SWIT_CFG_PASSTHROUGH: return sizeof(swit_cfg_kvlist);
-  case SWIT_CFG_SECTION: return 0;
+  case SWIT_CFG_SECTION:
+  case SWIT_CFG_UNSUPPORTED: return 0;
   default: return sizeof(int64_t); /* INT, DURATION, SIZE */
   }
 }
@@ -471,7 +474,8 @@ static void type_text(const swit_cfg_field *f, char *buf, size_t len)
     [SWIT_CFG_DURATION] = "duration", [SWIT_CFG_SIZE] = "size",
     [SWIT_CFG_ENUM] = "one of", [SWIT_CFG_LIST] = "list of strings",
     [SWIT_CFG_SECTION] = "section", [SWIT_CFG_NAMED] = "map of sections",
-    [SWIT_CFG_PASSTHROUGH] = "map of strings"
+    [SWIT_CFG_PASSTHROUGH] = "map of strings",
+    [SWIT_CFG_UNSUPPORTED] = "**not supported yet**: refused when set"
   };
   char more[192];
 
@@ -483,18 +487,41 @@ static void type_text(const swit_cfg_field *f, char *buf, size_t len)
            f->type == SWIT_CFG_ENUM ? " " : "", more);
 }
 
+/* 1 when `word` is one of the space-separated words of `list`. */
+int swit__config_word_in(const char *list, const char *word)
+{
+  size_t n = strlen(word);
+
+  for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+      return 1;
+  return 0;
+}
+
+/* " Only with broker type nats; refused with the others." or "". */
+static void brokers_text(const swit_cfg_field *f, char *buf, size_t len)
+{
+  buf[0] = '\0';
+  if (f->brokers)
+    snprintf(buf, len, ". Only with broker type %s; refused with the others",
+             f->brokers);
+}
+
 static void ref_row(const swit_cfg_field *f, const char *key,
                     void (*emit)(void *, const char *), void *ud)
 {
-  char type[256], dflt[128], line[768];
+  char type[256], dflt[128], only[128], line[1024];
 
   type_text(f, type, sizeof type);
+  brokers_text(f, only, sizeof only);
   if (!f->dflt)
     dflt[0] = '\0';
   else
     snprintf(dflt, sizeof dflt, "`%s`", f->dflt[0] ? f->dflt : "\"\"");
-  snprintf(line, sizeof line, "| `%s` | %s | %s | %s |", key, type, dflt,
-           f->desc ? f->desc : "");
+  snprintf(line, sizeof line, "| `%s` | %s | %s | %s%s%s |", key, type,
+           dflt, f->desc ? f->desc : "", only,
+           f->default_only ? ". Read from the `default` entry only; "
+                             "refused in the others" : "");
   emit(ud, line);
 }
 

@@ -38,6 +38,9 @@ typedef struct swit_cfg_ctx {
 
 /* Write "file:line:col: key: <fmt>" (no line part when mark.line is 0,
  * no key part when key is NULL) and return SWIT_E_CONFIG. */
+/* 1 when `word` is one of the space-separated words of `list`. */
+int swit__config_word_in(const char *list, const char *word);
+
 int swit__config_fail(swit_cfg_ctx *ctx, swit_cfg_mark mark, const char *key,
                       const char *fmt, ...)
 #if defined(__GNUC__)
@@ -45,10 +48,12 @@ int swit__config_fail(swit_cfg_ctx *ctx, swit_cfg_mark mark, const char *key,
 #endif
     ;
 int swit__config_nomem(swit_cfg_ctx *ctx); /* SWIT_E_NOMEM */
+/* "key: not supported yet (see docs/configuration.md)" */
+int swit__config_unsupported(swit_cfg_ctx *ctx, swit_cfg_mark mark,
+                             const char *key);
 /* "key: unknown key (expected one of a, b, c)" */
 int swit__config_unknown(swit_cfg_ctx *ctx, swit_cfg_mark mark,
                          const char *key, const swit_cfg_field *fields);
-
 int swit__config_mark_put(swit_cfg_ctx *ctx, const char *key,
                           swit_cfg_mark mark);
 /* The recorded mark, or {ctx->file, 0, 0} when the key was defaulted. */

@@ -7,6 +7,11 @@
  * that have none, and swit__config_reference() prints them as the docs.
  * The tables are constant data, read from any thread. Members that are not
  * keys (path, base_dir, the *_mark fields) are set by config.c.
+ *
+ * No key is accepted and ignored: a key of the design that swit does not
+ * implement yet is an UNSUPPORTED row (no member; a file that sets it is
+ * refused), and a key only some adapters map names them in `.brokers`
+ * (set with another broker type, it is refused at load).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -22,24 +27,34 @@
 #define KIB ((int64_t)1024)
 #define GIB (KIB * KIB * KIB)
 
+/* A key of the design that swit does not implement yet: refused when a
+ * file sets it (config_yaml.c), listed as such in the reference. */
+#define UNSUPPORTED(key, what) \
+  { .name = key, .type = SWIT_CFG_UNSUPPORTED, .desc = what }
+
+/* A key only the named adapters map (names as in messaging.broker.type,
+ * space-separated): set with another broker type, it is refused. */
+#define ONLY(names) names
+
 /* ---------------------------------------------------------------------
  * Named publishers and subscribers */
 
 const swit_cfg_field swit__publisher_fields[] = {
   { .name = "retry_attempts", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_publisher, retry_attempts), .dflt = "3",
-    .min = 0, .max = 100,
-    .desc = "Publish retries after the first failure (0 = none)" },
+    .min = 0, .max = 100, .default_only = 1,
+    .desc = "Publish retries after the first failure (0 = none): "
+            "swit_host_publish(), RabbitMQ's confirm retries" },
   { .name = "retry_delay", .type = SWIT_CFG_DURATION,
     .offset = offsetof(swit_cfg_publisher, retry_delay_ms), .dflt = "1s",
-    .min = 0, .max = MS_H, .desc = "Pause between publish retries" },
-  { .name = "batch_size", .type = SWIT_CFG_INT,
-    .offset = offsetof(swit_cfg_publisher, batch_size), .dflt = "100",
-    .min = 1, .max = 100000, .desc = "Messages sent to the broker at once" },
+    .min = 0, .max = MS_H, .default_only = 1,
+    .desc = "Pause between publish retries of swit_host_publish()" },
+  UNSUPPORTED("batch_size", "Messages sent to the broker at once"),
   { .name = "timeout", .type = SWIT_CFG_DURATION,
     .offset = offsetof(swit_cfg_publisher, timeout_ms), .dflt = "5s",
-    .min = 0, .max = MS_H,
-    .desc = "How long a publish may wait for room or a confirm (0 = never)" },
+    .min = 0, .max = MS_H, .default_only = 1,
+    .desc = "How long a publish may wait for room or a confirm (0 = never): "
+            "the C API, the HTTP ingress, the adapters' confirm waits" },
   { .name = "transactional", .type = SWIT_CFG_BOOL,
     .offset = offsetof(swit_cfg_publisher, transactional), .dflt = "false",
     .desc = "The subscriptions of the group of this name (set on default: "
@@ -50,16 +65,22 @@ const swit_cfg_field swit__publisher_fields[] = {
 };
 
 const swit_cfg_field swit__subscriber_fields[] = {
-  { .name = "concurrency", .type = SWIT_CFG_INT,
-    .offset = offsetof(swit_cfg_subscriber, concurrency), .dflt = "10",
-    .min = 1, .max = 1024, .desc = "Messages handled in parallel" },
+  UNSUPPORTED("concurrency", "Messages of the group in flight across the "
+              "workers (parallelism comes from "
+              "resources.subscribers.worker_pool_size)"),
   { .name = "prefetch", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, prefetch), .dflt = "100",
-    .min = 1, .max = 100000, .desc = "Broker-side prefetch hint" },
+    .min = 1, .max = 100000,
+    .desc = "Unacknowledged deliveries the broker may send ahead: "
+            "RabbitMQ basic.qos, NATS JetStream max_ack_pending; Kafka "
+            "and memory have no such limit (the worker queues' "
+            "high-water mark applies)" },
   { .name = "ack_deadline", .type = SWIT_CFG_DURATION,
     .offset = offsetof(swit_cfg_subscriber, ack_deadline_ms), .dflt = "30s",
     .min = 1, .max = 24 * MS_H,
-    .desc = "Time to settle a delivery before the broker redelivers it" },
+    .desc = "Time to settle a delivery before the broker redelivers it: "
+            "NATS JetStream ack_wait; RabbitMQ, Kafka and memory redeliver "
+            "on a lost connection or rebalance instead" },
   { .name = "max_attempts", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, max_attempts), .dflt = "3",
     .min = 1, .max = 1000,
@@ -83,9 +104,6 @@ const swit_cfg_field swit__subscriber_fields[] = {
 /* ---------------------------------------------------------------------
  * messaging.broker */
 
-static const char *const broker_types[] = { "memory", "kafka", "rabbitmq",
-                                            "nats", NULL };
-
 #define BROKER messaging.broker
 #define RECONNECT messaging.broker.reconnect
 static const swit_cfg_field reconnect_fields[] = {
@@ -104,42 +122,37 @@ static const swit_cfg_field reconnect_fields[] = {
 
 static const swit_cfg_field broker_fields[] = {
   { .name = "type", .type = SWIT_CFG_ENUM, .offset = OFF(BROKER, type),
-    .dflt = "memory", .choices = broker_types, .desc = "Broker adapter" },
+    .dflt = "memory", .choices = swit__broker_types,
+    .desc = "Broker adapter (one of those compiled in)" },
   { .name = "endpoints", .type = SWIT_CFG_LIST,
-    .offset = OFF(BROKER, endpoints), .desc = "Broker addresses (host:port)" },
+    .offset = OFF(BROKER, endpoints),
+    .desc = "Broker addresses: Kafka bootstrap servers (host:port), "
+            "RabbitMQ AMQP URLs or host:port, NATS URLs (the memory "
+            "broker has no connection and reads none)" },
   { .name = "config", .type = SWIT_CFG_PASSTHROUGH,
     .offset = OFF(BROKER, config),
     .desc = "Broker-native settings, validated by the adapter" },
   { .name = "reconnect", .type = SWIT_CFG_SECTION,
     .offset = OFF(BROKER, reconnect), .fields = reconnect_fields,
-    .desc = "Reconnect backoff (exponential, with jitter)" },
+    .desc = "Reconnect backoff (exponential, with jitter) of the networked "
+            "brokers" },
   { .name = NULL }
 };
 
 /* ---------------------------------------------------------------------
  * messaging.resources */
 
-#define CONNS messaging.resources.connections
 static const swit_cfg_field connections_fields[] = {
-  { .name = "max_per_broker", .type = SWIT_CFG_INT,
-    .offset = OFF(CONNS, max_per_broker), .dflt = "10", .min = 1,
-    .max = 1000, .desc = "Connections opened to one broker at most" },
-  { .name = "idle_timeout", .type = SWIT_CFG_DURATION,
-    .offset = OFF(CONNS, idle_timeout_ms), .dflt = "5m", .min = 0,
-    .max = 24 * MS_H, .desc = "Idle connections are closed after this" },
+  UNSUPPORTED("max_per_broker", "Connections opened to one broker at most"),
+  UNSUPPORTED("idle_timeout", "Idle connections are closed after this"),
   { .name = NULL }
 };
 
-#define RPUB messaging.resources.publishers
 static const swit_cfg_field res_publishers_fields[] = {
-  { .name = "pool_size", .type = SWIT_CFG_INT, .offset = OFF(RPUB, pool_size),
-    .dflt = "20", .min = 1, .max = 1024, .desc = "Publisher instances" },
-  { .name = "buffer_size", .type = SWIT_CFG_INT,
-    .offset = OFF(RPUB, buffer_size), .dflt = "1000", .min = 1,
-    .max = 1000000, .desc = "Messages buffered before a publish waits" },
-  { .name = "flush_interval", .type = SWIT_CFG_DURATION,
-    .offset = OFF(RPUB, flush_interval_ms), .dflt = "100ms", .min = 0,
-    .max = MS_H, .desc = "Buffered messages are flushed at least this often" },
+  UNSUPPORTED("pool_size", "Publisher instances"),
+  UNSUPPORTED("buffer_size", "Messages buffered before a publish waits"),
+  UNSUPPORTED("flush_interval",
+              "Buffered messages are flushed at least this often"),
   { .name = NULL }
 };
 
@@ -148,9 +161,8 @@ static const swit_cfg_field res_subscribers_fields[] = {
   { .name = "worker_pool_size", .type = SWIT_CFG_INT,
     .offset = OFF(RSUB, worker_pool_size), .dflt = "50", .min = 1,
     .max = 1024, .desc = "Worker threads, each with its own Lua state" },
-  { .name = "prefetch_count", .type = SWIT_CFG_INT,
-    .offset = OFF(RSUB, prefetch_count), .dflt = "100", .min = 1,
-    .max = 100000, .desc = "Messages queued per worker" },
+  UNSUPPORTED("prefetch_count", "Messages queued per worker (the queue's "
+              "high-water mark comes from max_in_flight)"),
   { .name = "max_in_flight", .type = SWIT_CFG_INT,
     .offset = OFF(RSUB, max_in_flight), .dflt = "1000", .min = 1,
     .max = 1000000,
@@ -166,20 +178,17 @@ static const swit_cfg_field memory_fields[] = {
     .max = GIB, .desc = "Largest message (payload + key + headers) a "
                          "broker accepts; larger ones are refused or "
                          "dead-lettered" },
-  { .name = "buffer_pool_size", .type = SWIT_CFG_SIZE,
-    .offset = OFF(RMEM, buffer_pool_size), .dflt = "100MB", .min = 1,
-    .max = 1024 * GIB, .desc = "Memory for message buffers in total" },
+  UNSUPPORTED("buffer_pool_size", "Memory for message buffers in total"),
   { .name = NULL }
 };
 
 #define RES messaging.resources
 static const swit_cfg_field resources_fields[] = {
-  { .name = "connections", .type = SWIT_CFG_SECTION,
-    .offset = OFF(RES, connections), .fields = connections_fields,
-    .desc = "Broker connections" },
-  { .name = "publishers", .type = SWIT_CFG_SECTION,
-    .offset = OFF(RES, publishers), .fields = res_publishers_fields,
-    .desc = "Publisher pool" },
+  /* offset 0: every key of these two is unsupported, nothing is written */
+  { .name = "connections", .type = SWIT_CFG_SECTION, .offset = 0,
+    .fields = connections_fields, .desc = "Broker connections" },
+  { .name = "publishers", .type = SWIT_CFG_SECTION, .offset = 0,
+    .fields = res_publishers_fields, .desc = "Publisher pool" },
   { .name = "subscribers", .type = SWIT_CFG_SECTION,
     .offset = OFF(RES, subscribers), .fields = res_subscribers_fields,
     .desc = "Worker pool" },
@@ -194,15 +203,20 @@ static const swit_cfg_field resources_fields[] = {
 #define TLS messaging.security.transport.tls
 static const swit_cfg_field tls_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(TLS, enabled),
-    .dflt = "false", .desc = "Use TLS to the broker" },
+    .dflt = "false", .brokers = ONLY("nats"),
+    .desc = "Use TLS to the broker (Kafka: librdkafka's security.protocol "
+            "and ssl.* keys in messaging.broker.config)" },
   { .name = "cert_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, cert_file),
+    .brokers = ONLY("nats"),
     .desc = "Client certificate (PEM), relative to the config file" },
   { .name = "key_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, key_file),
+    .brokers = ONLY("nats"),
     .desc = "Client private key (PEM), relative to the config file" },
   { .name = "ca_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, ca_file),
+    .brokers = ONLY("nats"),
     .desc = "CA bundle (PEM), relative to the config file" },
   { .name = "verify_server", .type = SWIT_CFG_BOOL,
-    .offset = OFF(TLS, verify_server), .dflt = "true",
+    .offset = OFF(TLS, verify_server), .dflt = "true", .brokers = ONLY("nats"),
     .desc = "Verify the broker's certificate" },
   { .name = NULL }
 };
@@ -216,27 +230,35 @@ static const swit_cfg_field transport_fields[] = {
 
 #define AUTH messaging.security.authentication
 static const swit_cfg_field auth_fields[] = {
-  { .name = "type", .type = SWIT_CFG_STR, .offset = OFF(AUTH, type),
-    .dflt = "none", .desc = "One of none, sasl, basic, token" },
-  { .name = "mechanism", .type = SWIT_CFG_STR,
-    .offset = OFF(AUTH, mechanism),
-    .desc = "SASL mechanism, e.g. SCRAM-SHA-512" },
+  UNSUPPORTED("type", "One of none, sasl, basic, token"),
+  UNSUPPORTED("mechanism", "SASL mechanism, e.g. SCRAM-SHA-512 (Kafka: "
+              "librdkafka's sasl.* keys in messaging.broker.config)"),
   { .name = "username", .type = SWIT_CFG_STR, .offset = OFF(AUTH, username),
-    .desc = "User name" },
+    .brokers = ONLY("rabbitmq"),
+    .desc = "User name; replaces the endpoint URL's (NATS: "
+            "messaging.broker.config.user)" },
   { .name = "password", .type = SWIT_CFG_STR, .offset = OFF(AUTH, password),
-    .desc = "Password or token; use ${VAR}" },
+    .brokers = ONLY("rabbitmq"),
+    .desc = "Password; replaces the endpoint URL's; use ${VAR}" },
   { .name = NULL }
 };
 
 #define ENC messaging.security.message.encryption
 static const swit_cfg_field encryption_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(ENC, enabled),
-    .dflt = "false", .desc = "Encrypt payloads" },
+    .dflt = "false", .desc = "Encrypt payloads (docs/security.md)" },
   { .name = "algorithm", .type = SWIT_CFG_STR, .offset = OFF(ENC, algorithm),
-    .dflt = "AES-256-GCM", .desc = "Payload cipher" },
+    .dflt = "AES-256-GCM", .desc = "Payload cipher: AES-256-GCM" },
   { .name = "key_provider", .type = SWIT_CFG_STR,
     .offset = OFF(ENC, key_provider), .dflt = "",
-    .desc = "Where keys come from, e.g. vault" },
+    .desc = "Where keys come from: file or env" },
+  { .name = "keyring", .type = SWIT_CFG_STR, .offset = OFF(ENC, keyring),
+    .desc = "file: keyring path (relative to the config file); env: the "
+            "variable holding the keyring" },
+  { .name = "topics", .type = SWIT_CFG_LIST, .offset = OFF(ENC, topics),
+    .desc = "Topic patterns encrypted (* and ? match); empty: every topic" },
+  { .name = "headers", .type = SWIT_CFG_LIST, .offset = OFF(ENC, headers),
+    .desc = "Headers encrypted with the payload" },
   { .name = NULL }
 };
 
@@ -245,7 +267,15 @@ static const swit_cfg_field signing_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(SIGN, enabled),
     .dflt = "false", .desc = "Sign published messages, verify received ones" },
   { .name = "algorithm", .type = SWIT_CFG_STR, .offset = OFF(SIGN, algorithm),
-    .dflt = "HMAC-SHA256", .desc = "Signature algorithm" },
+    .dflt = "HMAC-SHA256", .desc = "HMAC-SHA256 or Ed25519" },
+  { .name = "key_provider", .type = SWIT_CFG_STR,
+    .offset = OFF(SIGN, key_provider), .dflt = "",
+    .desc = "Where keys come from: file or env" },
+  { .name = "keyring", .type = SWIT_CFG_STR, .offset = OFF(SIGN, keyring),
+    .desc = "file: keyring path (relative to the config file); env: the "
+            "variable holding the keyring" },
+  { .name = "topics", .type = SWIT_CFG_LIST, .offset = OFF(SIGN, topics),
+    .desc = "Topic patterns signed and verified; empty: every topic" },
   { .name = NULL }
 };
 
@@ -261,6 +291,7 @@ static const swit_cfg_field message_fields[] = {
 };
 
 #define AUDIT messaging.security.audit
+static const char *const audit_on_full[] = { "drop", "block", NULL };
 static const swit_cfg_field audit_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(AUDIT, enabled),
     .dflt = "false", .desc = "Write an audit log" },
@@ -270,9 +301,21 @@ static const swit_cfg_field audit_fields[] = {
   { .name = "log_consumes", .type = SWIT_CFG_BOOL,
     .offset = OFF(AUDIT, log_consumes), .dflt = "true",
     .desc = "Audit every consumed message (when enabled)" },
+  { .name = "log_payload", .type = SWIT_CFG_BOOL,
+    .offset = OFF(AUDIT, log_payload), .dflt = "false",
+    .desc = "Include JSON payloads (sensitive_fields redacted)" },
   { .name = "sensitive_fields", .type = SWIT_CFG_LIST,
     .offset = OFF(AUDIT, sensitive_fields),
-    .desc = "Payload fields masked in the audit log" },
+    .desc = "Payload fields redacted in the audit log (a.b.c; * any key)" },
+  { .name = "output", .type = SWIT_CFG_STR, .offset = OFF(AUDIT, output),
+    .dflt = "stderr", .desc = "stderr, or a file appended to (relative to "
+                              "the config file)" },
+  { .name = "buffer_size", .type = SWIT_CFG_SIZE,
+    .offset = OFF(AUDIT, buffer_size), .dflt = "1MB", .min = 4096,
+    .max = (int64_t)1 << 30, .desc = "Bytes of lines waiting for the writer" },
+  { .name = "on_full", .type = SWIT_CFG_ENUM, .offset = OFF(AUDIT, on_full),
+    .dflt = "drop", .choices = audit_on_full,
+    .desc = "A full buffer: drop the line (counted) or block the caller" },
   { .name = NULL }
 };
 
@@ -284,8 +327,9 @@ static const swit_cfg_field security_fields[] = {
   { .name = "authentication", .type = SWIT_CFG_SECTION,
     .offset = OFF(SEC, authentication), .fields = auth_fields,
     .desc = "Broker authentication" },
-  { .name = "message", .type = SWIT_CFG_SECTION, .offset = OFF(SEC, message),
-    .fields = message_fields, .desc = "Message-level security" },
+  { .name = "message", .type = SWIT_CFG_SECTION,
+    .offset = OFF(SEC, message), .fields = message_fields,
+    .desc = "Message-level security" },
   { .name = "audit", .type = SWIT_CFG_SECTION, .offset = OFF(SEC, audit),
     .fields = audit_fields, .desc = "Audit logging" },
   { .name = NULL }
@@ -303,11 +347,18 @@ static const swit_cfg_field admin_fields[] = {
   { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, listen),
     .dflt = "127.0.0.1:9090",
     .desc = "Admin HTTP server (health, metrics, status, reload): "
-            "host:port, port 0 = any free port, or off" },
+            "host:port ([v6]:port), port 0 = any free port, or off; "
+            "anything else (port outside 0..65535) is refused" },
   { .name = "token", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, token),
     .dflt = "", .desc = "Bearer token required by every state-changing "
                          "admin endpoint (empty: those endpoints answer "
                          "403); use ${VAR}" },
+  { .name = "max_connections", .type = SWIT_CFG_INT,
+    .offset = OFF(ADMIN, max_connections), .dflt = "64", .min = 8,
+    .max = 65536,
+    .desc = "Open connections at most; the last 4 serve /healthz and "
+            "/readyz only, and a new connection at the cap closes the "
+            "oldest one that is idle or still sending its request" },
   { .name = NULL }
 };
 
@@ -327,8 +378,19 @@ static const swit_cfg_field log_fields[] = {
 static const swit_cfg_field http_fields[] = {
   { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(HTTP, listen),
     .dflt = "off",
-    .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port, port 0 = "
-            "any free port, or off" },
+    .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port "
+            "([v6]:port), port 0 = any free port, or off; anything else "
+            "(port outside 0..65535) is refused" },
+  { .name = "max_connections", .type = SWIT_CFG_INT,
+    .offset = OFF(HTTP, max_connections), .dflt = "1024", .min = 1,
+    .max = 65536,
+    .desc = "Open ingress connections at most; a new connection at the "
+            "cap closes the oldest one that is idle or still sending its "
+            "request" },
+  { .name = "trust_headers", .type = SWIT_CFG_BOOL,
+    .offset = OFF(HTTP, trust_headers), .dflt = "false",
+    .desc = "Let clients set x-swit-* and traceparent/tracestate message "
+            "headers (Swit-Header-...); off: such a request gets 400" },
   { .name = NULL }
 };
 
@@ -345,7 +407,9 @@ static const swit_cfg_field server_fields[] = {
   { .name = "name", .type = SWIT_CFG_STR, .offset = OFF(server, name),
     .dflt = "swit", .desc = "Service name; the default subscription group" },
   { .name = "version", .type = SWIT_CFG_STR, .offset = OFF(server, version),
-    .dflt = "0.0.0", .desc = "Service version" },
+    .dflt = "0.0.0",
+    .desc = "Service version: in the start-up log line, the "
+            "swit_build_info metric (service_version) and /admin/status" },
   { .name = "shutdown_timeout", .type = SWIT_CFG_DURATION,
     .offset = OFF(server, shutdown_timeout_ms), .dflt = "30s",
     .min = 0, .max = MS_H,

@@ -304,6 +304,34 @@ fail:
   return rc;
 }
 
+/* A key that only the "default" entry of a NAMED map may set, set in
+ * entry `key` (its value's mark), or 0. */
+static int check_default_only(walker *w, const swit_cfg_field *fields,
+                              const yaml_node_t *own, const char *key,
+                              const char *parent)
+{
+  char k[SWIT__CONFIG_KEYMAX];
+  yaml_node_pair_t *p;
+
+  if (own->type != YAML_MAPPING_NODE)
+    return 0; /* walk_section says what is wrong */
+  for (p = own->data.mapping.pairs.start; p < own->data.mapping.pairs.top;
+       p++) {
+    const yaml_node_t *kn = node(w, p->key);
+    const swit_cfg_field *f;
+    if (kn->type != YAML_SCALAR_NODE)
+      continue;
+    f = swit__config_field(fields, text(kn));
+    if (!f || !f->default_only)
+      continue;
+    join(k, sizeof k, key, f->name);
+    return swit__config_fail(w->ctx, mark_of(w, node(w, p->value)), k,
+                             "only %s.default.%s is used (see "
+                             "docs/configuration.md)", parent, f->name);
+  }
+  return 0;
+}
+
 /* Element `i` of a NAMED map: defaults, then `dflt`'s keys, then `own`. */
 static int named_elem(walker *w, const swit_cfg_field *f, swit_cfg_named *nm,
                       size_t i, const char *name, yaml_node_t *dflt,
@@ -319,6 +347,8 @@ static int named_elem(walker *w, const swit_cfg_field *f, swit_cfg_named *nm,
   rc = swit__config_defaults(w->ctx, f->fields, elem);
   if (rc == 0 && dflt)
     rc = walk_section(w, f->fields, elem, dflt, key);
+  if (rc == 0 && own && i > 0)
+    rc = check_default_only(w, f->fields, own, key, parent);
   if (rc == 0 && own)
     rc = walk_section(w, f->fields, elem, own, key);
   return rc;
@@ -373,6 +403,8 @@ static int walk_value(walker *w, const swit_cfg_field *f, void *obj,
   if (rc < 0)
     return rc;
   switch (f->type) {
+  case SWIT_CFG_UNSUPPORTED: /* whatever the value, even null or a map */
+    return swit__config_unsupported(w->ctx, mark_of(w, v), key);
   case SWIT_CFG_SECTION:
     return walk_section(w, f->fields, p, v, key);
   case SWIT_CFG_NAMED:

@@ -24,7 +24,8 @@
 #include "swit/swit.h"
 #include "swit_ffi.h"
 #include "config/config.h"
-#include "base/log.h" /* swit__fail, swit__now_ms for adapters */
+#include "base/log.h"   /* swit__fail for adapters */
+#include "base/clock.h" /* swit__now_ms, deadlines for adapters */
 
 typedef struct swit_broker swit_broker; /* an adapter instance */
 
@@ -118,9 +119,42 @@ typedef enum swit_conn_state {
   SWIT_CONN_FAILED
 } swit_conn_state;
 
+/* messaging.security.transport.tls, for adapters that speak TLS. */
+typedef struct swit_broker_tls {
+  int enabled;
+  const char *cert_file, *key_file, *ca_file; /* NULL or "": none */
+  int verify_server;
+} swit_broker_tls;
+
+/* What an adapter sees of the host: plain values the host copies from
+ * the configuration (swit__broker_env_config; strings live as long as
+ * the host) and the host's callbacks. Adapters never see swit_config. */
 typedef struct swit_broker_env {
-  const swit_config *cfg; /* whole config; adapters read messaging.broker */
+  const char *server_name;       /* server.name: client and group names */
+  const char *const *endpoints;  /* messaging.broker.endpoints */
+  size_t n_endpoints;            /* 0: the adapter's local default */
   const void *settings;   /* filled from `config_fields`, NULL if none */
+  /* messaging.broker.config as written, for an adapter with
+   * SWIT_CAP_CONFIG_PASSTHROUGH (the keys not in config_fields); NULL or
+   * empty otherwise. */
+  const swit_cfg_kvlist *config;
+  /* messaging.resources.memory.max_message_size (0: no limit). The core
+   * checks publishes against it; an adapter that can drop a delivery
+   * larger than it before copying it marks it (swit_delivery.reject). */
+  int64_t max_message_size;
+  /* messaging.publishers.default: how long a confirmed publish waits for
+   * the broker's confirm, and how often an adapter that resends an
+   * unconfirmed publish itself may try. */
+  int64_t publish_timeout_ms;
+  int64_t publish_retry_attempts;
+  int64_t shutdown_timeout_ms;   /* server.shutdown_timeout */
+  uint32_t workers;              /* worker_pool_size: txn_begin's `worker` bound */
+  /* messaging.broker.reconnect, for a client library that reconnects by
+   * itself (its own backoff settings); backoff_ms below is the policy. */
+  int64_t reconnect_delay_ms, reconnect_max_delay_ms, reconnect_max_attempts;
+  swit_broker_tls tls;
+  /* messaging.security.authentication (NULL or "": none) */
+  const char *username, *password;
   swit_log_fn log;
   void *log_ud;
   /* Report a state change (any thread); `detail` may be NULL. */
@@ -141,9 +175,29 @@ typedef struct swit_broker_env {
                      int32_t partition, int64_t lag);
 } swit_broker_env;
 
+/* msg_check.c: the core's one wording of message checks. Size counts
+ * payload, key and header names and values. swit__msg_oversize: NULL if
+ * `m` fits `max` (<= 0: no limit), else the reason, written to buf (an
+ * adapter sets it as swit_delivery.reject). swit__msg_check: the checks
+ * the core makes on every publish before the adapter sees it (topic,
+ * NULL pointers with a length, size), SWIT_E_INVAL / SWIT_E_TOOBIG. */
+size_t swit__msg_size(const swit_msg_view *m);
+const char *swit__msg_oversize(const swit_msg_view *m, int64_t max,
+                               char *buf, size_t len);
+int swit__msg_check(const swit_msg_view *msgs, size_t n, int64_t max,
+                    char *err, size_t errlen);
+
+/* Fill the configuration part of `env` (broker_env.c); the callbacks
+ * and `settings` are the caller's. */
+void swit__broker_env_config(swit_broker_env *env, const swit_config *cfg);
+
 enum {
   SWIT_CAP_REQUEUE = 1, /* nack with requeue redelivers */
-  SWIT_CAP_CONFIRM = 2  /* publish returns a broker confirm id */
+  SWIT_CAP_CONFIRM = 2, /* publish returns a broker confirm id */
+  /* messaging.broker.config keys not in config_fields are not refused at
+   * load: the adapter reads them from the map and validates them itself
+   * (Kafka: librdkafka properties, through librdkafka's setter). */
+  SWIT_CAP_CONFIG_PASSTHROUGH = 4
 };
 
 typedef struct swit_broker_ops {
@@ -191,6 +245,14 @@ typedef struct swit_broker_ops {
                  const swit_publish_opts *o, uint64_t *confirm_ids,
                  char *err, size_t errlen);
   int (*flush)(swit_broker *b, int timeout_ms);
+
+  /* Only a broker that keeps messages in this process and nowhere else
+   * (the memory broker); NULL for the others. How many deliveries the
+   * subscriptions have not been handed yet (never delivered, or given
+   * back). A graceful stop keeps the subscriptions running until this is
+   * 0 and nothing is in flight (or the deadline passes), since nothing
+   * given back would survive the process. */
+  int64_t (*undelivered)(swit_broker *b);
 
   /* Transactions (exactly_once subscriptions). Both NULL for a broker
    * without them; the host then refuses exactly_once at start.

@@ -250,6 +250,8 @@ struct swit_host_s {
   uint32_t batch_size;
 
   atomic_int state;           /* SWIT__* */
+  atomic_int intake_busy;     /* ingress requests between their state
+                                 check and their publish's return */
   atomic_int go;              /* workers may start dispatching */
   atomic_int_fast64_t inflight;      /* delivered, not yet settled */
   atomic_int_fast64_t last_activity_ms;
@@ -279,6 +281,7 @@ struct swit_host_s {
   size_t abandoned;           /* workers a stop left running (never freed) */
   atomic_int stop_requested;  /* os.exit() from a script (lua_state.c) */
   atomic_int stop_code;       /* the code it gave */
+  struct swit__sec *sec;      /* message security, audit (sec/sec.h); NULL when off */
 };
 
 /* What a worker's busy_since_us times. */
@@ -324,19 +327,25 @@ uint32_t swit__queue_depth(swit__queue *q);
 int swit__workers_create(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_init_queues(struct swit_host_s *h, char *err, size_t errlen);
 int swit__workers_start(struct swit_host_s *h, char *err, size_t errlen);
-/* Close every queue and join each worker by deadline_ms (monotonic); one
- * still running then is waited for until the watchdog marks it stuck
- * (lua.limits.handler_timeout), then interrupted and, SWIT__STOP_GRACE_MS
- * later, left behind (its queue given back). Returns how many were left behind: the
+/* Close every queue and join each worker by `end`; past it, one still
+ * running is asked to stop at its next message boundary, interrupted
+ * SWIT__STOP_GRACE_MS later, and left behind (its queue given back) one
+ * grace after that (worker.c). Returns how many were left behind: the
  * host must then not be freed (a thread still runs in it). */
 #define SWIT__STOP_GRACE_MS 1000
-size_t swit__workers_stop(struct swit_host_s *h, int64_t deadline_ms);
+/* Past the stop's deadline: every worker stops at its next message
+ * boundary and gives the rest back (before the adapters' unsubscribe,
+ * which may wait for what is in flight). */
+void swit__workers_halt(struct swit_host_s *h);
+size_t swit__workers_stop(struct swit_host_s *h, swit__deadline end);
 void swit__workers_free(struct swit_host_s *h);
 char *swit__arena_dup(swit__worker *w, const char *s, size_t len);
 void *swit__arena_alloc(swit__worker *w, size_t size);
 /* Fill the batch from w->items[0..n) and run its handlers; results are
  * in w->ffi.msgs. */
 void swit__worker_run_handlers(swit__worker *w, size_t n);
+/* The Lua loop stopped at `from` (ffi.stop): give back from..n-1. */
+void swit__worker_give_back(swit__worker *w, uint32_t from, uint32_t n);
 
 /* settle.c: apply a finished batch's results */
 void swit__settle_batch(swit__worker *w, size_t n);

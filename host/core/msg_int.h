@@ -20,5 +20,9 @@ swit__worker *swit__worker_of(const swit_ffi_msg *m);
 
 /* The calling thread's worker (set while a worker runs or loads Lua). */
 extern _Thread_local swit__worker *swit__current_worker;
+/* The peer ("address:port") of the HTTP request the calling thread is
+ * publishing for (the ingress sets it around its publish), or NULL; the
+ * audit log reads it in publish hooks. */
+extern _Thread_local const char *swit__publish_remote;
 
 #endif /* SWIT_MSG_INT_H */

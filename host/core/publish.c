@@ -2,9 +2,12 @@
  * publish.c - publishing through the host's broker, from any thread.
  *
  * swit__publish is the one path every publish takes (Lua handlers, C
- * handlers, the C API, dead-lettering): it checks the host is connected,
- * hands the message to the adapter and counts it as activity for the
- * idle detector. Dead letters are published `mandatory`: the host acks
+ * handlers, the C API, dead-lettering): it checks the messages
+ * (swit__msg_check: topic, pointers, max_message_size - adapters do not
+ * re-check) and that the host is connected, hands the messages to the
+ * adapter and counts them as activity for the idle detector. A dead
+ * letter is not held to max_message_size: the copy of an oversized
+ * message, with the host's headers, must still reach its topic. Dead letters are published `mandatory`: the host acks
  * their originals once they are confirmed, so a copy the broker would
  * drop as unroutable must fail instead. Workers publish with timeout 0 so a full queue never
  * blocks a worker; swit_host_publish (embedders) waits for room and
@@ -17,19 +20,16 @@
 #include "core/host_int.h"
 #include "core/msg_int.h"
 
-static void sleep_ms(int64_t ms)
-{
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* The one path: the interceptors' publish hooks (in the chain's order,
- * then the reverse), the connection check, the adapter. */
+ * then the reverse), the core's checks (well-formed views, the size
+ * limit: after the hooks, which may rewrite), the connection, the adapter. */
 static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
                      const swit_publish_opts *o, const swit__pub_info *pi,
                      uint64_t *confirm, char *err, size_t errlen)
 {
   const swit__icpt_chain *c = &h->icpt;
+  int64_t max = o->mandatory
+                    ? 0 : h->cfg->messaging.resources.memory.max_message_size;
   uint64_t t0 = 0;
   int rc = SWIT_E_INVAL;
 
@@ -42,11 +42,12 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
     }
     m = v;
   }
-  if (!atomic_load(&h->connected)) {
+  rc = swit__msg_check(m, n, max, err, errlen);
+  if (rc == 0 && !atomic_load(&h->connected)) {
     snprintf(err, errlen, "publish to '%.*s': the broker is not connected",
              (int)m->topic_len, m->topic);
     rc = SWIT_E_STATE;
-  } else {
+  } else if (rc == 0) {
     if (c->time_publish) t0 = swit__now_us();
     rc = h->ops->publish(h->broker, m, n, o, confirm, err, errlen);
     if (t0) t0 = swit__now_us() - t0;
@@ -55,6 +56,8 @@ static int publish_n(swit_host_t *h, const swit_msg_view *m, size_t n,
   if (c->any_publish) swit__icpt_publish_after(h, m, n, rc, t0);
   return rc;
 }
+
+_Thread_local const char *swit__publish_remote;
 
 /* What the interceptors are told of a publish from this thread. */
 static swit__pub_info pub_info(swit_host_t *h)
@@ -102,7 +105,7 @@ static int publish_retrying(swit_host_t *h, const swit_msg_view *m, size_t n,
     if ((rc != SWIT_E_FULL && rc != SWIT_E_BROKER) ||
         retry == pc->retry_attempts)
       break;
-    sleep_ms(delay);
+    swit__sleep_ms(delay);
     delay *= 2;
   }
   return rc;

@@ -34,8 +34,6 @@ void swit__mutex_init_fast(pthread_mutex_t *m)
 int swit__queue_init(swit__queue *q, uint32_t cap, uint32_t high,
                      uint32_t low)
 {
-  pthread_condattr_t ca;
-
   memset(q, 0, sizeof *q);
   q->ring = calloc(cap, sizeof *q->ring);
   q->paused = calloc(SWIT__MAX_SUBS + 1, 1);
@@ -44,10 +42,7 @@ int swit__queue_init(swit__queue *q, uint32_t cap, uint32_t high,
   q->high = high;
   q->low = low;
   swit__mutex_init_fast(&q->lock);
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&q->not_empty, &ca);
-  pthread_condattr_destroy(&ca);
+  swit__cond_init_monotonic(&q->not_empty);
   pthread_cond_init(&q->not_full, NULL);
   return 0;
 fail:
@@ -124,12 +119,8 @@ int swit__queue_push(swit__queue *q, const swit__sub *sub,
 
 static int wait_until(swit__queue *q, int64_t deadline_ms)
 {
-  struct timespec ts;
-
-  if (deadline_ms < 0) return pthread_cond_wait(&q->not_empty, &q->lock);
-  ts.tv_sec = deadline_ms / 1000;
-  ts.tv_nsec = (deadline_ms % 1000) * 1000000L;
-  return pthread_cond_timedwait(&q->not_empty, &q->lock, &ts);
+  swit__deadline d = {deadline_ms < 0 ? INT64_MAX : deadline_ms};
+  return swit__cond_wait_until(&q->not_empty, &q->lock, d);
 }
 
 size_t swit__queue_pop(swit__queue *q, swit__item *out, size_t max,

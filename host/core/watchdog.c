@@ -60,12 +60,7 @@ static void *watchdog_main(void *arg)
 
   pthread_mutex_lock(&d->lock);
   while (!d->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += d->tick_ms / 1000;
-    ts.tv_nsec += (d->tick_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_cond_timedwait(&d->cv, &d->lock, &ts);
+    swit__cond_wait_until(&d->cv, &d->lock, swit__deadline_in(d->tick_ms));
     if (d->stop) break;
     pthread_mutex_unlock(&d->lock);
     for (size_t i = 0; i < h->nworkers; i++)
@@ -79,16 +74,12 @@ static void *watchdog_main(void *arg)
 int swit__watchdog_start(swit_host_t *h, char *err, size_t errlen)
 {
   swit__watchdog *d = calloc(1, sizeof *d);
-  pthread_condattr_t ca;
   int64_t tick = h->cfg->lua.limits.handler_timeout_ms / 10;
 
   if (!d) return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
   d->tick_ms = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
   pthread_mutex_init(&d->lock, NULL);
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&d->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  swit__cond_init_monotonic(&d->cv);
   h->watchdog = d;
   if (pthread_create(&d->thread, NULL, watchdog_main, h) != 0) {
     h->watchdog = NULL;

@@ -114,6 +114,27 @@ static size_t fill_batch(swit__worker *w, size_t n, size_t *nlua)
   return nrun;
 }
 
+/* Past the stop's deadline (ffi.stop): the messages from..n-1 that
+ * handlers of this kind (C: SWIT_MSG_F_CHANDLER, Lua: not) would still run
+ * are given back to the broker, not handled. */
+static void give_back(swit__worker *w, uint32_t from, uint32_t n,
+                      uint32_t chandler)
+{
+  for (uint32_t i = from; i < n; i++) {
+    swit_ffi_msg *m = &w->ffi.msgs[i];
+    if ((m->flags & SWIT_MSG_F_REJECTED) ||
+        (m->flags & SWIT_MSG_F_CHANDLER) != chandler)
+      continue;
+    m->result = SWIT__RES_GIVE_BACK;
+    m->serial = 0;
+  }
+}
+
+void swit__worker_give_back(swit__worker *w, uint32_t from, uint32_t n)
+{
+  give_back(w, from, n, 0);
+}
+
 static void run_c_handlers(swit__worker *w, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
@@ -122,6 +143,10 @@ static void run_c_handlers(swit__worker *w, size_t n)
     int r, timed = m->flags & SWIT_MSG_F_TRACED;
 
     if (!sub->ccb || (m->flags & SWIT_MSG_F_REJECTED)) continue;
+    if (__atomic_load_n(&w->ffi.stop, __ATOMIC_RELAXED)) {
+      give_back(w, (uint32_t)i, (uint32_t)n, SWIT_MSG_F_CHANDLER);
+      return;
+    }
     w->ffi.cursor = (uint32_t)i;          /* the message being handled */
     if (timed) swit__icpt_mark(w, (uint32_t)i, 0);
     r = sub->ccb(m, sub->cud);
@@ -231,9 +256,12 @@ static void idle(swit__worker *w)
   atomic_store_explicit(&w->busy_kind, SWIT__BUSY_BATCH, memory_order_relaxed);
 }
 
+/* Timers are intake too: none runs once a stop began. */
 static void run_timers(swit__worker *w, int64_t now)
 {
-  if (w->id != 0 || !w->L || w->next_timer_ms < 0 || now < w->next_timer_ms)
+  if (w->id != 0 || !w->L || w->next_timer_ms < 0 || now < w->next_timer_ms ||
+      atomic_load_explicit(&w->host->state, memory_order_relaxed) !=
+          SWIT__RUNNING)
     return;
   busy(w, SWIT__BUSY_TIMER);
   w->next_timer_ms = w->host->runner->timers(w, now);
@@ -364,17 +392,11 @@ int swit__workers_start(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
-/* pthread_timedjoin_np waits on CLOCK_REALTIME: `ms` from now on it. */
-static int join_within(pthread_t t, int64_t ms)
+/* Join t by the deadline d (CLOCK_MONOTONIC); 0 or ETIMEDOUT. */
+static int join_by(pthread_t t, swit__deadline d)
 {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_REALTIME, &ts);
-  if (ms < 0) ms = 0;
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-  return pthread_timedjoin_np(t, NULL, &ts);
+  struct timespec ts = swit__deadline_timespec(d);
+  return pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts);
 }
 
 /* A worker that did not finish: interrupted, then (still stuck after the
@@ -396,7 +418,7 @@ static size_t abandon(swit_host_t *h, swit__worker *w)
   }
   w->abandoned = 1;
   swit__log(&h->log, SWIT_LOG_ERROR, "stop: worker %u is still in %s after "
-            "the shutdown deadline and %d ms more: left behind; %zu queued "
+            "the shutdown deadline, a stop request and an interrupt %d ms apart: left behind; %zu queued "
             "message(s) given back, its batch of %u and %zu waiting retries "
             "are not settled (a broker redelivers them, the memory broker "
             "loses them)", w->id,
@@ -407,30 +429,52 @@ static size_t abandon(swit_host_t *h, swit__worker *w)
   return 1;
 }
 
-size_t swit__workers_stop(swit_host_t *h, int64_t deadline_ms)
+void swit__workers_halt(swit_host_t *h)
 {
-  size_t left = 0;
+  for (size_t i = 0; i < h->nworkers; i++)
+    __atomic_store_n(&h->workers[i].ffi.stop, 1, __ATOMIC_RELAXED);
+}
+
+/* The stop, in three steps, each bounded (docs/operations.md, "Stop"):
+ * by `end` the workers finish what they hold; past it every worker still
+ * running is told to stop at its next message boundary (ffi.stop: the rest
+ * of its batch and its queue are given back) and gets SWIT__STOP_GRACE_MS;
+ * one still in Lua after that is interrupted (a hook raises in its handler;
+ * that message is given back too) and gets the grace again; one still
+ * running then is left behind. Returns how many were left behind. */
+size_t swit__workers_stop(swit_host_t *h, swit__deadline end)
+{
+  swit__deadline grace;
+  size_t left = 0, running = 0;
 
   for (size_t i = 0; i < h->nworkers; i++)
     if (h->workers[i].q.ring) swit__queue_close(&h->workers[i].q);
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     if (!w->thread_started) continue;
-    int rc = join_within(w->thread, deadline_ms - swit__now_ms());
-    /* past the deadline, a worker that is still making progress is
-     * waited for; one the watchdog marks stuck (past handler_timeout)
-     * is interrupted, then left behind after the grace */
-    while (rc != 0 && !atomic_load(&w->stuck))
-      rc = join_within(w->thread, 10);
-    if (rc != 0) {
-      if (h->runner && h->runner->interrupt) h->runner->interrupt(w);
-      if (join_within(w->thread, SWIT__STOP_GRACE_MS) != 0) {
-        left += abandon(h, w);
-        continue;
+    if (join_by(w->thread, end) == 0) w->thread_started = 0;
+    else running++;
+  }
+  for (int step = 0; running && step < 2; step++) {
+    for (size_t i = 0; i < h->nworkers; i++) {
+      swit__worker *w = &h->workers[i];
+      if (!w->thread_started) continue;
+      if (step == 0)
+        __atomic_store_n(&w->ffi.stop, 1, __ATOMIC_RELAXED);
+      else if (h->runner && h->runner->interrupt)
+        h->runner->interrupt(w);
+    }
+    grace = swit__deadline_in(SWIT__STOP_GRACE_MS);
+    for (size_t i = 0; i < h->nworkers; i++) {
+      swit__worker *w = &h->workers[i];
+      if (w->thread_started && join_by(w->thread, grace) == 0) {
+        w->thread_started = 0;
+        running--;
       }
     }
-    w->thread_started = 0;
   }
+  for (size_t i = 0; running && i < h->nworkers; i++)
+    if (h->workers[i].thread_started) left += abandon(h, &h->workers[i]);
   swit__watchdog_stop(h);
   return left;
 }

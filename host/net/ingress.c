@@ -12,8 +12,11 @@
  *
  * Runs on its own thread and event_base (http.c), separate from the
  * admin server, so a publish waiting for its confirm never delays a
- * health check. A body over the limit is refused by libevent before it
- * is read (its own 413 page).
+ * health check. A body over the limit is refused before it is read
+ * (http.c), a Swit-Header-x-swit-* or -traceparent/-tracestate with 400
+ * unless server.http.trust_headers. The Swit-Key and header values were
+ * checked for control characters by the parser; the decoded topic is
+ * checked here (NUL and controls -> 400).
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -22,16 +25,20 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/buffer.h>
-#include <sys/queue.h>
-
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-
+#include "core/msg_int.h"
 #include "obs/obs.h"
 #include "net/http.h"
 
 #define MAX_HEADERS 64
+
+/* What one request's Swit-Header-* fields become: lower-cased names
+ * (on the stack of the request's handler, nothing shared between
+ * requests, servers or hosts). */
+typedef struct hdrs {
+  swit_header hv[MAX_HEADERS];
+  char names[MAX_HEADERS][128];
+  uint32_t n;
+} hdrs;
 
 static int status_for(int rc)
 {
@@ -42,75 +49,96 @@ static int status_for(int rc)
   }
 }
 
-static void fail(swit_host_t *h, struct evhttp_request *req, int code,
+static void fail(swit_host_t *h, swit__http_req *req, int code,
                  const char *msg)
 {
   swit__ctr_add(&h->obs->ingress_err, 1);
   swit__http_json_error(req, code, msg);
 }
 
-/* Swit-Header-* request headers into hv (names lower-cased into names). */
-static int collect_headers(struct evhttp_request *req, swit_header *hv,
-                           char names[][128], uint32_t *n)
+/* Header names a client may not set unless server.http.trust_headers:
+ * swit's own (x-swit-*) and the trace context. */
+static int reserved_name(const char *n)
 {
-  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-  struct evkeyval *kv;
-
-  *n = 0;
-  TAILQ_FOREACH(kv, in, next) {
-    size_t len;
-    if (strncasecmp(kv->key, "Swit-Header-", 12) != 0) continue;
-    len = strlen(kv->key + 12);
-    if (len == 0 || len >= 128 || *n == MAX_HEADERS) return -1;
-    for (size_t i = 0; i < len; i++)
-      names[*n][i] = (char)tolower((unsigned char)kv->key[12 + i]);
-    names[*n][len] = '\0';
-    hv[*n] = (swit_header){names[*n], kv->value, (uint32_t)len,
-                           (uint32_t)strlen(kv->value)};
-    (*n)++;
-  }
-  return 0;
+  return !strncmp(n, "x-swit-", 7) || !strcmp(n, "traceparent") ||
+         !strcmp(n, "tracestate");
 }
 
-static void publish(swit_host_t *h, struct evhttp_request *req,
-                    const char *topic)
+/* Swit-Header-* request headers into out: NULL, or why not. */
+static const char *collect_headers(swit_host_t *h, swit__http_req *req,
+                                   hdrs *out)
 {
-  struct evbuffer *body = evhttp_request_get_input_buffer(req);
-  const char *key = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                       "Swit-Key");
-  static char names[MAX_HEADERS][128];   /* ingress thread only */
-  swit_header hv[MAX_HEADERS];
-  size_t len = evbuffer_get_length(body), total;
+  size_t nf = swit__http_nheaders(req);
+
+  out->n = 0;
+  for (size_t f = 0; f < nf; f++) {
+    const char *key, *value;
+    char *name;
+    size_t len;
+    swit__http_header_at(req, f, &key, &value);
+    if (strncasecmp(key, "Swit-Header-", 12) != 0) continue;
+    len = strlen(key + 12);
+    if (len == 0 || len >= 128 || out->n == MAX_HEADERS)
+      return "too many Swit-Header-* headers, or a bad name";
+    name = out->names[out->n];
+    for (size_t i = 0; i < len; i++)
+      name[i] = (char)tolower((unsigned char)key[12 + i]);
+    name[len] = '\0';
+    if (!h->cfg->server.http.trust_headers && reserved_name(name))
+      return "x-swit-* and trace context headers are set by swit, not by "
+             "clients (see server.http.trust_headers)";
+    out->hv[out->n] = (swit_header){name, value, (uint32_t)len,
+                                    (uint32_t)strlen(value)};
+    out->n++;
+  }
+  return NULL;
+}
+
+static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
+{
+  const char *key = swit__http_header(req, "Swit-Key");
   const swit_cfg_publisher *pc = swit__config_publisher(h->cfg, "default");
+  const char *payload, *why;
+  size_t len, total;
   uint64_t confirm = 0;
   char err[512];
   swit_msg_view m;
-  uint32_t nh;
   swit__buf b = {0};
+  hdrs hd;
+  char peer[80];
   int rc;
 
-  if (collect_headers(req, hv, names, &nh) != 0) {
-    fail(h, req, 400, "too many Swit-Header-* headers, or a bad name");
+  payload = swit__http_body(req, &len);
+  if ((why = collect_headers(h, req, &hd))) {
+    fail(h, req, 400, why);
     return;
   }
   total = len + (key ? strlen(key) : 0);
-  for (uint32_t i = 0; i < nh; i++) total += hv[i].name_len + hv[i].value_len;
+  for (uint32_t i = 0; i < hd.n; i++)
+    total += hd.hv[i].name_len + hd.hv[i].value_len;
   if ((int64_t)total > h->cfg->messaging.resources.memory.max_message_size) {
     fail(h, req, 413, "message larger than messaging.resources.memory."
          "max_message_size");
     return;
   }
+  /* intake_busy first: a stop that begins after this check waits for
+   * the publish to land before it looks at what the broker holds */
+  atomic_fetch_add(&h->intake_busy, 1);
   if (atomic_load(&h->state) != SWIT__RUNNING) {
+    atomic_fetch_sub(&h->intake_busy, 1);
     fail(h, req, 503, "swit is not running");
     return;
   }
   m = (swit_msg_view){
     .topic = topic, .topic_len = (uint32_t)strlen(topic),
     .key = key, .key_len = key ? (uint32_t)strlen(key) : 0,
-    .payload = (const char *)evbuffer_pullup(body, -1), .payload_len = len,
-    .headers = hv, .nheaders = nh, .partition = -1,
+    .payload = payload, .payload_len = len,
+    .headers = hd.hv, .nheaders = hd.n, .partition = -1,
   };
+  swit__publish_remote = swit__http_peer(req, peer, sizeof peer);
   rc = swit__publish(h, &m, (int)pc->timeout_ms, &confirm, err, sizeof err);
+  swit__publish_remote = NULL;
+  atomic_fetch_sub(&h->intake_busy, 1);
   if (rc != 0) {
     fail(h, req, status_for(rc), err);
     return;
@@ -135,25 +163,24 @@ static int topic_ok(const char *t)
   return 1;
 }
 
-static void route(struct evhttp_request *req, void *ud)
+static void route(swit__http_req *req, void *ud)
 {
   swit_host_t *h = ud;
-  const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-  const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+  const char *path = swit__http_path(req);
   char *topic;
 
-  if (!path || strncmp(path, "/v1/publish/", 12) != 0) {
+  if (strncmp(path, "/v1/publish/", 12) != 0) {
     fail(h, req, 404, "no such endpoint: POST /v1/publish/{topic}");
     return;
   }
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+  if (strcmp(swit__http_method(req), "POST") != 0) {
     fail(h, req, 405, "use POST");
     return;
   }
-  topic = evhttp_uridecode(path + 12, 0, NULL);
+  topic = swit__http_decode(path + 12, strlen(path + 12));
   if (!topic || !topic_ok(topic))
-    fail(h, req, 400, "the topic is empty, too long or has spaces or "
-         "control characters");
+    fail(h, req, 400, "the topic is empty, too long, malformed or has "
+         "spaces, NUL or control characters");
   else
     publish(h, req, topic);
   free(topic);
@@ -162,10 +189,16 @@ static void route(struct evhttp_request *req, void *ud)
 int swit__ingress_start(swit_host_t *h, char *err, size_t errlen)
 {
   const char *listen = h->cfg->server.http.listen;
+  const swit__http_opts opts = {
+    .what = "http ingress",
+    .max_body = (size_t)h->cfg->messaging.resources.memory.max_message_size,
+    .max_conns = (size_t)h->cfg->server.http.max_connections,
+    .accept_errors = &h->obs->http_accept_errors[1],
+    .conns_shed = &h->obs->http_conns_shed[1],
+    .bad_requests = &h->obs->http_bad_requests[1],
+  };
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;
-  return swit__http_start(&h->obs->ingress, listen, "http ingress",
-                          (size_t)h->cfg->messaging.resources.memory
-                              .max_message_size,
-                          route, h, &h->log, err, errlen);
+  return swit__http_start(&h->obs->ingress, listen, &opts, route, h, &h->log,
+                          err, errlen);
 }

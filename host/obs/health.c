@@ -203,6 +203,8 @@ int swit__status_json(swit_host_t *h, swit__buf *b)
 
   swit__buf_printf(b, "{\"version\":\"%s\",\"service\":", SWIT_VERSION_STRING);
   swit__buf_json(b, h->cfg->server.name, strlen(h->cfg->server.name));
+  swit__buf_printf(b, ",\"service_version\":");
+  swit__buf_json(b, h->cfg->server.version, strlen(h->cfg->server.version));
   swit__buf_printf(b, ",\"state\":\"%s\",\"generation\":%u,\"reloads\":"
                    "{\"ok\":%u,\"failed\":%u},\"broker\":{\"type\":\"%s\","
                    "\"state\":\"%s\",\"reconnect_attempts\":%u},"

@@ -11,6 +11,7 @@
  * topic, group where they apply (docs/operations.md lists them all).
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,14 +29,51 @@ const uint64_t swit__size_bounds[SWIT__HIST_N] = {
 };
 
 /* A Prometheus label value: \ " and newline escaped. */
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+  size_t k = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+             : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+             : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+
+  if (!k || k > n) return 0;
+  for (size_t i = 1; i < k; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  if (k == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) ||
+                 (s[0] == 0xed && s[1] >= 0xa0)))
+    return 0;                                  /* overlong, surrogate */
+  if (k == 4 && ((s[0] == 0xf0 && s[1] < 0x90) ||
+                 (s[0] == 0xf4 && s[1] >= 0x90)))
+    return 0;
+  return k;
+}
+
+int swit__buf_prom(swit__buf *b, const char *s, size_t len, int quoted)
+{
+  const unsigned char *u = (const unsigned char *)s;
+  int rc = 0;
+
+  for (size_t i = 0; i < len && rc == 0; i++) {
+    size_t k;
+    if (u[i] == '\\') rc = swit__buf_add(b, "\\\\", 2);
+    else if (u[i] == '\n') rc = swit__buf_add(b, "\\n", 2);
+    else if (u[i] == '"' && quoted) rc = swit__buf_add(b, "\\\"", 2);
+    else if (u[i] < 0x20 || u[i] == 0x7f)
+      rc = swit__buf_add(b, "\xef\xbf\xbd", 3);       /* U+FFFD */
+    else if (u[i] < 0x80) rc = swit__buf_add(b, s + i, 1);
+    else if ((k = utf8_len(u + i, len - i))) {
+      rc = swit__buf_add(b, s + i, k);
+      i += k - 1;
+    } else {
+      rc = swit__buf_add(b, "\xef\xbf\xbd", 3);
+    }
+  }
+  return rc;
+}
+
 static void label(swit__buf *b, const char *s)
 {
-  for (; *s; s++) {
-    if (*s == '\\') swit__buf_add(b, "\\\\", 2);
-    else if (*s == '"') swit__buf_add(b, "\\\"", 2);
-    else if (*s == '\n') swit__buf_add(b, "\\n", 2);
-    else swit__buf_add(b, s, 1);
-  }
+  swit__buf_prom(b, s, strlen(s), 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -499,6 +537,31 @@ static void render_sub_gauges(swit_host_t *h, render *r)
                    r->broker, active);
 }
 
+/* The HTTP servers' flood counters (http.c), by server. */
+static void render_http(swit_host_t *h, render *r)
+{
+  static const char *const server[2] = { "admin", "ingress" };
+  static const struct { const char *name, *help; size_t off; } c[] = {
+    { "swit_http_accept_errors_total", "accept(2) failures of an HTTP "
+      "server (EMFILE, ENFILE, ...): the server backs off",
+      offsetof(swit__obs, http_accept_errors) },
+    { "swit_http_connections_shed_total", "Connections closed or refused "
+      "at an HTTP server's connection cap",
+      offsetof(swit__obs, http_conns_shed) },
+    { "swit_http_bad_requests_total", "Requests an HTTP server refused "
+      "before a handler (malformed, oversized, RFC 9112)",
+      offsetof(swit__obs, http_bad_requests) },
+  };
+
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    swit__ctr *v = (swit__ctr *)((char *)h->obs + c[i].off);
+    head(r, c[i].name, "counter", c[i].help);
+    for (int k = 0; k < 2; k++)
+      swit__buf_printf(r->b, "%s{server=\"%s\"} %" PRIu64 "\n", c[i].name,
+                       server[k], swit__ctr_get(&v[k]));
+  }
+}
+
 static void render_host(swit_host_t *h, render *r)
 {
   int cs = atomic_load(&h->conn_state);
@@ -539,9 +602,20 @@ static void render_host(swit_host_t *h, render *r)
        "Admin requests refused for a missing or wrong token");
   swit__buf_printf(r->b, "swit_admin_unauthorized_total %" PRIu64 "\n",
                    swit__ctr_get(&h->obs->admin_denied));
-  head(r, "swit_build_info", "gauge", "Version of swit (value is 1)");
-  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\"} 1\n",
-                   SWIT_VERSION_STRING, r->broker);
+  head(r, "swit_metric_series_dropped_total", "counter",
+       "swit.metrics series not registered: the series cap was reached "
+       "(updates to them are dropped)");
+  swit__buf_printf(r->b, "swit_metric_series_dropped_total %" PRIu64 "\n",
+                   swit__ctr_get(&h->obs->series_dropped));
+  render_http(h, r);
+  head(r, "swit_build_info", "gauge",
+       "Version of swit, the service's name and server.version (value is 1)");
+  swit__buf_printf(r->b, "swit_build_info{version=\"%s\",broker=\"%s\","
+                   "service=\"", SWIT_VERSION_STRING, r->broker);
+  label(r->b, h->cfg->server.name);
+  swit__buf_printf(r->b, "\",service_version=\"");
+  label(r->b, h->cfg->server.version);
+  swit__buf_printf(r->b, "\"} 1\n");
 }
 
 static void render_lag(swit_host_t *h, render *r)
@@ -591,6 +665,7 @@ int swit__metrics_render(swit_host_t *h, swit__buf *out)
   render_host(h, &r);
   render_lag(h, &r);
   render_trace(h, &r);                                         /* tracing */
+  if (h->obs->render_more) h->obs->render_more(h, out);
   swit__umetrics_render(h, out);
   return out->data ? 0 : SWIT_E_NOMEM;
 }

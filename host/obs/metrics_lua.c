@@ -9,6 +9,13 @@
  * per-worker slot arrays (one writer each, summed at scrape); gauges live
  * in one shared array (last write wins; add is a CAS loop), so a gauge
  * is best set from timers or rarely.
+ *
+ * Telemetry never fails business logic: a series past the SLOTS cap is
+ * not registered (SWIT_E_FULL; lua/swit/metrics.lua then hands out a
+ * series whose updates do nothing), counted in
+ * swit_metric_series_dropped_total and warned about once per host.
+ * HELP text is escaped at render (swit__buf_prom); label values arrive
+ * rendered and escaped by lua/swit/metrics.lua, NUL refused.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -35,6 +42,7 @@ struct swit__umetrics {
   series *v;
   size_t n, cap;
   uint32_t next_slot;
+  int warned_full;              /* the one warning of a full registry */
   _Atomic double gauges[SLOTS];
 };
 
@@ -97,7 +105,8 @@ int swit__umetric_register(swit_host_t *h, int type, const char *name,
   series *s;
 
   if (!valid_name(name, nlen) || type < T_COUNTER || type > T_HISTOGRAM ||
-      nb > SWIT_METRIC_MAX_BUCKETS)
+      nb > SWIT_METRIC_MAX_BUCKETS || memchr(help, 0, hlen) ||
+      memchr(labels, 0, llen))
     return SWIT_E_INVAL;
   if (!(u = h->obs->umet)) return SWIT_E_NOMEM;
   pthread_mutex_lock(&u->lock);
@@ -107,7 +116,15 @@ int swit__umetric_register(swit_host_t *h, int type, const char *name,
     goto out;
   }
   rc = SWIT_E_FULL;
-  if (u->next_slot + need > SLOTS) goto out;
+  if (u->next_slot + need > SLOTS) {
+    swit__ctr_add(&h->obs->series_dropped, 1);
+    if (!u->warned_full++)
+      swit__log(&h->log, SWIT_LOG_WARN, "swit.metrics: the series cap (%d "
+                "slots) is reached; new series are dropped (counted in "
+                "swit_metric_series_dropped_total), this is said once",
+                SLOTS);
+    goto out;
+  }
   rc = SWIT_E_NOMEM;
   if (worker_slots(h)) goto out;
   if (u->n == u->cap) {
@@ -215,9 +232,13 @@ int swit__umetrics_render(swit_host_t *h, swit__buf *b)
     for (size_t j = 0; j < i && first; j++)
       first = strcmp(u->v[j].name, u->v[i].name) != 0;
     if (!first) continue;
-    swit__buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", u->v[i].name,
-                     u->v[i].help[0] ? u->v[i].help : "(swit.metrics)",
-                     u->v[i].name, types[u->v[i].type]);
+    swit__buf_printf(b, "# HELP %s ", u->v[i].name);
+    if (u->v[i].help[0])
+      swit__buf_prom(b, u->v[i].help, strlen(u->v[i].help), 0);
+    else
+      swit__buf_add(b, "(swit.metrics)", 14);
+    swit__buf_printf(b, "\n# TYPE %s %s\n", u->v[i].name,
+                     types[u->v[i].type]);
     for (size_t j = i; j < u->n; j++)
       if (!strcmp(u->v[j].name, u->v[i].name)) series_out(h, b, &u->v[j], u);
   }

@@ -48,6 +48,14 @@ typedef struct swit__obs {
   swit__ctr admin_denied;       /* requests refused for a bad token */
   swit__ctr http_requests;      /* served by the admin server */
   swit__ctr ingress_ok, ingress_err; /* under the ingress thread only */
+  /* per server, [0] admin and [1] ingress (http.c) */
+  swit__ctr http_accept_errors[2]; /* accept(2) failed (EMFILE, ...) */
+  swit__ctr http_conns_shed[2];    /* closed or refused at the cap */
+  swit__ctr http_bad_requests[2];  /* refused by the parser */
+  swit__ctr series_dropped;     /* swit.metrics series over the cap */
+  /* more /metrics text from a layer above (sec), or NULL; set before
+   * the host starts */
+  void (*render_more)(struct swit_host_s *h, swit__buf *out);
 } swit__obs;
 
 /* Lifecycle (host.c). new: with the host; start: after swit_host_start
@@ -76,6 +84,11 @@ swit__sub_stats *swit__stats_sub_slow(swit__wstats *st, uint32_t id);
 void swit__stats_report_lag(void *host_ud, const char *topic,
                             const char *group, int32_t partition,
                             int64_t lag);
+
+/* s as Prometheus text: a label value (quoted: \\ \" \n escaped) or
+ * HELP text (\\ \n); control bytes and invalid UTF-8 become U+FFFD,
+ * so /metrics always parses. */
+int swit__buf_prom(swit__buf *b, const char *s, size_t len, int quoted);
 
 /* The Prometheus text exposition of everything (GET /metrics). */
 int swit__metrics_render(struct swit_host_s *h, swit__buf *out);

@@ -93,7 +93,7 @@ int swit__trace_new(swit_host_t *h, char *err, size_t errlen)
   t = calloc(1, sizeof *t);
   if (!t) return SWIT_E_NOMEM;
   pthread_mutex_init(&t->lock, NULL);
-  pthread_cond_init(&t->cv, NULL);
+  swit__cond_init_monotonic(&t->cv);
   h->tracer = t;
   /* sampled when a 64-bit draw < ratio * 2^64 */
   t->always = ratio * 18446744073709551616.0 >= 18446744073709551615.0;
@@ -458,16 +458,9 @@ static void *exporter_main(void *arg)
 
   pthread_mutex_lock(&t->lock);
   while (!t->stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += t->interval_ms / 1000;
-    until.tv_nsec += (t->interval_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
+    swit__deadline until = swit__deadline_in(t->interval_ms);
     while (!t->stop && !t->kicked &&
-           pthread_cond_timedwait(&t->cv, &t->lock, &until) == 0) {}
+           swit__cond_wait_until(&t->cv, &t->lock, until) == 0) {}
     t->kicked = 0;
     pthread_mutex_unlock(&t->lock);
     atomic_store_explicit(&t->kick_pending, 0, memory_order_relaxed);

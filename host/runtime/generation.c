@@ -44,12 +44,12 @@ int swit__generation_validate(swit_host_t *h, swit__codeset *code,
 }
 
 /* Every registration of a built state must name a subscription the
- * validation created: the scripts ran the same code, so anything else
- * means registration depends on the worker or on time. */
-static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n,
+ * validation created, and there must be as many (`nlua`, what the
+ * validated code registered): the scripts ran the same code, so anything
+ * else means registration depends on the worker or on time. */
+static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n, size_t nlua,
                    uint32_t *ids, char *err, size_t errlen)
 {
-  size_t nlua = 0;
   int rc = 0;
 
   for (size_t i = 0; rc == 0 && i < n; i++)
@@ -62,8 +62,6 @@ static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n,
              "depend on the worker or on time", defs[i].topic, defs[i].group);
     rc = SWIT_E_SCRIPT;
   }
-  for (size_t i = 0; i < h->nsubs; i++)
-    nlua += !h->subs[i]->ccb && atomic_load(&h->subs[i]->active);
   if (rc == 0 && nlua != n) {
     snprintf(err, errlen, "a worker's scripts registered %zu handlers where "
              "the validated code registered %zu: registrations must not "
@@ -74,8 +72,8 @@ static int map_ids(swit_host_t *h, swit__subdef *defs, size_t n,
 }
 
 int swit__generation_build(swit_host_t *h, swit__worker *w,
-                           const swit__codeset *code, lua_State **out,
-                           char *err, size_t errlen)
+                           const swit__codeset *code, size_t nlua,
+                           lua_State **out, char *err, size_t errlen)
 {
   lua_State *L = swit__lua_new_state(h, w, code, 0, err, errlen);
   swit__subdef *defs = NULL;
@@ -85,7 +83,7 @@ int swit__generation_build(swit_host_t *h, swit__worker *w,
 
   if (rc == 0) rc = swit__lua_registrations(L, &defs, &n, err, errlen);
   if (rc == 0 && !(ids = calloc(n ? n : 1, sizeof *ids))) rc = SWIT_E_NOMEM;
-  if (rc == 0) rc = map_ids(h, defs, n, ids, err, errlen);
+  if (rc == 0) rc = map_ids(h, defs, n, nlua, ids, err, errlen);
   if (rc == 0) rc = swit__lua_bind(h, L, defs, ids, n, err, errlen);
   swit__subdefs_free(defs, n);
   free(ids);
@@ -138,15 +136,16 @@ void swit__generation_swap(swit__worker *w)
   report_swap(h, w, gen);
 }
 
-/* Build every worker's state for `code` (coordinator thread). On failure
+/* Build every worker's state for `code`, whose validation registered
+ * `nlua` handlers (coordinator thread). Nothing else changes: on failure
  * none is left pending. */
 int swit__generation_prebuild(swit_host_t *h, const swit__codeset *code,
-                              char *err, size_t errlen)
+                              size_t nlua, char *err, size_t errlen)
 {
   for (size_t i = 0; i < h->nworkers; i++) {
     swit__worker *w = &h->workers[i];
     lua_State *L = NULL;
-    int rc = swit__generation_build(h, w, code, &L, err, errlen);
+    int rc = swit__generation_build(h, w, code, nlua, &L, err, errlen);
     if (rc) {
       for (size_t j = 0; j < i; j++)
         swit__lua_close_state(atomic_exchange(&h->workers[j].next_L, NULL));

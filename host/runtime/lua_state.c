@@ -627,11 +627,17 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->dispatch_ref);
     lua_pushinteger(L, from);
     lua_pushinteger(L, n);
-    if (pcall_limited(L, 2, 0) == 0) break;
+    if (pcall_limited(L, 2, 1) == 0) {
+      if (lua_type(L, -1) == LUA_TNUMBER)  /* stopped at a message boundary */
+        swit__worker_give_back(w, (uint32_t)lua_tointeger(L, -1), n);
+      lua_pop(L, 1);
+      break;
+    }
     msg = lua_tolstring(L, -1, &len);
     at = w->ffi.cursor;
     w->ffi.msgs[at].serial = 0;     /* its msg is stale, as after a return */
-    if (atomic_load(&w->host->stop_requested))  /* os.exit(): keep it */
+    if (atomic_load(&w->host->stop_requested) ||  /* os.exit(): keep it */
+        __atomic_load_n(&w->ffi.stop, __ATOMIC_RELAXED))  /* interrupted */
       w->ffi.msgs[at].result = SWIT__RES_GIVE_BACK;
     else
       swit__msg_set_result(w, &w->ffi.msgs[at], SWIT_RETRY, msg, len);

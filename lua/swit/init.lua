@@ -199,11 +199,18 @@ local function check_opts(opts)
   end
 end
 
+-- NUL and control bytes: never part of a topic name (a C string would
+-- cut it at NUL, a log line would break at a newline)
+local CONTROL = "[%z\1-\31\127]"
+
 function swit.on(topic, opts, fn)
   while_loading("swit.on")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   if type(topic) ~= "string" or topic == "" then
     error("swit.on(topic, [opts], fn): topic must be a non-empty string", 2)
+  end
+  if topic:find(CONTROL) then
+    error("swit.on: the topic has a NUL or control character", 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
     error("swit.on(topic, [opts], fn): opts must be a table", 2)
@@ -296,6 +303,9 @@ end
 function swit.publish(topic, payload, opts)
   if type(topic) ~= "string" or topic == "" then
     return nil, "swit.publish: topic must be a non-empty string"
+  end
+  if topic:find(CONTROL) then
+    return nil, "swit.publish: the topic has a NUL or control character"
   end
   local pt = type(payload)
   if pt == "table" then
@@ -417,10 +427,12 @@ end
 
 -- One call per batch: messages from..n-1 of W.msgs. A Lua error aborts
 -- the loop; the host marks W.cursor's message for retry and calls again
--- from the next one.
+-- from the next one. Once the stop's deadline passed (W.stop) it returns
+-- the first message it did not run; the host gives those back.
 function host.dispatch(from, n)
   local msgs = W.msgs
   for i = from, n - 1 do
+    if W.stop ~= 0 then return i end
     W.cursor = i
     local m = msgs + i
     local f = m.flags

@@ -32,9 +32,35 @@ local ERRORS = {
   [C.SWIT_E_NOMEM] = "out of memory",
 }
 
+local REPLACEMENT = "\239\191\189" -- U+FFFD
+
+-- s with control bytes (but \n) and invalid UTF-8 replaced by U+FFFD, so
+-- /metrics always parses whatever a label value or help text holds.
+local function clean(s)
+  if not s:find("[%z\1-\9\11-\31\127-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local b = s:byte(i)
+    local k = b >= 0xc2 and b <= 0xdf and 2 or b >= 0xe0 and b <= 0xef and 3
+              or b >= 0xf0 and b <= 0xf4 and 4 or 1
+    local ok = b == 10 or (b >= 0x20 and b < 0x7f)
+    if k > 1 then
+      local seq = s:sub(i, i + k - 1)
+      local b2 = seq:byte(2) or 0
+      ok = #seq == k and not seq:find("[^\128-\191]", 2)
+           and not (b == 0xe0 and b2 < 0xa0) and not (b == 0xed and b2 >= 0xa0)
+           and not (b == 0xf0 and b2 < 0x90) and not (b == 0xf4 and b2 >= 0x90)
+      if not ok then k = 1 end
+    end
+    out[#out + 1] = ok and s:sub(i, i + k - 1) or REPLACEMENT
+    i = i + k
+  end
+  return table.concat(out)
+end
+
 local function escape(v)
-  return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"',
-                                        ["\n"] = "\\n" }))
+  return (clean(tostring(v)):gsub('[\\"\n]', { ["\\"] = "\\\\",
+                                               ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
 local Series = {}
@@ -85,6 +111,12 @@ local function series(fam, values)
   local slot = api.metric_register(W, fam.kind, fam.name, #fam.name,
                                    fam.help, #fam.help, l, #l,
                                    fam.bounds, fam.nb)
+  if slot == C.SWIT_E_FULL or slot == C.SWIT_E_NOMEM then
+    -- telemetry never fails business logic: the host counted and warned
+    -- (swit_metric_series_dropped_total); updates to this series do nothing
+    return setmetatable({ slot = -1, kind = fam.kind, nb = fam.nb,
+                          bounds = fam.bounds, dropped = true }, Series)
+  end
   if slot < 0 then
     error(("swit.metrics: %s: %s"):format(fam.name,
           ERRORS[slot] or ("error " .. slot)), 3)
@@ -100,7 +132,9 @@ function Family:labels(...)
   local s = self.children[key]
   if not s then
     s = series(self, { ... })
-    self.children[key] = s
+    -- a dropped series is not kept: label values without end must not
+    -- grow this table once the cap is reached
+    if not s.dropped then self.children[key] = s end
   end
   return s
 end
@@ -132,7 +166,8 @@ local function define(kind, name, help, labelnames, buckets)
       error(("swit.metrics: bad label name %q"):format(tostring(l)), 3)
     end
   end
-  local fam = setmetatable({ kind = kind, name = name, help = help or "",
+  local fam = setmetatable({ kind = kind, name = name,
+                             help = clean(help or ""),
                              labelnames = labelnames, children = {}, nb = 0 },
                            Family)
   if kind == C.SWIT_METRIC_HISTOGRAM then

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,7 @@ static int wait_handled(int n)
 static const char yaml[] =
   "server:\n"
   "  name: adm\n"
+  "  version: 2.1.0\n"
   "  admin: {listen: \"127.0.0.1:0\", token: \"t0ken\"}\n"
   "  http: {listen: \"127.0.0.1:0\"}\n"
   "messaging:\n"
@@ -182,6 +184,9 @@ static void it_counts_a_known_workload(swit_host_t *h, const char *adm)
   CHECK(metric(r.body, "swit_connection_state{broker=\"memory\","
                "state=\"connected\"}") == 1);
   CHECK(metric(r.body, "swit_active_subscribers{broker=\"memory\"}") == 1);
+  CHECK(metric(r.body, "swit_build_info{version=\"" SWIT_VERSION_STRING "\","
+               "broker=\"memory\",service=\"adm\",service_version="
+               "\"2.1.0\"}") == 1);
   if (system("command -v promtool >/dev/null 2>&1") == 0) {
     FILE *p = popen("promtool check metrics >/dev/null 2>&1; echo $? "
                     ">/tmp/swit-test-admin-promtool.rc", "w");
@@ -294,6 +299,7 @@ static void it_pauses_and_resumes(swit_host_t *h, const char *adm)
         == 200);
   r = http(adm, "GET", "/admin/status", NULL, NULL);
   CHECK(strstr(r.body, "\"state\":\"paused\",\"paused_by_operator\":true"));
+  CHECK(strstr(r.body, "\"service\":\"adm\",\"service_version\":\"2.1.0\","));
   resp_free(&r);
   before = atomic_load(&handled);
   CHECK(swit_host_publish(h, "work", NULL, 0, "p", 1, NULL, NULL, NULL, 0)
@@ -410,8 +416,12 @@ static void it_refuses_oversized_bodies_in_json(const char *adm,
   CHECK(r.status == 413);
   CHECK(json_error(&r));
   resp_free(&r);
-  r = http_raw(adm, "GET /healthz HTTP/9.9\r\n\r\n", 25); /* malformed */
+  r = http_raw(adm, "GET /healthz HTPT/1.1\r\n\r\n", 25); /* malformed */
   CHECK(r.status == 400);
+  CHECK(json_error(&r));
+  resp_free(&r);
+  r = http_raw(adm, "GET /healthz HTTP/9.9\r\n\r\n", 25); /* RFC 9110 */
+  CHECK(r.status == 505);
   CHECK(json_error(&r));
   resp_free(&r);
   r = http(ing, "PATCH", "/v1/publish/work", NULL, "x");
@@ -420,6 +430,83 @@ static void it_refuses_oversized_bodies_in_json(const char *adm,
   resp_free(&r);
   CHECK(status_of(adm, "GET", "/healthz", NULL) == 200);   /* still up */
   CHECK(status_of(ing, "POST", "/v1/publish/work", NULL) == 202);
+}
+
+/* Two hosts in one process, each with its own ingress, published to at
+ * once from two threads with header names of their own: every message
+ * reaches its host with its own header (no buffer is shared between the
+ * ingress servers; issue 11, item 6). */
+static _Atomic int twin_ok[2], twin_bad;
+
+static int on_twin(swit_msg_t *m, void *ud)
+{
+  const char *want = ud, *other = want[0] == 'a' ? "b-side" : "a-side";
+  size_t len;
+  const char *v = swit_msg_header(m, want, &len);
+
+  if (v && len == 3 && !memcmp(v, want, 1) &&
+      !swit_msg_header(m, other, &len))
+    atomic_fetch_add(&twin_ok[want[0] == 'b'], 1);
+  else
+    atomic_fetch_add(&twin_bad, 1);
+  return SWIT_ACK;
+}
+
+typedef struct twin_arg { const char *ing, *side; int ok; } twin_arg;
+
+static void *twin_post(void *arg)
+{
+  twin_arg *a = arg;
+  char hdr[96];
+
+  snprintf(hdr, sizeof hdr, "Swit-Header-%s: %c%c%c\r\n", a->side,
+           a->side[0], a->side[0], a->side[0]);
+  for (int i = 0; i < 200; i++) {
+    resp r = http(a->ing, "POST", "/v1/publish/twin", hdr, "x");
+    a->ok += r.status == 202;
+    resp_free(&r);
+  }
+  return NULL;
+}
+
+static void it_serves_two_hosts_in_one_process(void)
+{
+  static const char twin_yaml[] =
+    "server:\n"
+    "  name: twin\n"
+    "  admin: {listen: off}\n"
+    "  http: {listen: \"127.0.0.1:0\"}\n"
+    "messaging:\n"
+    "  broker: {type: memory}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1}\n";
+  static const char *const sides[2] = { "a-side", "b-side" };
+  swit_host_t *hs[2] = {NULL, NULL};
+  twin_arg args[2];
+  pthread_t th[2];
+  char err[512];
+
+  for (int i = 0; i < 2; i++) {
+    CHECK(swit_host_new_from_string(&hs[i], twin_yaml, NULL, err, sizeof err)
+          == 0);
+    CHECK(swit_host_handle(hs[i], "twin", NULL, SWIT_ORDER_NONE, on_twin,
+                           (void *)sides[i], err, sizeof err) == 0);
+    CHECK(swit_host_start(hs[i], err, sizeof err) == 0);
+    args[i] = (twin_arg){swit__http_addr(hs[i]->obs->ingress), sides[i], 0};
+  }
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&th[i], NULL, twin_post, &args[i]) == 0);
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    CHECK(args[i].ok == 200);
+    CHECK(swit_host_wait_idle(hs[i], 50, 5000) == 0);
+  }
+  CHECK(atomic_load(&twin_ok[0]) == 200 && atomic_load(&twin_ok[1]) == 200);
+  CHECK(atomic_load(&twin_bad) == 0);
+  for (int i = 0; i < 2; i++) {
+    swit_host_stop(hs[i], 5000);
+    swit_host_free(hs[i]);
+  }
 }
 
 int main(void)
@@ -445,6 +532,7 @@ int main(void)
   it_publishes_through_the_ingress(h, ing);
   it_survives_malformed_requests(adm, ing);
   it_refuses_oversized_bodies_in_json(adm, ing);
+  it_serves_two_hosts_in_one_process();
   swit_host_stop(h, 5000);
   CHECK(status_of(adm, "GET", "/readyz", NULL) == 503);  /* stopped */
   swit_host_free(h);

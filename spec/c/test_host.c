@@ -250,16 +250,30 @@ static void test_full_dead_letter_topic_parks_without_spinning(void)
   swit_host_free(h);
 }
 
-/* A message whose dead-letter copy can never be published (the copy with
- * our headers exceeds max_message_size) is dropped with an error logged,
- * not retried forever: the host goes idle. */
-static void test_undeliverable_dead_letter_is_dropped_loudly(void)
+static int count_dlq(swit_msg_t *m, void *ud)
+{
+  (void)m;
+  atomic_fetch_add((atomic_int *)ud, 1);
+  return SWIT_ACK;
+}
+
+/* The core checks every publish against max_message_size (payload, key
+ * and header names and values), once for every broker, and refuses a
+ * batch as a whole; a dead-letter copy, which the host's headers push
+ * over the limit, still goes out (as on every broker). */
+static void test_max_message_size_is_checked_by_the_core(void)
 {
   counter c = {.mode = MODE_REJECT};
+  atomic_int dlq = 0;
   swit_host_t *h;
-  char yaml[512], err[256];
-  const char payload[] = "0:1 padding to fill most of the limit";
+  char yaml[512], err[256], big[80];
+  const char *hv[] = {"h", "0123456789", NULL, NULL};
+  swit_pub_t batch[3] = {{NULL, 0, "0:1", 3}, {NULL, 0, big, 65},
+                         {NULL, 0, "0:2", 3}};
+  size_t accepted = 9;
 
+  memset(big, 'p', sizeof big);
+  memcpy(big, "0:1 ", 4);
   snprintf(yaml, sizeof yaml,
            "messaging:\n"
            "  resources:\n"
@@ -267,11 +281,22 @@ static void test_undeliverable_dead_letter_is_dropped_loudly(void)
            "    subscribers: {worker_pool_size: 1}\n");
   CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
   swit_host_handle(h, "jobs", NULL, SWIT_ORDER_KEY, count_handler, &c, err, sizeof err);
+  swit_host_handle(h, "jobs.dlq", NULL, SWIT_ORDER_KEY, count_dlq, &dlq, err, sizeof err);
   CHECK(swit_host_start(h, err, sizeof err) == 0);
-  CHECK(swit_host_publish(h, "jobs", "k0", 2, payload, strlen(payload), NULL,
-                          NULL, err, sizeof err) == 0);
+  CHECK(swit_host_publish(h, "jobs", NULL, 0, big, 65, NULL, NULL, err,
+                          sizeof err) == SWIT_E_TOOBIG);
+  CHECK(strstr(err, "message of 65 bytes (payload+key+headers) exceeds "
+                    "messaging.resources.memory.max_message_size (64)") != NULL);
+  CHECK(swit_host_publish(h, "jobs", "k0", 2, big, 52, hv, NULL, err,
+                          sizeof err) == SWIT_E_TOOBIG);    /* 2 + 52 + 11 */
+  CHECK(swit_host_publish_batch(h, "jobs", batch, 3, &accepted, err,
+                                sizeof err) == SWIT_E_TOOBIG);
+  CHECK(accepted == 0 && strstr(err, "message 2 of 3") != NULL);
+  CHECK(swit_host_publish(h, "jobs", "k0", 2, big, 51, hv, NULL, err,
+                          sizeof err) == 0);                /* exactly 64 */
   CHECK(swit_host_wait_idle(h, 100, 10000) == 0);
   CHECK(atomic_load(&c.calls) == 1);
+  CHECK(atomic_load(&dlq) == 1);   /* its dead-letter copy went out */
   swit_host_free(h);
 }
 
@@ -454,7 +479,7 @@ static void test_log_callback_gets_every_line_instead_of_stderr(void)
   dup2(saved, STDERR_FILENO);
   close(saved);
 
-  CHECK(logged(&seen, "running: broker memory") == SWIT_LOG_INFO);
+  CHECK(logged(&seen, ", broker memory, ") == SWIT_LOG_INFO);
   CHECK(logged(&seen, "[worker 0] from lua 7") == SWIT_LOG_WARN);
   CHECK(logged(&seen, "below the level") == -1);
   CHECK(logged(&seen, "from C x") == SWIT_LOG_ERROR);
@@ -498,7 +523,7 @@ int main(void)
   test_reject_dead_letters_at_once();
   test_second_dead_lettering_replaces_headers();
   test_full_dead_letter_topic_parks_without_spinning();
-  test_undeliverable_dead_letter_is_dropped_loudly();
+  test_max_message_size_is_checked_by_the_core();
   test_backpressure_loses_nothing();
   test_stop_drains_in_flight();
   test_duplicate_handler_is_refused();

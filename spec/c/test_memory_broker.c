@@ -97,14 +97,11 @@ static void test_log(void *ud, int level, const char *fmt, ...)
 /* ---------------------------------------------------------------------
  * Brokers and messages */
 
-static swit_config test_cfg; /* zeroed but for max_message_size */
-
 static swit_broker *broker_new(int64_t queue_size, int64_t max_message_size)
 {
   swit_memory_settings st = { .queue_size = queue_size };
-  test_cfg.messaging.resources.memory.max_message_size = max_message_size;
-  swit_broker_env env = { .cfg = &test_cfg, .settings = &st,
-                          .log = test_log };
+  swit_broker_env env = { .max_message_size = max_message_size,
+                          .settings = &st, .log = test_log };
   swit_broker *b = NULL;
   char err[256] = "";
   CHECK_RC(ops->create(&b, &env, err, sizeof err), 0, err);
@@ -605,55 +602,6 @@ static void test_full_after_timeout(void)
   it("waits up to the publish timeout for room, then returns SWIT_E_FULL");
 }
 
-static void test_oversize_rejected(void)
-{
-  swit_broker *b = broker_new(100, 1024);
-  collector c;
-  collector_init(&c);
-  void *h = subscribe(&c, b, "big", "g");
-  static char payload[2048];
-  memset(payload, 'p', sizeof payload);
-  char err[256] = "";
-  swit_msg_view m = { .topic = "big", .topic_len = 3, .payload = payload,
-                      .payload_len = 1025 };
-  CHECK_RC(ops->publish(b, &m, 1, NULL, NULL, err, sizeof err),
-           SWIT_E_TOOBIG, err);
-  CHECK(strstr(err, "max_message_size 1024"));
-  m.payload_len = 1000; /* key counts */
-  m.key = payload;
-  m.key_len = 25;
-  CHECK_RC(ops->publish(b, &m, 1, NULL, NULL, err, sizeof err),
-           SWIT_E_TOOBIG, err);
-  swit_header hd = { .name = "name", .value = payload, .name_len = 4,
-                     .value_len = 21 }; /* so do headers */
-  m.key_len = 0;
-  m.key = NULL;
-  m.headers = &hd;
-  m.nheaders = 1;
-  CHECK_RC(ops->publish(b, &m, 1, NULL, NULL, err, sizeof err),
-           SWIT_E_TOOBIG, err);
-  hd.value_len = 20; /* exactly the limit */
-  uint64_t id = 0;
-  CHECK_RC(ops->publish(b, &m, 1, NULL, &id, err, sizeof err), 0, err);
-  CHECK(id == 1);
-  swit_msg_view batch[3] = { text_msg("big", "ok"), m, text_msg("big", "ok") };
-  batch[1].payload_len = 2048;
-  uint64_t ids[3] = { 9, 9, 9 };
-  CHECK_RC(ops->publish(b, batch, 3, NULL, ids, err, sizeof err),
-           SWIT_E_TOOBIG, err);
-  CHECK(strstr(err, "message 2 of 3") && strstr(err, "nothing was published"));
-  CHECK(ids[0] == 0 && ids[1] == 0 && ids[2] == 0);
-  CHECK(wait_count(&c, 1, 5000));
-  sleep_ms(50);
-  CHECK(count_of(&c) == 1);
-  CHECK(item_at(&c, 0).msg->payload_len == 1000);
-  CHECK_RC(settle_range(b, h, &c, 0, 1, SWIT_SETTLE_ACK), 0, "settle");
-  ops->destroy(b);
-  collector_free(&c);
-  it("rejects a message over max_message_size (payload+key+headers) with "
-     "SWIT_E_TOOBIG and a reason, publishing nothing of its batch");
-}
-
 static void test_confirm_ids_increase(void)
 {
   swit_broker *b = broker_new(100, 1 << 20);
@@ -886,7 +834,7 @@ static void test_lifecycle(void)
 {
   swit_broker *b = NULL;
   char err[256] = "";
-  swit_broker_env env = { .cfg = NULL, .settings = NULL };
+  swit_broker_env env = { .settings = NULL };
   CHECK_RC(ops->create(&b, &env, err, sizeof err), 0, err); /* defaults */
   CHECK_RC(ops->health(b, err, sizeof err), SWIT_E_BROKER, err);
   CHECK_RC(publish_text(b, "t", "x", 0, NULL, err, sizeof err), SWIT_E_STATE,
@@ -1133,7 +1081,6 @@ int main(void)
   test_ack_unblocks_publisher();
   test_full_at_once_without_timeout();
   test_full_after_timeout();
-  test_oversize_rejected();
   test_confirm_ids_increase();
   test_batch_publish();
   test_unsubscribe_stops_sink_calls();

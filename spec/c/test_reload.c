@@ -10,7 +10,8 @@
  * refused for room: a refused publish is retried, and retries do not keep
  * key order - see docs/architecture.md.) Then: failed reloads of every kind keep the running
  * code and report file:line; rollback; state hand-over; subscriptions
- * added and removed by a reload.
+ * added and removed by a reload; a reload whose worker states cannot be
+ * built changes no subscription.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -295,6 +296,57 @@ static void test_reload_over_capacity_changes_nothing(void)
   swit_host_free(h);
 }
 
+/* A reload whose worker states cannot be built (here: the scripts
+ * register more on their second run than in validation) must change
+ * nothing: the subscription it would remove is still subscribed and
+ * served by the old code, and the one it would add is not left half
+ * made (a later good reload subscribes it). Issue 11 item 6. */
+static void test_failed_build_keeps_removed_subscription(void)
+{
+  char err[512], src[768], runs[160];
+  swit_host_t *h;
+  unsigned gen;
+
+  snprintf(runs, sizeof runs, "%s/runs", dir);
+  unlink(runs);
+  write_file(script,
+    "local swit = require 'swit'\n"
+    "swit.on('q', function() swit.publish('reply', 'v1 q') end)\n"
+    "swit.on('gone', function() swit.publish('reply', 'v1 gone') end)\n");
+  h = start_host("");
+  swit_host_handle(h, "reply", NULL, SWIT_ORDER_KEY, on_reply, NULL, err, sizeof err);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  CHECK(strcmp(ping(h, "gone"), "v1 gone") == 0);
+  /* validation is this script's first run; every later run (the worker
+   * builds) registers one topic more, so the build fails */
+  snprintf(src, sizeof src,
+    "local swit = require 'swit'\n"
+    "local f = io.open('%s', 'a+') f:write('x') f:seek('set')\n"
+    "local n = #f:read('*a') f:close()\n"
+    "swit.on('q', function() swit.publish('reply', 'v2 q') end)\n"
+    "swit.on('added', function() swit.publish('reply', 'added') end)\n"
+    "if n > 1 then swit.on('late', function() end) end\n", runs);
+  write_file(script, src);
+  CHECK(swit_host_reload(h, 0, &gen, err, sizeof err) == SWIT_E_SCRIPT);
+  if (!strstr(err, "must not depend")) fprintf(stderr, "got: %s\n", err);
+  CHECK(strstr(err, "must not depend on the worker") != NULL);
+  CHECK(gen == 1);
+  CHECK(strcmp(ping(h, "gone"), "v1 gone") == 0);
+  CHECK(strcmp(ping(h, "q"), "v1 q") == 0);
+  /* the same change without the worker dependency goes through */
+  write_file(script,
+    "local swit = require 'swit'\n"
+    "swit.on('q', function() swit.publish('reply', 'v2 q') end)\n"
+    "swit.on('added', function() swit.publish('reply', 'added') end)\n");
+  CHECK(swit_host_reload(h, 0, &gen, err, sizeof err) == 0);
+  CHECK(gen == 2);
+  CHECK(strcmp(ping(h, "q"), "v2 q") == 0);
+  CHECK(strcmp(ping(h, "added"), "added") == 0);
+  CHECK(strcmp(ping(h, "gone"), "(no reply)") == 0);
+  swit_host_free(h);
+  unlink(runs);
+}
+
 int main(void)
 {
   CHECK(mkdtemp(dir) != NULL);
@@ -303,6 +355,7 @@ int main(void)
   test_failed_reloads_keep_running_code();
   test_handover_and_subscription_diff();
   test_reload_over_capacity_changes_nothing();
+  test_failed_build_keeps_removed_subscription();
   unlink(script);
   rmdir(dir);
   return check_done("reload");

@@ -232,6 +232,69 @@ lua:
     assert.is_nil(err:find("reload: subscribed"), "the unchanged subscription was reopened")
   end)
 
+  -- Accepted means kept (docs/operations.md, "Stopping"): a stop in the
+  -- middle of a stream of slow messages, past its deadline, then a second
+  -- process on the same group. Brokers that redeliver (descriptor
+  -- `redelivers`) hand the second process everything the first gave back:
+  -- together they handle every message once. The memory broker keeps
+  -- nothing past the process and core NATS delivers at most once: what
+  -- the first process did not handle it counts in its log instead.
+  it("loses nothing to a stop past its deadline: given back, or counted", function()
+    local p = prefix()
+    local total = 400
+    local yaml = ([[
+server: {name: conformance, shutdown_timeout: 300ms}
+messaging:
+%s  resources:
+    subscribers: {worker_pool_size: 2}
+lua:
+  scripts: [s.lua]
+]]):format(broker.broker)
+    local handler = ([[
+local P = %q
+local swit = require "swit"
+swit.on(P .. "stop", { group = "g" }, function(msg)
+  local x = 0
+  for i = 1, 20000000 do x = x + i end  -- ~10 ms: a batch outlasts the stop
+  io.write("got " .. msg:payload() .. "\n")
+end)
+]]):format(p)
+    local first = t.start({ ["swit.yaml"] = yaml, ["s.lua"] = handler .. ([[
+swit.on_start(function()
+  for i = 1, %d do assert(swit.publish(P .. "stop", tostring(i))) end
+  print("published")
+end)
+]]):format(total) })
+    t.wait_for(first, "out", "published", 60)
+    t.wait_for(first, "out", "got %d+", 60)
+    local out1, err1 = t.stop(first)
+    local seen, twice = {}, {}
+    local function count(out)
+      for id in (out or ""):gmatch("got (%d+)\n") do
+        if seen[id] then twice[#twice + 1] = id end
+        seen[id] = true
+      end
+    end
+    count(out1)
+    assert.matches("shutdown deadline reached", err1)
+    if broker.redelivers then
+      local code, out2, err2 = t.run_scripts(yaml:gsub("300ms", "30s"),
+        { ["s.lua"] = handler }, broker.idle)
+      assert.equal(0, code, err2)
+      count(out2)
+      for i = 1, total do assert.is_true(seen[tostring(i)], "lost " .. i) end
+    else
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      local lost = 0
+      for _, pattern in ipairs(broker.lost) do
+        for k in err1:gmatch(pattern) do lost = lost + tonumber(k) end
+      end
+      assert.equal(total, n + lost, err1)
+    end
+    assert.same({}, twice, "handled twice")
+  end)
+
   it("counts what flowed in /metrics and continues the trace across the broker hop", function()
     local p = prefix()
     local yaml = ([[

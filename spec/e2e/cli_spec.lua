@@ -26,6 +26,8 @@ describe("swit #e2e", function()
       assert.equal(0, code)
       for _, want in ipairs({ "| `messaging.resources.subscribers.worker_pool_size` | integer",
                               "`messaging.broker.config.queue_size`",
+                              "`messaging.broker.config.subscribe_timeout` | duration",
+                              "`messaging.broker.config.transactional_id`",
                               "`lua.hot_reload.debounce`" }) do
         assert.truthy(out:find(want, 1, true), want)
       end
@@ -88,7 +90,7 @@ describe("swit #e2e", function()
     it("reports a broker type that does not exist", function()
       local code, _, err = run_yaml("messaging:\n  broker:\n    type: kafak\n")
       assert.equal(2, code)
-      assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of memory, kafka, rabbitmq, nats", err)
+      assert.matches("swit.yaml:3:11: messaging.broker.type: expected one of kafka, memory, nats, rabbitmq", err)
     end)
 
     it("refuses to run or check with messaging disabled", function()
@@ -99,6 +101,19 @@ describe("swit #e2e", function()
       code, _, err = t.swit({ "check", dir .. "/swit.yaml" })
       assert.equal(2, code)
       assert.matches("messaging.enabled is false", err)
+    end)
+
+    it("refuses a key swit does not implement, in run and in check alike", function()
+      local yaml = "messaging:\n  resources:\n    connections:\n      idle_timeout: 5m\n"
+      local want = "swit.yaml:4:21: messaging.resources.connections.idle_timeout: "
+        .. "not supported yet %(see docs/configuration.md%)"
+      local code, _, err = run_yaml(yaml)
+      assert.equal(2, code)
+      assert.matches(want, err)
+      local dir = t.dir({ ["swit.yaml"] = yaml })
+      code, _, err = t.swit({ "check", dir .. "/swit.yaml" })
+      assert.equal(2, code)
+      assert.matches(want, err)
     end)
 
     it("reports a missing script file", function()

@@ -4,9 +4,11 @@
 # examples/install-check, outside the tree, is built against the staged
 # copy twice - with `pkg-config --cflags --libs libswit` and with
 # find_package(swit) - and each program runs on the memory broker.
-#   install_check.sh BUILD_DIR EXAMPLE_DIR TMP_ROOT CC CMAKE
+#   install_check.sh BUILD_DIR EXAMPLE_DIR TMP_ROOT CC CMAKE [CFLAGS]
+# CFLAGS: what libswit was built with that a program must share (the
+# sanitizers of a -DSWIT_SANITIZE build), or empty.
 set -eu
-build=$1 example=$2 tmp_root=$3 cc=$4 cmake=$5
+build=$1 example=$2 tmp_root=$3 cc=$4 cmake=$5 extra=${6:-}
 fail() { echo "install.check: $*" >&2; exit 1; }
 
 mkdir -p "$tmp_root"
@@ -37,14 +39,15 @@ flags=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs libswit) 
   fail "pkg-config --cflags --libs libswit failed"
 case "$flags" in *"$root/"*) ;; *) fail "pkg-config gave $flags, not the staged copy" ;; esac
 # shellcheck disable=SC2086 # the flags are words
-"$cc" -std=c11 -Wall -Wextra -Werror -o "$tmp/check-pc" "$tmp/src/main.c" \
+"$cc" -std=c11 -Wall -Wextra -Werror $extra -o "$tmp/check-pc" "$tmp/src/main.c" \
   $flags -Wl,-rpath,"$libdir" || fail "the pkg-config build failed"
 ldd "$tmp/check-pc" | grep -q "$libdir/libswit.so" || fail "not linked to the staged libswit.so"
 "$tmp/check-pc" || fail "the pkg-config build did not run"
 
 # find_package(swit): swit::swit
 "$cmake" -S "$tmp/src" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$root" \
-  -DCMAKE_C_COMPILER="$cc" >"$tmp/cm.log" 2>&1 &&
+  -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$extra" \
+  -DCMAKE_EXE_LINKER_FLAGS="$extra" >"$tmp/cm.log" 2>&1 &&
   "$cmake" --build "$tmp/cm" >>"$tmp/cm.log" 2>&1 ||
   { cat "$tmp/cm.log"; fail "the find_package build failed"; }
 "$tmp/cm/install-check" || fail "the find_package build did not run"

@@ -386,12 +386,13 @@ int main(int argc, char **argv)
            "    config: {heartbeat: 2s}\n", argv[1]);
   if (swit__config_load_string(&cfg, yaml, NULL, err, sizeof err) ||
       swit__config_apply(&cfg->messaging.broker.config,
-                         swit__rabbitmq_config_fields, &st, err, sizeof err)) {
+                         swit__rabbitmq_config_fields, 0, &st, err, sizeof err)) {
     fprintf(stderr, "config: %s\n", err);
     return 1;
   }
-  swit_broker_env env = { .cfg = cfg, .settings = &st, .set_state = on_state,
+  swit_broker_env env = { .settings = &st, .set_state = on_state,
                           .backoff_ms = backoff };
+  swit__broker_env_config(&env, cfg);
   CHECK_RC(ops->create(&b, &env, err, sizeof err), 0);
   swit__config_free_fields(swit__rabbitmq_config_fields, &st); /* copied */
   CHECK_RC(ops->connect(b, err, sizeof err), 0);

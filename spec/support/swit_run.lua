@@ -136,6 +136,29 @@ function M.save(p, name, text)
   assert(os.rename(tmp, p.dir .. "/" .. name))
 end
 
+-- M.start with the admin server and the ingress on port 0 (a shell
+-- `prefix` such as "ulimit -n 64;" may come first): the process with
+-- adm and ing, their bound addresses.
+function M.start_servers(files, prefix)
+  local dir = M.dir(files)
+  os.execute(("cd %s && (%s %s run swit.yaml >out 2>err & echo $! >pid)")
+             :format(sh_quote(dir), prefix or "", sh_quote(M.bin)))
+  local p = { dir = dir, pid = assert(tonumber(read(dir .. "/pid"))) }
+  local err = M.wait_for(p, "err", "http ingress listening on http://[%d.:]+")
+  p.adm = err:match("admin listening on http://([%d.:]+)")
+  p.ing = err:match("http ingress listening on http://([%d.:]+)")
+  return p
+end
+
+-- The value of the Prometheus series `series` (name and labels as
+-- written) in text, or nil.
+function M.metric(text, series)
+  for line in (text or ""):gmatch("[^\n]+") do
+    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
+    if v then return tonumber(v) end
+  end
+end
+
 -- Lines of s as a list.
 function M.lines(s)
   local t = {}

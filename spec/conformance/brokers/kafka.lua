@@ -27,4 +27,6 @@ return {
   -- the mock's fetch round trips and the first group join (~3 s) happen
   -- before on_start; this covers the gaps between messages after it
   idle = "2s",
+  -- what a stop gives back is delivered again to the group
+  redelivers = true,
 }

@@ -5,4 +5,6 @@ return {
   broker = "  broker: {type: memory}\n",
   -- how long the host must see nothing before --exit-when-idle exits
   idle = "200ms",
+  -- a stop does not give messages back: it counts what it never handled
+  lost = { "memory broker: (%d+) accepted message%(s%) were never handled" },
 }

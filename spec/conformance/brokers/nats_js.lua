@@ -7,4 +7,6 @@ return {
   broker = ("  broker:\n    type: nats\n    endpoints: [%q]\n" ..
             "    config: {jetstream: true, storage: memory}\n"):format(url),
   idle = "500ms",
+  -- what a stop gives back is delivered again to the group
+  redelivers = true,
 }

@@ -9,4 +9,6 @@ return {
   -- how long the host must see nothing before --exit-when-idle exits:
   -- longer than a confirm and a delivery round trip take on a busy machine
   idle = "700ms",
+  -- what a stop gives back is delivered again to the group
+  redelivers = true,
 }
