@@ -160,6 +160,9 @@ function swit.fatal(reason) return result(RES_FATAL, reason, "fatal") end
 ---------------------------------------------------------------------------
 -- Registration
 
+-- NUL and control bytes: never part of a topic name (a C string would
+-- cut it at NUL, a log line would break at a newline)
+local CONTROL = "[%z\1-\31\127]"
 local ORDERINGS = { key = true, none = true, partition = true }
 local ON_OPTS = { group = "string", ordering = "string",
                   max_attempts = "number", dead_letter = "string",
@@ -192,16 +195,13 @@ local function check_opts(opts)
   end
   for _, k in ipairs({ "group", "dead_letter" }) do
     local v = opts[k]
-    if v and (v == "" or #v > LIMITS.topic_max or v:find("[%z\1-\32\127]")) then
+    if v and (v == "" or #v > LIMITS.topic_max or v:find(CONTROL) or
+              v:find(" ")) then
       error(("swit.on: option '%s' must be 1..%d bytes without spaces or " ..
              "control characters"):format(k, LIMITS.topic_max), 3)
     end
   end
 end
-
--- NUL and control bytes: never part of a topic name (a C string would
--- cut it at NUL, a log line would break at a newline)
-local CONTROL = "[%z\1-\31\127]"
 
 function swit.on(topic, opts, fn)
   while_loading("swit.on")
@@ -218,9 +218,9 @@ function swit.on(topic, opts, fn)
   if type(fn) ~= "function" then
     error("swit.on(topic, [opts], fn): fn must be a function", 2)
   end
-  if #topic > LIMITS.topic_max or topic:find("[%z\1-\32\127]") then
+  if #topic > LIMITS.topic_max or topic:find(" ") then
     error(("swit.on(topic, [opts], fn): topic must be at most %d bytes " ..
-           "without spaces or control characters"):format(LIMITS.topic_max), 2)
+           "without spaces"):format(LIMITS.topic_max), 2)
   end
   opts = opts or {}
   check_opts(opts)
