@@ -299,6 +299,43 @@ static int check_scripts(swit_cfg_ctx *ctx, swit_config *cfg)
   return rc;
 }
 
+int swit__listen_split(const char *listen, char *host, size_t hlen,
+                       int *port)
+{
+  const char *colon = strrchr(listen, ':');
+  const char *h = listen;
+  size_t n;
+  char *end;
+  long p;
+
+  if (!colon) return -1;
+  n = (size_t)(colon - listen);
+  if (n >= 2 && h[0] == '[' && h[n - 1] == ']') h++, n -= 2;
+  if (n == 0 || n >= hlen) return -1;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  if (colon[1] < '0' || colon[1] > '9') return -1;    /* no sign, no space */
+  p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535) return -1;
+  *port = (int)p;
+  return 0;
+}
+
+/* A listen key that is set must be host:port (or off): `swit check`
+ * refuses what could never be bound, with the key's file:line. */
+static int check_listen(swit_cfg_ctx *ctx, const char *key, const char *v)
+{
+  char host[256];
+  int port;
+
+  if (!v || !*v || strcmp(v, "off") == 0 ||
+      swit__listen_split(v, host, sizeof host, &port) == 0)
+    return 0;
+  return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                           "expected host:port with a port in 0..65535 "
+                           "([v6]:port for IPv6), or off, got \"%s\"", v);
+}
+
 #define MSGSEC(cfg) ((cfg)->messaging.security.message)
 
 /* Message security and the audit log are checked where they are built
@@ -352,6 +389,10 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
   int rc = check_brokers(ctx, swit__config_fields, "",
                          cfg->messaging.broker.type);
 
+  if (rc == 0)
+    rc = check_listen(ctx, "server.admin.listen", cfg->server.admin.listen);
+  if (rc == 0)
+    rc = check_listen(ctx, "server.http.listen", cfg->server.http.listen);
   if (rc == 0)
     rc = check_tls(ctx, cfg);
   if (rc == 0)

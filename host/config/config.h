@@ -218,6 +218,7 @@ typedef struct swit_config {
     struct {
       int64_t handler_timeout_ms; /* "30s": /healthz fails past it */
       int64_t load_timeout_ms;    /* "5s": loading scripts past it fails */
+      int64_t memory;             /* "256MB": bytes of a worker's state */
     } limits;
     swit_cfg_mark scripts_mark;
   } lua;
@@ -226,6 +227,22 @@ typedef struct swit_config {
 extern const swit_cfg_field swit__config_fields[];      /* the top level */
 extern const swit_cfg_field swit__publisher_fields[];
 extern const swit_cfg_field swit__subscriber_fields[];
+
+/* The field called `name`, or NULL: the bounds of a key, for the entry
+ * points that take the same setting another way (swit.on options). */
+const swit_cfg_field *swit__config_field(const swit_cfg_field *fields,
+                                         const char *name);
+
+/* "host:port" or "[v6]:port" (port 0..65535) into host and port; -1 if
+ * it is neither (server.admin.listen, server.http.listen). */
+int swit__listen_split(const char *listen, char *host, size_t hlen,
+                       int *port);
+
+/* The longest topic name in bytes (Kafka's limit), at every entry point:
+ * swit.on and its dead_letter, the HTTP ingress. */
+#define SWIT_TOPIC_MAX 249
+/* The longest swit.every period: a day, as the longest config durations. */
+#define SWIT_EVERY_MAX_MS ((int64_t)24 * 3600 * 1000)
 
 /* Load from a file or a string (base_dir NULL = working directory).
  * 0 and *out set, or SWIT_E_CONFIG / SWIT_E_NOMEM with the message in err. */

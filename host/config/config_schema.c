@@ -359,7 +359,8 @@ static const swit_cfg_field admin_fields[] = {
   { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, listen),
     .dflt = "127.0.0.1:9090",
     .desc = "Admin HTTP server (health, metrics, status, reload): "
-            "host:port, port 0 = any free port, or off" },
+            "host:port ([v6]:port), port 0 = any free port, or off; "
+            "anything else (port outside 0..65535) is refused" },
   { .name = "token", .type = SWIT_CFG_STR, .offset = OFF(ADMIN, token),
     .dflt = "", .desc = "Bearer token required by every state-changing "
                          "admin endpoint (empty: those endpoints answer "
@@ -392,8 +393,9 @@ static const swit_cfg_field log_fields[] = {
 static const swit_cfg_field http_fields[] = {
   { .name = "listen", .type = SWIT_CFG_STR, .offset = OFF(HTTP, listen),
     .dflt = "off",
-    .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port, port 0 = "
-            "any free port, or off" },
+    .desc = "HTTP ingress (POST /v1/publish/{topic}): host:port "
+            "([v6]:port), port 0 = any free port, or off; anything else "
+            "(port outside 0..65535) is refused" },
   { .name = "max_connections", .type = SWIT_CFG_INT,
     .offset = OFF(HTTP, max_connections), .dflt = "1024", .min = 1,
     .max = 65536,
@@ -525,6 +527,13 @@ static const swit_cfg_field limits_fields[] = {
     .max = MS_H,
     .desc = "Loading the scripts (top level, on_load, export/import) must "
             "finish within this, or they are refused with file:line" },
+  { .name = "memory", .type = SWIT_CFG_SIZE,
+    .offset = OFF(LIMITS, memory), .dflt = "256MB", .min = 1024 * 1024,
+    .max = 1024 * GIB,
+    .desc = "Bytes one worker's Lua state may hold while a handler, timer "
+            "or on_start runs (garbage not yet collected included); past "
+            "it the message fails with \"lua.limits.memory exceeded\" and "
+            "is retried or dead-lettered (docs/lua-api.md, 'Limits')" },
   { .name = NULL }
 };
 

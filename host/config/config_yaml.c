@@ -208,6 +208,9 @@ static int walk_scalar(walker *w, const swit_cfg_field *f, void *obj,
     return 0;
   if (v->type != YAML_SCALAR_NODE)
     return swit__config_fail(w->ctx, mark_of(w, v), key, "expected a scalar");
+  if (strlen(text(v)) != v->data.scalar.length)  /* "\0" would cut it */
+    return swit__config_fail(w->ctx, mark_of(w, v), key,
+                             "a NUL byte in the value");
   rc = expand(w, v, key, &s);
   if (rc == 0)
     rc = swit__config_set_scalar(w->ctx, f, obj, s, mark_of(w, v), key);

@@ -271,6 +271,7 @@ struct swit_host_s {
   pthread_mutex_t swap_lock;  /* with swap_cv: workers report swaps */
   pthread_cond_t swap_cv;
   atomic_uint reloads_ok, reloads_failed;
+  atomic_uint lua_memory_exceeded; /* calls failed on lua.limits.memory */
   struct swit__watch *watch;  /* lua.hot_reload.watch (watch.c) */
   const struct swit__runner *runner; /* the handler runtime (Lua) */
   swit__icpt_chain icpt;      /* C middleware (intercept.h) */

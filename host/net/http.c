@@ -849,27 +849,6 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 /* ------------------------------------------------------------------ */
 /* The server */
 
-/* "host:port" or "[v6]:port" into host and port. */
-static int split(const char *listen, char *host, size_t hlen, int *port)
-{
-  const char *colon = strrchr(listen, ':');
-  const char *h = listen;
-  size_t n;
-  char *end;
-  long p;
-
-  if (!colon) return -1;
-  n = (size_t)(colon - listen);
-  if (n >= 2 && h[0] == '[' && h[n - 1] == ']') h++, n -= 2;
-  if (n == 0 || n >= hlen) return -1;
-  memcpy(host, h, n);
-  host[n] = '\0';
-  p = strtol(colon + 1, &end, 10);
-  if (*end || colon[1] == '\0' || p < 0 || p > 65535) return -1;
-  *port = (int)p;
-  return 0;
-}
-
 static void bound_addr(swit__http *s)
 {
   struct sockaddr_storage ss;
@@ -946,7 +925,7 @@ int swit__http_start(swit__http **out, const char *listen,
   int port, rc;
 
   *out = NULL;
-  if (split(listen, host, sizeof host, &port) != 0) {
+  if (swit__listen_split(listen, host, sizeof host, &port) != 0) {
     snprintf(err, errlen, "%s: listen address '%s' is not host:port or off",
              opts->what, listen);
     return SWIT_E_CONFIG;

@@ -159,7 +159,7 @@ static void publish(swit_host_t *h, swit__http_req *req, const char *topic)
 
 static int topic_ok(const char *t)
 {
-  if (!*t || strlen(t) > 249) return 0;
+  if (!*t || strlen(t) > SWIT_TOPIC_MAX) return 0;
   for (; *t; t++)
     if ((unsigned char)*t < 0x21 || *t == 0x7f) return 0;
   return 1;

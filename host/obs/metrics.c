@@ -579,6 +579,11 @@ static void render_host(swit_host_t *h, render *r)
   swit__buf_printf(r->b, "swit_reloads_total{result=\"ok\"} %u\n"
                    "swit_reloads_total{result=\"failed\"} %u\n",
                    atomic_load(&h->reloads_ok), atomic_load(&h->reloads_failed));
+  head(r, "swit_lua_memory_exceeded_total", "counter",
+       "Lua calls (handler batches, timers, on_start, loading) that hit "
+       "lua.limits.memory");
+  swit__buf_printf(r->b, "swit_lua_memory_exceeded_total %u\n",
+                   atomic_load(&h->lua_memory_exceeded));
   head(r, "swit_code_generation", "gauge", "Lua code generation running");
   swit__buf_printf(r->b, "swit_code_generation %u\n",
                    atomic_load(&h->generation));

@@ -17,6 +17,7 @@
  * set as the calling thread's current worker so that the swit module
  * captures the right one; afterwards only that worker's thread uses it.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,90 @@ static int on_error(lua_State *L)
   if (!s) s = luaL_typename(L, 1);
   lua_pushstring(L, s);
   return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* lua.limits.memory: every state's allocator wraps LuaJIT's own (kept
+ * for speed and for lua_close, which destroys LuaJIT's arena only when
+ * it sees its own allocator) and counts the bytes the state holds, as
+ * LuaJIT's gc.total does. While armed - inside a lua_pcall of this file,
+ * never in an unprotected API call, where a refused allocation would
+ * panic - an allocation that would take the count past the limit is
+ * refused: LuaJIT raises "not enough memory" (LUA_ERRMEM) in the running
+ * Lua code. Frees and shrinks always pass. */
+typedef struct lua_mem {
+  lua_Alloc f;          /* LuaJIT's allocator */
+  void *ud;
+  size_t used, limit;
+  int armed;
+  int tripped;          /* an allocation was refused since arming */
+  atomic_uint *exceeded;/* the host's count (swit_lua_memory_exceeded_total) */
+} lua_mem;
+
+static void *limited_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+  lua_mem *m = ud;
+  void *r;
+
+  if (m->armed && nsize > osize && m->used - osize + nsize > m->limit) {
+    m->tripped = 1;
+    return NULL;
+  }
+  r = m->f(m->ud, p, osize, nsize);
+  if (r || nsize == 0) m->used = m->used - osize + nsize;
+  return r;
+}
+
+static lua_mem *mem_of(lua_State *L)
+{
+  void *ud;
+  return lua_getallocf(L, &ud) == limited_alloc ? ud : NULL;
+}
+
+static int limit_memory(lua_State *L, swit_host_t *h)
+{
+  lua_mem *m = calloc(1, sizeof *m);
+
+  if (!m) return -1;
+  m->exceeded = &h->lua_memory_exceeded;
+  m->f = lua_getallocf(L, &m->ud);
+  m->limit = (size_t)h->cfg->lua.limits.memory;
+  m->used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+            (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_setallocf(L, limited_alloc, m);
+  return 0;
+}
+
+/* lua_pcall with the limit armed. Past the limit, the error at the top
+ * is replaced by one naming lua.limits.memory, and a full collection
+ * gives the state back what the failed call left as garbage; a call that
+ * hit the limit but caught the error in Lua is collected and counted
+ * too. */
+static int pcall_limited(lua_State *L, int nargs, int nres)
+{
+  lua_mem *m = mem_of(L);
+  int rc;
+
+  if (!m) return lua_pcall(L, nargs, nres, 1);
+  m->tripped = 0;
+  m->armed = 1;
+  rc = lua_pcall(L, nargs, nres, 1);
+  m->armed = 0;
+  if (rc != 0 && (rc == LUA_ERRMEM || m->tripped)) {
+    const char *e = lua_tostring(L, -1);
+    char why[512];
+
+    snprintf(why, sizeof why, "lua.limits.memory exceeded: the worker's Lua "
+             "state would hold more than %zu bytes (%s)", m->limit,
+             e ? e : "not enough memory");
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    lua_pushstring(L, why);
+  } else if (m->tripped) {        /* caught in Lua (pcall): still collect */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+  }
+  if (m->tripped || rc == LUA_ERRMEM) atomic_fetch_add(m->exceeded, 1);
+  return rc;
 }
 
 static const char print_src[] =
@@ -99,7 +184,7 @@ static void set_package_path(lua_State *L, const swit_config *c)
 
 static int call(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 {
-  if (lua_pcall(L, nargs, nres, 1) == 0) return 0;
+  if (pcall_limited(L, nargs, nres) == 0) return 0;
   snprintf(err, errlen, "%s", lua_tostring(L, -1));
   lua_pop(L, 1);
   return SWIT_E_SCRIPT;
@@ -199,6 +284,24 @@ static const swit_config *state_cfg(lua_State *L)
   return c;
 }
 
+/* The bounds swit.on and swit.every check their arguments against: the
+ * config keys' own (one definition for every entry point). */
+static void push_limits(lua_State *L)
+{
+  const swit_cfg_field *f =
+      swit__config_field(swit__subscriber_fields, "max_attempts");
+
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, (lua_Number)f->min);
+  lua_setfield(L, -2, "max_attempts_min");
+  lua_pushnumber(L, (lua_Number)f->max);
+  lua_setfield(L, -2, "max_attempts_max");
+  lua_pushnumber(L, SWIT_TOPIC_MAX);
+  lua_setfield(L, -2, "topic_max");
+  lua_pushnumber(L, (lua_Number)SWIT_EVERY_MAX_MS);
+  lua_setfield(L, -2, "every_max_ms");
+}
+
 static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
                  int capture, char *err, size_t errlen)
 {
@@ -226,7 +329,8 @@ static int setup(lua_State *L, swit_host_t *h, const swit__codeset *code,
   lua_pushlightuserdata(L, (void *)&swit__ffi_api);
   if ((rc = load_internal(L, "swit.core", 2, 1, err, errlen))) return rc;
   lua_pushstring(L, "swit");
-  if ((rc = load_internal(L, "swit", 1, 2, err, errlen))) return rc;
+  push_limits(L);
+  if ((rc = load_internal(L, "swit", 2, 2, err, errlen))) return rc;
   lua_setfield(L, LUA_REGISTRYINDEX, "swit.host");
   for (size_t i = 0; i < code->nscripts; i++) {
     const swit__chunk *c = &code->scripts[i];
@@ -255,13 +359,18 @@ lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w,
   swit__guard_frame g;
   int rc;
 
+  if (limit_memory(L, h)) {
+    lua_close(L);
+    snprintf(err, errlen, "cannot create a Lua state (out of memory)");
+    return NULL;
+  }
   swit__current_worker = w;
   luaL_openlibs(L);     /* before the guard: opening `jit` turns the JIT on */
   swit__guard_enter(&g, L, SWIT__GUARD_LOAD, h->cfg);
   rc = setup(L, h, code, capture, err, errlen);
   swit__guard_leave(&g);
   if (rc != 0) {
-    lua_close(L);
+    swit__lua_close_state(L);
     L = NULL;
   }
   swit__current_worker = prev;
@@ -270,7 +379,13 @@ lua_State *swit__lua_new_state(swit_host_t *h, swit__worker *w,
 
 void swit__lua_close_state(lua_State *L)
 {
-  if (L) lua_close(L);
+  lua_mem *m;
+
+  if (!L) return;
+  if ((m = mem_of(L)) != NULL)
+    lua_setallocf(L, m->f, m->ud);   /* lua_close must see LuaJIT's own */
+  lua_close(L);
+  free(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -512,7 +627,7 @@ int swit__lua_dispatch(swit__worker *w, uint32_t n)
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->dispatch_ref);
     lua_pushinteger(L, from);
     lua_pushinteger(L, n);
-    if (lua_pcall(L, 2, 1, 1) == 0) {
+    if (pcall_limited(L, 2, 1) == 0) {
       if (lua_type(L, -1) == LUA_TNUMBER)  /* stopped at a message boundary */
         swit__worker_give_back(w, (uint32_t)lua_tointeger(L, -1), n);
       lua_pop(L, 1);
@@ -582,7 +697,7 @@ int64_t swit__lua_timers(swit__worker *w, int64_t now_ms)
 void swit__lua_close(swit__worker *w)
 {
   if (!w->L) return;
-  lua_close(w->L);
+  swit__lua_close_state(w->L);
   w->L = NULL;
   w->scripts = NULL;
 }

@@ -12,6 +12,9 @@
 -- Ownership: a msg is a borrowed view into the worker's batch, valid for
 -- the handler call only; msg:payload() and friends return Lua strings
 -- (copies) that can be kept.
+-- The host passes the module name and the bounds of the options that
+-- have a config twin (host/runtime/lua_state.c, push_limits).
+local _, LIMITS = ...
 local ffi = require "ffi"
 local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
 local json_safe = require "cjson.safe"  -- encoder for table payloads
@@ -157,6 +160,9 @@ function swit.fatal(reason) return result(RES_FATAL, reason, "fatal") end
 ---------------------------------------------------------------------------
 -- Registration
 
+-- NUL and control bytes: never part of a topic name (a C string would
+-- cut it at NUL, a log line would break at a newline)
+local CONTROL = "[%z\1-\31\127]"
 local ORDERINGS = { key = true, none = true, partition = true }
 local ON_OPTS = { group = "string", ordering = "string",
                   max_attempts = "number", dead_letter = "string",
@@ -180,14 +186,22 @@ local function check_opts(opts)
           :format(opts.ordering), 3)
   end
   local n = opts.max_attempts
-  if n and (n < 1 or n ~= math.floor(n)) then
-    error("swit.on: max_attempts must be an integer >= 1", 3)
+  if n and not (n >= LIMITS.max_attempts_min and n <= LIMITS.max_attempts_max
+                and n == math.floor(n)) then
+    error(("swit.on: max_attempts must be an integer in %d..%d (as " ..
+           "messaging.subscribers.*.max_attempts), got %s")
+          :format(LIMITS.max_attempts_min, LIMITS.max_attempts_max,
+                  tostring(n)), 3)
+  end
+  for _, k in ipairs({ "group", "dead_letter" }) do
+    local v = opts[k]
+    if v and (v == "" or #v > LIMITS.topic_max or v:find(CONTROL) or
+              v:find(" ")) then
+      error(("swit.on: option '%s' must be 1..%d bytes without spaces or " ..
+             "control characters"):format(k, LIMITS.topic_max), 3)
+    end
   end
 end
-
--- NUL and control bytes: never part of a topic name (a C string would
--- cut it at NUL, a log line would break at a newline)
-local CONTROL = "[%z\1-\31\127]"
 
 function swit.on(topic, opts, fn)
   while_loading("swit.on")
@@ -204,8 +218,17 @@ function swit.on(topic, opts, fn)
   if type(fn) ~= "function" then
     error("swit.on(topic, [opts], fn): fn must be a function", 2)
   end
+  if #topic > LIMITS.topic_max or topic:find(" ") then
+    error(("swit.on(topic, [opts], fn): topic must be at most %d bytes " ..
+           "without spaces"):format(LIMITS.topic_max), 2)
+  end
   opts = opts or {}
   check_opts(opts)
+  if opts.dead_letter == topic then
+    error(("swit.on: dead_letter '%s' is the handler's own topic (a failed " ..
+           "message would come back to the handler that failed it)")
+          :format(topic), 2)
+  end
   local id = topic .. "\0" .. (opts.group or "")
   if reg.seen[id] then
     error(("swit.on: topic '%s' already has a handler for group '%s'")
@@ -244,8 +267,9 @@ end
 
 function swit.every(ms, fn)
   while_loading("swit.every")
-  if type(ms) ~= "number" or ms < 1 then
-    error("swit.every(duration_ms, fn): duration_ms must be a number >= 1", 2)
+  if type(ms) ~= "number" or not (ms >= 1 and ms <= LIMITS.every_max_ms) then
+    error(("swit.every(duration_ms, fn): duration_ms must be a number in " ..
+           "1..%d (a day), got %s"):format(LIMITS.every_max_ms, tostring(ms)), 2)
   end
   if type(fn) ~= "function" then error("swit.every(duration_ms, fn): fn must be a function", 2) end
   reg.timers[#reg.timers + 1] = { ms = ms, fn = fn, due = nil }
@@ -443,7 +467,10 @@ function host.timers(now)
     if t.due == nil then t.due = now + t.ms end
     if now >= t.due then
       local ok, err = pcall(t.fn)
-      if not ok then swit.log("error", "swit.every: %s", tostring(err)) end
+      if not ok then
+        collectgarbage()      -- past lua.limits.memory: room to log again
+        swit.log("error", "swit.every: %s", tostring(err))
+      end
       t.due = now + t.ms
     end
     if next_due < 0 or t.due < next_due then next_due = t.due end

@@ -44,13 +44,6 @@ local function curl(args)
   return tonumber(code), body
 end
 
-local function metric(text, series)
-  for line in text:gmatch("[^\n]+") do
-    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
-    if v then return tonumber(v) end
-  end
-end
-
 local yaml = [[
 server:
   name: e2e
@@ -94,20 +87,20 @@ describe("admin server #e2e", function()
     for _ = 1, 200 do
       local _, body = curl("http://" .. adm .. "/metrics")
       text = body
-      if metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}') == 10 then
+      if t.metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}') == 10 then
         break
       end
       os.execute("sleep 0.02")
     end
-    assert.equal(10, metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}'))
-    assert.equal(10, metric(text, 'swit_messages_published_total{broker="memory",topic="orders"}'))
-    assert.equal(7, metric(text, 'shop_orders_total{kind="a"}'))
-    assert.equal(3, metric(text, 'shop_orders_total{kind="b"}'))
-    assert.equal(4, metric(text, 'shop_order_bytes_bucket{le="4"}'))
-    assert.equal(10, metric(text, 'shop_order_bytes_bucket{le="16"}'))
-    assert.equal(10, metric(text, "shop_order_bytes_count"))
-    assert.equal(55, metric(text, "shop_order_bytes_sum"))
-    assert.is_number(metric(text, "shop_last_size"))
+    assert.equal(10, t.metric(text, 'swit_messages_consumed_total{broker="memory",topic="orders",group="e2e"}'))
+    assert.equal(10, t.metric(text, 'swit_messages_published_total{broker="memory",topic="orders"}'))
+    assert.equal(7, t.metric(text, 'shop_orders_total{kind="a"}'))
+    assert.equal(3, t.metric(text, 'shop_orders_total{kind="b"}'))
+    assert.equal(4, t.metric(text, 'shop_order_bytes_bucket{le="4"}'))
+    assert.equal(10, t.metric(text, 'shop_order_bytes_bucket{le="16"}'))
+    assert.equal(10, t.metric(text, "shop_order_bytes_count"))
+    assert.equal(55, t.metric(text, "shop_order_bytes_sum"))
+    assert.is_number(t.metric(text, "shop_last_size"))
     if os.execute("command -v promtool >/dev/null 2>&1") == 0 then
       local f = io.open(p.dir .. "/metrics.txt", "w")
       f:write(text)

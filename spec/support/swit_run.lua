@@ -175,4 +175,13 @@ function M.count(s, pattern)
   return n
 end
 
+-- The value of one series (name with its labels, as written) in a
+-- /metrics text, or nil.
+function M.metric(text, series)
+  for line in text:gmatch("[^\n]+") do
+    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
+    if v then return tonumber(v) end
+  end
+end
+
 return M
