@@ -274,6 +274,25 @@ static int add_chandlers(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
+int swit_host_client_only(swit_host_t *h, char *err, size_t errlen)
+{
+  char ebuf[256];
+
+  if (!err) err = ebuf, errlen = sizeof ebuf;
+  if (!h) return swit__fail(err, errlen, SWIT_E_INVAL, "no host");
+  if (atomic_load(&h->state) != SWIT__NEW)
+    return swit__fail(err, errlen, SWIT_E_STATE, "swit_host_client_only: "
+                      "the host was already started");
+  if (h->ops->undelivered)     /* keeps its messages in this process only */
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "%s: messaging.broker."
+                      "type: the %s broker lives inside one process: no "
+                      "other process can reach it (use kafka, rabbitmq or "
+                      "nats)", h->cfg->path, h->ops->name);
+  h->client_only = 1;
+  h->cfg->messaging.resources.subscribers.worker_pool_size = 1;
+  return 0;
+}
+
 /* Validate the scripts (first generation) and create the subscription
  * table: Lua registrations first, then the C handlers. */
 static int first_generation(swit_host_t *h, char *err, size_t errlen)
@@ -284,7 +303,7 @@ static int first_generation(swit_host_t *h, char *err, size_t errlen)
   int rc;
 
   if ((rc = swit__subs_init(h))) return rc;
-  if (h->cfg->lua.scripts.n) {
+  if (h->cfg->lua.scripts.n && !h->client_only) {
     if ((rc = swit__codeset_read(h->cfg, &h->code, err, errlen))) return rc;
     rc = swit__generation_validate(h, h->code, &defs, &n, err, errlen);
   }
@@ -478,7 +497,7 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
               "broker %s, %zu workers, %zu handlers", SWIT_VERSION_STRING,
               h->cfg->server.name, h->cfg->server.version, h->ops->name,
               h->nworkers, h->nsubs);
-    swit__obs_start(h);       /* admin server, ingress */
+    if (!h->client_only) swit__obs_start(h);  /* admin server, ingress */
   }
   pthread_mutex_unlock(&h->lock);
   return rc;

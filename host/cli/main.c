@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "swit/swit.h"
+#include "cli/tools.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_CONFIG 2
@@ -34,6 +35,8 @@
 static const char usage[] =
   "usage: swit run CONFIG [--exit-when-idle[=DURATION]]\n"
   "       swit check CONFIG\n"
+  "       swit publish CONFIG TOPIC [--key K] [--header N=V]... PAYLOAD|--file F|-\n"
+  "       swit tail CONFIG TOPIC [--group G] [--count N] [--json]\n"
   "       swit config-reference\n"
   "       swit --version | --help\n";
 
@@ -54,6 +57,19 @@ static const char help[] =
   "  check CONFIG    validate CONFIG and the broker client settings, and\n"
   "                  compile and load its scripts, without connecting;\n"
   "                  print the handlers they register.\n"
+  "  publish CONFIG TOPIC [--key K] [--header N=V]... PAYLOAD | --file F|-\n"
+  "                  publish to CONFIG's broker (its scripts are not\n"
+  "                  loaded): PAYLOAD, or one message per line of F (- =\n"
+  "                  stdin); each is confirmed before the next; exit 1 at\n"
+  "                  the first failure. Not with the memory broker (it\n"
+  "                  lives inside one process).\n"
+  "  tail CONFIG TOPIC [--group G] [--count N] [--json]\n"
+  "                  print what arrives on TOPIC, one line per message\n"
+  "                  (topic, key=, headers name=value, | payload; \\n and\n"
+  "                  control bytes escaped), or JSON lines with --json,\n"
+  "                  until SIGINT/SIGTERM or N messages. The group defaults\n"
+  "                  to swit-tail-<pid>, so a running service's consumers\n"
+  "                  lose nothing to it.\n"
   "  config-reference\n"
   "                  print every config key with its type, default and\n"
   "                  meaning (Markdown).\n"
@@ -274,6 +290,18 @@ int main(int argc, char **argv)
     return 0;
   }
   if (argc == 3 && !strcmp(argv[1], "check")) return cmd_check(argv[2]);
+  if (argc >= 2 && !strcmp(argv[1], "publish")) {
+    signal(SIGPIPE, SIG_IGN);
+    return swit__cli_publish(argc, argv);
+  }
+  if (argc >= 2 && !strcmp(argv[1], "tail")) {
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    return swit__cli_tail(argc, argv, &sigs);
+  }
   if (argc == 2 && !strcmp(argv[1], "config-reference")) {
     swit_config_reference(print_line, NULL);
     return 0;

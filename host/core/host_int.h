@@ -250,6 +250,8 @@ struct swit_host_s {
   uint32_t batch_size;
 
   atomic_int state;           /* SWIT__* */
+  int client_only;            /* swit_host_client_only: no scripts, no
+                                 servers, one worker */
   atomic_int intake_busy;     /* ingress requests between their state
                                  check and their publish's return */
   atomic_int go;              /* workers may start dispatching */

@@ -118,6 +118,21 @@ const char *swit_msg_header(const swit_msg_t *m, const char *name,
   return h->value;
 }
 
+int swit_msg_header_at(const swit_msg_t *m, size_t i, const char **name,
+                       size_t *nlen, const char **value, size_t *vlen)
+{
+  const swit_header *h;
+
+  if (i < m->v.nheaders) h = &m->v.headers[i];
+  else if (i - m->v.nheaders < m->nextra) h = &m->extra[i - m->v.nheaders];
+  else return 0;
+  if (name) *name = h->name;
+  if (nlen) *nlen = h->name_len;
+  if (value) *value = h->value;
+  if (vlen) *vlen = h->value_len;
+  return 1;
+}
+
 unsigned swit_msg_attempt(const swit_msg_t *m)
 {
   return m->attempt_no;

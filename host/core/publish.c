@@ -171,3 +171,20 @@ int swit_host_publish_batch(swit_host_t *h, const char *topic,
   if (accepted) *accepted = done;
   return rc;
 }
+
+int swit_host_flush(swit_host_t *h, int timeout_ms, char *err, size_t errlen)
+{
+  char ebuf[256];
+  int rc;
+
+  if (!err) err = ebuf, errlen = sizeof ebuf;
+  if (atomic_load(&h->state) != SWIT__RUNNING || !atomic_load(&h->connected))
+    return swit__fail(err, errlen, SWIT_E_STATE, "flush: the host is not "
+                      "running with a connected broker");
+  rc = h->ops->flush(h->broker, timeout_ms < 0 ? 0 : timeout_ms);
+  if (rc)
+    swit__fail(err, errlen, rc, "flush: the broker did not confirm every "
+               "publish%s (%s)", rc == SWIT_E_TIMEDOUT ? " in time" : "",
+               swit_strerror(rc));
+  return rc;
+}

@@ -295,6 +295,74 @@ end)
     assert.same({}, twice, "handled twice")
   end)
 
+  -- swit publish / swit tail (host/cli/tools.c) on the config's broker:
+  -- tail prints what publish sent (key, header, escaped newline); the
+  -- memory broker, which no other process can reach, is refused.
+  it("reaches the broker from the command line: swit publish and swit tail", function()
+    local p = prefix()
+    local dir = t.dir({ ["swit.yaml"] = ([[
+server: {name: conformance}
+messaging:
+%slua:
+  scripts: [s.lua]
+]]):format(broker.broker), ["s.lua"] = "local swit = require 'swit'\n" })
+    local cfg = t.quote(dir .. "/swit.yaml")
+    local bin = t.quote(t.bin)
+    if broker.in_process then         -- no other process can reach it
+      local code, _, err = t.sh(("%s publish %s %sx hello"):format(bin, cfg, p))
+      assert.equal(2, code)
+      assert.matches("lives inside one process", err)
+      code, _, err = t.sh(("%s tail %s %sx --count 1"):format(bin, cfg, p))
+      assert.equal(2, code)
+      assert.matches("lives inside one process", err)
+      os.execute("rm -rf " .. t.quote(dir))
+      return
+    end
+    os.execute(("cd %s && (timeout 90 %s tail swit.yaml %stools --count 3 " ..
+                ">tail.out 2>tail.err; echo $? >tail.code) &"):format(
+                t.quote(dir), bin, p))
+    -- publish until the tail (whose group may still be joining) printed
+    -- three messages; bounded
+    local out = ""
+    for i = 1, 120 do
+      local code, _, err = t.sh(("%s publish %s %stools --key k%d --header " ..
+        "h=v%d 'line %d\nsecond'"):format(bin, cfg, p, i, i, i))
+      assert.equal(0, code, err)
+      os.execute("sleep 0.5")
+      out = t.read(dir .. "/tail.out") or ""
+      if t.count(out, "\n") >= 3 then break end
+    end
+    for _ = 1, 200 do
+      if t.read(dir .. "/tail.code") then break end
+      os.execute("sleep 0.05")
+    end
+    local code = tonumber(t.read(dir .. "/tail.code") or "")
+    local err = t.read(dir .. "/tail.err")
+    os.execute("rm -rf " .. t.quote(dir))
+    assert.equal(0, code, err)
+    local lines = t.lines(out)
+    assert.equal(3, #lines, out)
+    for _, line in ipairs(lines) do
+      local k, h, n = line:match("^" .. p:gsub("%.", "%%.") ..
+        "tools key=k(%d+) .*h=v(%d+).* | line (%d+)\\nsecond$")
+      assert.truthy(k, line)
+      assert.equal(k, h)
+      assert.equal(k, n)
+    end
+    -- bad input: a topic with a space, a header without '=', no payload
+    local bad = {
+      { "%s publish %s 'a b' x", "has a space" },
+      { "%s publish %s t --header novalue x", "expected NAME=VALUE" },
+      { "%s publish %s t", "give a PAYLOAD or %-%-file" },
+      { "%s tail %s t --count -1", "expected a positive number" },
+    }
+    for _, b in ipairs(bad) do
+      local c, _, e = t.sh(b[1]:format(bin, cfg))
+      assert.equal(2, c, e)
+      assert.matches(b[2], e)
+    end
+  end)
+
   it("counts what flowed in /metrics and continues the trace across the broker hop", function()
     local p = prefix()
     local yaml = ([[

@@ -151,6 +151,23 @@ SWIT_API int swit_host_handle(swit_host_t *h, const char *topic,
                               swit_handler_cb cb, void *ud, char *err,
                               size_t errlen);
 
+/* Make h a client of its config's broker, for tools such as `swit
+ * publish` and `swit tail`: it loads no scripts, starts neither the admin
+ * server, the ingress nor the script watch, and runs one worker (for C
+ * handlers of swit_host_handle). Before swit_host_start only. Errors:
+ * SWIT_E_STATE (started), SWIT_E_INVAL (h NULL), SWIT_E_CONFIG (a broker
+ * that lives inside one process, such as the memory broker: there is no
+ * one to reach). */
+SWIT_API int swit_host_client_only(swit_host_t *h, char *err, size_t errlen);
+
+/* Wait up to timeout_ms until the broker holds everything published
+ * through h so far (core NATS: the server answered a ping after them;
+ * Kafka: every produce was acknowledged; RabbitMQ: confirmed). While
+ * running only. Errors: SWIT_E_STATE (not running, or the broker is not
+ * connected), SWIT_E_TIMEDOUT, SWIT_E_BROKER; err says which. */
+SWIT_API int swit_host_flush(swit_host_t *h, int timeout_ms, char *err,
+                             size_t errlen);
+
 /* Load the scripts into a scratch state and report registrations without
  * connecting (what `swit check` does). Before swit_host_start only
  * (SWIT_E_STATE after). Errors: SWIT_E_SCRIPT (file:line in err),
@@ -298,6 +315,12 @@ SWIT_API const void *swit_msg_payload(const swit_msg_t *m, size_t *len);
 /* NULL if the header is absent. Names compare ASCII case-insensitively. */
 SWIT_API const char *swit_msg_header(const swit_msg_t *m, const char *name,
                                      size_t *len);
+/* The i-th header (from 0, in the message's order): 1 with the name and
+ * value set (lengths in *nlen, *vlen; either pointer may be NULL), 0 when
+ * there is no i-th header. */
+SWIT_API int swit_msg_header_at(const swit_msg_t *m, size_t i,
+                                const char **name, size_t *nlen,
+                                const char **value, size_t *vlen);
 /* 1 on the first delivery, 2 on the first retry, ... */
 SWIT_API unsigned swit_msg_attempt(const swit_msg_t *m);
 /* Reason carried to logs and dead-letter headers (copied; NULL or out of

@@ -7,4 +7,6 @@ return {
   idle = "200ms",
   -- a stop does not give messages back: it counts what it never handled
   lost = { "memory broker: (%d+) accepted message%(s%) were never handled" },
+  -- no other process can reach it (swit publish / tail refuse it)
+  in_process = true,
 }

@@ -1,0 +1,14 @@
+/*
+ * tools.h - the swit command's client tools (tools.c): publish and tail.
+ * Each takes main's argc/argv and returns the process's exit code.
+ */
+#ifndef SWIT_CLI_TOOLS_H
+#define SWIT_CLI_TOOLS_H
+
+#include <signal.h>
+
+int swit__cli_publish(int argc, char **argv);
+/* sigs: SIGINT and SIGTERM (blocked here, waited for). */
+int swit__cli_tail(int argc, char **argv, const sigset_t *sigs);
+
+#endif /* SWIT_CLI_TOOLS_H */
