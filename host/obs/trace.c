@@ -175,25 +175,46 @@ static const swit_header *find_header(const swit_msg_view *v, const char *name,
   return NULL;
 }
 
+/* W3C trace-context 3.3: printable ASCII, at most 512 bytes kept. Anything
+ * else is left out rather than propagated (a CR or LF in it would reach
+ * the headers of every message a handler publishes). */
+static int state_ok(const char *s, size_t len)
+{
+  if (len == 0 || len > SWIT__TRACE_STATE_MAX) return 0;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return 0;
+  return 1;
+}
+
+int swit__trace_from_headers(const swit_msg_view *v, swit__trace_ctx *c)
+{
+  const swit_header *tp = v->nheaders ? find_header(v, "traceparent", 11)
+                                      : NULL;
+  const swit_header *ts;
+  int sampled;
+
+  c->hi = c->lo = c->parent = 0;
+  c->state = NULL;
+  c->state_len = 0;
+  if (!tp || parse_traceparent(tp->value, tp->value_len, &c->hi, &c->lo,
+                               &c->parent, &sampled) != 0) {
+    c->hi = c->lo = c->parent = 0;
+    return SWIT_E_NOTFOUND;
+  }
+  c->sampled = (uint8_t)sampled;
+  ts = find_header(v, "tracestate", 10);
+  if (ts && state_ok(ts->value, ts->value_len)) {
+    c->state = ts->value;
+    c->state_len = ts->value_len;
+  }
+  return 0;
+}
+
 /* The context of one message from its headers, or a new trace. */
 static void ctx_from_headers(swit__tracer *t, swit__wtrace *tr,
                              const swit_msg_view *v, swit__trace_ctx *c)
 {
-  const swit_header *tp = v->nheaders ? find_header(v, "traceparent", 11)
-                                      : NULL;
-  int sampled;
-
-  if (tp && parse_traceparent(tp->value, tp->value_len, &c->hi, &c->lo,
-                              &c->parent, &sampled) == 0) {
-    const swit_header *ts = find_header(v, "tracestate", 10);
-    c->sampled = (uint8_t)sampled;
-    c->state = ts ? ts->value : NULL;
-    c->state_len = ts ? ts->value_len : 0;
-    return;
-  }
-  c->hi = c->lo = c->parent = 0;
-  c->state = NULL;
-  c->state_len = 0;
+  if (swit__trace_from_headers(v, c) == 0) return;
   c->sampled = t->always || draw(&tr->rng) < t->threshold;
 }
 

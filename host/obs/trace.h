@@ -122,6 +122,14 @@ int swit__trace_register(struct swit_host_s *h);
 swit__wtrace *swit__wtrace_of(const struct swit__worker *w);
 /* Context of message i of the batch, ids drawn, or NULL. */
 const swit__trace_ctx *swit__trace_slot(struct swit__worker *w, uint32_t i);
+
+/* The incoming context of a message: hi, lo, parent and sampled from its
+ * traceparent header, state from its tracestate when that is printable
+ * ASCII of 1..SWIT__TRACE_STATE_MAX bytes (else NULL: never propagated).
+ * 0, or SWIT_E_NOTFOUND with ids and state cleared when there is no valid
+ * traceparent. Any thread; reads only the view. */
+#define SWIT__TRACE_STATE_MAX 512
+int swit__trace_from_headers(const swit_msg_view *v, swit__trace_ctx *c);
 /* The trace id (32 hex + NUL) of batch message m: its context when
  * tracing is on, else from its traceparent header. 0 or SWIT_E_NOTFOUND. */
 int swit__trace_id_hex(struct swit__worker *w, const swit_ffi_msg *m,

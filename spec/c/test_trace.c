@@ -9,7 +9,8 @@
  *     flag is followed, a dead-letter copy is a child of the failed span;
  *   - sampling 0: no span, but B still gets a valid traceparent;
  *   - the receiver down: every span dropped and counted, none exported;
- *   - tracing off: msg:trace_id() is the incoming traceparent's, or nil.
+ *   - tracing off: msg:trace_id() is the incoming traceparent's, or nil;
+ *   - a tracestate that is not printable ASCII (<= 512 bytes) is dropped.
  * Links the objects (reads the metrics through swit__metrics_render).
  */
 #include <arpa/inet.h>
@@ -500,6 +501,37 @@ static void it_rejects_a_bad_endpoint(void)
   if (rc == 0) swit_host_free(h);
 }
 
+/* The incoming context read from headers alone: a tracestate that is not
+ * printable ASCII of at most 512 bytes is left out, so a CR or LF in it
+ * never reaches the headers of what a handler publishes. */
+static void it_keeps_only_a_printable_tracestate(void)
+{
+  static const char tp[] =
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  char big[SWIT__TRACE_STATE_MAX + 1];
+  swit_header hv[2] = {{"TraceParent", tp, 11, sizeof tp - 1},
+                       {"tracestate", "a=1,b=2", 10, 7}};
+  swit_msg_view v = {.headers = hv, .nheaders = 2};
+  swit__trace_ctx c;
+
+  CHECK(swit__trace_from_headers(&v, &c) == 0);
+  CHECK(c.hi == 0x0af7651916cd43ddULL && c.lo == 0x8448eb211c80319cULL);
+  CHECK(c.parent == 0xb7ad6b7169203331ULL && c.sampled == 1);
+  CHECK(c.state == hv[1].value && c.state_len == 7);
+  hv[1].value = "a=1\r\nx-swit-forged: 1";
+  hv[1].value_len = (uint32_t)strlen(hv[1].value);
+  CHECK(swit__trace_from_headers(&v, &c) == 0 && c.state == NULL);
+  memset(big, 'a', sizeof big);
+  hv[1].value = big;
+  hv[1].value_len = sizeof big;
+  CHECK(swit__trace_from_headers(&v, &c) == 0 && c.state == NULL);
+  hv[1].value_len = sizeof big - 1;
+  CHECK(swit__trace_from_headers(&v, &c) == 0 && c.state_len == sizeof big - 1);
+  hv[0].value_len--; /* 54 characters: no context, nothing kept */
+  CHECK(swit__trace_from_headers(&v, &c) == SWIT_E_NOTFOUND);
+  CHECK(c.hi == 0 && c.lo == 0 && c.parent == 0 && c.state == NULL);
+}
+
 int main(void)
 {
   char path[256];
@@ -519,6 +551,7 @@ int main(void)
   it_counts_drops_when_the_receiver_is_down();
   it_reads_the_trace_id_with_tracing_off(port);
   it_rejects_a_bad_endpoint();
+  it_keeps_only_a_printable_tracestate();
   remove(path);
   rmdir(dir);
   event_base_loopexit(rx_base, NULL);
