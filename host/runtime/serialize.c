@@ -142,14 +142,18 @@ int swit__serialize(lua_State *L, int idx, swit__buf *out, char *err,
 }
 
 /* ------------------------------------------------------------------ */
-/* Reading: the bytes come from swit__serialize in this process. */
+/* Reading: the bytes come from swit__serialize in this process, but are
+ * read as if hostile (spec/fuzz/fuzz_serialize.c): what is read is what
+ * swit__serialize can write, so a nesting past MAX_DEPTH, a key that is
+ * not a string, number (not NaN) or boolean, or a truncation is refused,
+ * and nothing raises a Lua error except running out of memory. */
 
 typedef struct rctx {
   lua_State *L;
   const char *p, *end;
 } rctx;
 
-static int read_value(rctx *r);
+static int read_value(rctx *r, int depth);
 
 static int take(rctx *r, void *out, size_t len)
 {
@@ -159,12 +163,24 @@ static int take(rctx *r, void *out, size_t len)
   return 0;
 }
 
-static int read_table(rctx *r)
+static int key_ok(lua_State *L, int idx)
 {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+  case LUA_TBOOLEAN: return 1;
+  case LUA_TNUMBER: return lua_tonumber(L, idx) == lua_tonumber(L, idx);
+  default: return 0;
+  }
+}
+
+static int read_table(rctx *r, int depth)
+{
+  if (depth >= MAX_DEPTH || !lua_checkstack(r->L, 4)) return -1;
   lua_newtable(r->L);
-  lua_checkstack(r->L, 4);
   while (r->p < r->end && *r->p != T_END) {
-    if (read_value(r) || read_value(r)) return -1;
+    if (read_value(r, depth + 1) || !key_ok(r->L, -1) ||
+        read_value(r, depth + 1))
+      return -1;
     lua_rawset(r->L, -3);
   }
   if (r->p >= r->end) return -1;
@@ -172,7 +188,7 @@ static int read_table(rctx *r)
   return 0;
 }
 
-static int read_value(rctx *r)
+static int read_value(rctx *r, int depth)
 {
   uint32_t n32;
   double d;
@@ -192,7 +208,7 @@ static int read_value(rctx *r)
     lua_pushlstring(r->L, r->p, n32);
     r->p += n32;
     return 0;
-  case T_TABLE: return read_table(r);
+  case T_TABLE: return read_table(r, depth);
   default: return -1;
   }
 }
@@ -202,7 +218,7 @@ int swit__deserialize(lua_State *L, const char *data, size_t len)
   rctx r = {L, data, data + len};
   int top = lua_gettop(L);
 
-  if (read_value(&r) || r.p != r.end) {
+  if (!lua_checkstack(L, 4) || read_value(&r, 0) || r.p != r.end) {
     lua_settop(L, top);
     return SWIT_E_INVAL;
   }
