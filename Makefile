@@ -7,15 +7,19 @@
 #               under PREFIX (default /usr/local), staged under DESTDIR
 # Variables: BUILD (build directory), SANITIZE (e.g. address,undefined),
 # TYPE (CMake build type), PREFIX, DESTDIR. `make bench` prints the
-# benchmark figures.
+# benchmark figures. `make fuzz` builds the libFuzzer harnesses with clang
+# in FUZZ_BUILD and runs each on its seed corpus for FUZZ_SECONDS
+# (scripts/fuzz.sh).
 BUILD ?= build
 TYPE ?= RelWithDebInfo
 SANITIZE ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test bench deps build install
+.PHONY: run test bench deps build install fuzz
 
 run: build
 	$(BUILD)/swit run examples/quickstart/swit.yaml --exit-when-idle
@@ -29,6 +33,11 @@ bench: build
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWIT_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 deps:
 	@scripts/install-deps.sh

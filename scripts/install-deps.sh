@@ -17,6 +17,7 @@ RUNTIME=(
 )
 BUILD=(
   build-essential cmake pkg-config git curl
+  clang libclang-rt-dev
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
   librdkafka-dev librabbitmq-dev libnats-dev lua-cjson
 )
