@@ -17,6 +17,9 @@
 
 /* Longest key path kept for messages ("messaging.subscribers.x.y"). */
 #define SWIT__CONFIG_KEYMAX 256
+/* Mappings and sequences nest at most this deep in a config (a valid one
+ * needs 5 levels; docs/configuration.md). */
+#define SWIT__CONFIG_MAX_DEPTH 64
 
 /* Where each key path's value was found ("lua.scripts[1]" for list
  * items), recorded while walking so validation can point at it later. */

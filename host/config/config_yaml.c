@@ -10,6 +10,9 @@
  * the walk can point at it. Runs on the loading thread; the document is
  * freed before returning.
  *
+ * Before that, an event-only pass refuses nesting deeper than
+ * SWIT__CONFIG_MAX_DEPTH (check_depth): libyaml's cost grows with depth.
+ *
  * NAMED maps (messaging.publishers / .subscribers) get "default" at index
  * 0; every other element starts from the table defaults, then the
  * "default" entry's keys, then its own keys.
@@ -467,6 +470,46 @@ static int syntax_error(swit_cfg_ctx *ctx, const yaml_parser_t *p)
                            p->context ? p->context : "");
 }
 
+/* Events only, before the document is built: a mapping or sequence nested
+ * deeper than SWIT__CONFIG_MAX_DEPTH is refused where it opens. libyaml's
+ * scanner costs O(depth) per token (it revisits every open flow level),
+ * so a 200 KB run of "[" took ~20 s to reject; stopped at the limit, it
+ * reads a bounded prefix. A syntax error found here is reported as the
+ * load would report it. */
+static int check_depth(swit_cfg_ctx *ctx, const char *text, size_t len)
+{
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  int depth = 0, rc = 0, done = 0;
+
+  if (!yaml_parser_initialize(&parser))
+    return swit__config_nomem(ctx);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  while (rc == 0 && !done) {
+    if (!yaml_parser_parse(&parser, &ev)) {
+      rc = syntax_error(ctx, &parser);
+      break;
+    }
+    if (ev.type == YAML_SEQUENCE_START_EVENT ||
+        ev.type == YAML_MAPPING_START_EVENT) {
+      if (++depth > SWIT__CONFIG_MAX_DEPTH) {
+        swit_cfg_mark m = { ctx->file, (int)ev.start_mark.line + 1,
+                            (int)ev.start_mark.column + 1 };
+        rc = swit__config_fail(ctx, m, NULL,
+                               "YAML nested deeper than %d levels",
+                               SWIT__CONFIG_MAX_DEPTH);
+      }
+    } else if (ev.type == YAML_SEQUENCE_END_EVENT ||
+               ev.type == YAML_MAPPING_END_EVENT) {
+      depth--;
+    }
+    done = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
 int swit__config_yaml_walk(swit_cfg_ctx *ctx, const char *text, size_t len,
                            const swit_cfg_field *fields, void *obj)
 {
@@ -476,6 +519,8 @@ int swit__config_yaml_walk(swit_cfg_ctx *ctx, const char *text, size_t len,
   int have_doc = 0, have_extra = 0, rc = 0;
   yaml_node_t *root;
 
+  if ((rc = check_depth(ctx, text, len)) < 0)
+    return rc;
   if (!yaml_parser_initialize(&parser))
     return swit__config_nomem(ctx);
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
