@@ -24,6 +24,8 @@
 #include "net/http.h"
 
 static atomic_int handled, slow_done;
+/* written by any worker thread, read by main: under last_lock */
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_key[64], last_hdr[64];
 
 static void sleep_ms(long ms)
@@ -44,10 +46,12 @@ static int on_msg(swit_msg_t *m, void *ud)
     sleep_ms(600);
     atomic_store(&slow_done, 1);
   }
+  pthread_mutex_lock(&last_lock);
   if (k && klen < sizeof last_key) snprintf(last_key, sizeof last_key, "%.*s",
                                             (int)klen, k);
   if (hv && hlen < sizeof last_hdr) snprintf(last_hdr, sizeof last_hdr, "%.*s",
                                              (int)hlen, hv);
+  pthread_mutex_unlock(&last_lock);
   atomic_fetch_add(&handled, 1);
   if (len == 3 && !memcmp(p, "bad", 3)) return SWIT_REJECT;
   return SWIT_ACK;
@@ -322,8 +326,10 @@ static void it_publishes_through_the_ingress(swit_host_t *h, const char *ing)
   CHECK(strstr(r.body, "\"confirm_id\":") != NULL);
   resp_free(&r);
   CHECK(wait_handled(before + 1));
+  pthread_mutex_lock(&last_lock);
   CHECK(!strcmp(last_key, "key-1"));
   CHECK(!strcmp(last_hdr, "bar"));
+  pthread_mutex_unlock(&last_lock);
   CHECK(status_of(ing, "GET", "/v1/publish/work", NULL) == 405);
   CHECK(status_of(ing, "POST", "/v1/publish/", NULL) == 400);
   CHECK(status_of(ing, "POST", "/v1/publish/a%20b", NULL) == 400);
