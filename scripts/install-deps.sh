@@ -17,13 +17,13 @@ RUNTIME=(
 )
 BUILD=(
   build-essential cmake pkg-config git curl
-  clang libclang-rt-dev
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
   librdkafka-dev librabbitmq-dev libnats-dev lua-cjson
 )
 # systemd is here for systemd-analyze (the test packaging.systemd), openssl
-# for the certificates the TLS specs make.
+# for the certificates the TLS specs make, clang for `make fuzz`.
 TEST=(
+  clang libclang-rt-dev
   lua-busted lua-check prometheus
   nats-server rabbitmq-server kcat amqp-tools
   systemd openssl

@@ -97,7 +97,7 @@ static int name_is(const swit_header *hd, const char *name, size_t len)
   return hd->name_len == len && strncasecmp(hd->name, name, len) == 0;
 }
 
-static int is_trace_header(const swit_header *hd)
+int swit__trace_is_header(const swit_header *hd)
 {
   return name_is(hd, "traceparent", 11) || name_is(hd, "tracestate", 10);
 }
@@ -111,7 +111,7 @@ static void ensure_ids(swit__wtrace *tr, swit__trace_ctx *c)
   if (c->span == 0) c->span = draw_nonzero(&tr->rng);
 }
 
-static void format_child(const swit__trace_ctx *c, char out[56])
+void swit__trace_format(const swit__trace_ctx *c, char out[56])
 {
   memcpy(out, "00-", 3);
   hex64(c->hi, out + 3);
@@ -377,7 +377,7 @@ static const swit_msg_view *with_context(swit__worker *w,
   char *tp = swit__arena_alloc(w, 56);
 
   if (!out || !tp) return m;
-  format_child(c, tp);
+  swit__trace_format(c, tp);
   for (size_t i = 0; i < n; i++) {
     uint32_t nh = m[i].nheaders, k = 0;
     int has_state = 0;
@@ -387,7 +387,7 @@ static const swit_msg_view *with_context(swit__worker *w,
     if (!replace && find_header(&m[i], "traceparent", 11)) continue;
     if (!(hv = swit__arena_alloc(w, (nh + 2) * sizeof *hv))) return m;
     for (uint32_t j = 0; j < nh; j++) {
-      if (replace && is_trace_header(&m[i].headers[j])) continue;
+      if (replace && swit__trace_is_header(&m[i].headers[j])) continue;
       has_state |= name_is(&m[i].headers[j], "tracestate", 10);
       hv[k++] = m[i].headers[j];
     }

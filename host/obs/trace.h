@@ -130,6 +130,11 @@ const swit__trace_ctx *swit__trace_slot(struct swit__worker *w, uint32_t i);
  * traceparent. Any thread; reads only the view. */
 #define SWIT__TRACE_STATE_MAX 512
 int swit__trace_from_headers(const swit_msg_view *v, swit__trace_ctx *c);
+/* "00-<trace>-<span>-<flags>" (55 chars + NUL): the traceparent a child
+ * of c carries (c->span is its parent id). */
+void swit__trace_format(const swit__trace_ctx *c, char out[56]);
+/* 1 if a header is traceparent or tracestate (ASCII case-insensitive). */
+int swit__trace_is_header(const swit_header *hd);
 /* The trace id (32 hex + NUL) of batch message m: its context when
  * tracing is on, else from its traceparent header. 0 or SWIT_E_NOTFOUND. */
 int swit__trace_id_hex(struct swit__worker *w, const swit_ffi_msg *m,

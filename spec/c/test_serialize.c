@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "core/host_int.h"
+#include "runtime/runtime.h"
 
 static lua_State *L;
 

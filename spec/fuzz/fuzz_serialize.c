@@ -16,6 +16,7 @@
 #include <lualib.h>
 
 #include "core/host_int.h"
+#include "runtime/runtime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -20,6 +20,8 @@
 
 #include "core/host_int.h"
 #include "core/msg_int.h"
+#include "obs/trace.h"
+#include "base/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -36,7 +36,9 @@ swit.on(P .. "s", function(msg) print("got " .. msg:payload()) end)
     local lost = missing(seen, count)
     assert.equal(0, #lost, "never processed: " .. table.concat(lost, " ", 1, math.min(#lost, 20)))
     local log = h.err()
-    assert.truthy(log:find("connected -> reconnecting: connection to", 1, true), log)
+    -- cnats may report its first failed reconnect attempt before the
+    -- disconnect itself: the lost connection is logged from either state
+    assert.truthy(log:find("-> reconnecting: connection to", 1, true), log)
     assert.truthy(log:find("-> connected: reconnected to", 1, true), log)
   end)
 
