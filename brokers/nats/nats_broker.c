@@ -434,11 +434,38 @@ static int nats_settle(swit_broker *b, void *handle, const swit_settle *st,
     if (!st[i].token || st[i].action < SWIT_SETTLE_ACK ||
         st[i].action > SWIT_SETTLE_DROP)
       return SWIT_E_INVAL;
-  if (s->js)
+  /* Each delivery is settled once: a second settle of a token would put
+   * its delivery in the pool twice (two messages in one struct). Such a
+   * token is refused and logged; the rest go through. Nothing is
+   * allocated unless that happens. */
+  swit_settle *ok = NULL;
+  size_t k = 0, twice = 0;
+  for (size_t i = 0; i < n; i++) {
+    int claimed =
+        atomic_exchange(&((nats_dlv *)(uintptr_t)st[i].token)->out, 0) != 0;
+    if (!claimed && !ok) {
+      if (!(ok = malloc(n * sizeof *ok)))
+        return SWIT_E_NOMEM;
+      memcpy(ok, st, i * sizeof *ok);
+      k = i;
+    }
+    if (!claimed)
+      twice++;
+    else if (ok)
+      ok[k++] = st[i];
+  }
+  if (ok) {
+    NATS_LOG(b, SWIT_LOG_ERROR, "nats: %zu settle(s) on '%s' of a message "
+             "already settled: ignored", twice, s->topic);
+    st = ok;
+    n = k;
+  }
+  if (n && s->js)
     swit__nats_js_settle(s, st, n);
-  else
+  else if (n)
     swit__nats_core_settle(s, st, n);
-  return 0;
+  free(ok);
+  return twice ? SWIT_E_NOTFOUND : 0;
 }
 
 static int nats_publish(swit_broker *b, const swit_msg_view *msgs, size_t n,

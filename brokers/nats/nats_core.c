@@ -60,6 +60,7 @@ static void deliver(nats_sub *s, natsMsg **msgs, size_t k)
         natsMsg_Destroy(msgs[i]);
       continue;
     }
+    atomic_store(&d->out, 1);
     s->batch[n++] = (swit_delivery){ .msg = &d->view,
                                      .token = (uint64_t)(uintptr_t)d,
                                      .reject = reject };

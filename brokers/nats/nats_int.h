@@ -71,6 +71,7 @@ struct nats_dlv {
   size_t key_cap;
   char reason[NATS_REASON_MAX]; /* swit_delivery.reject text */
   int action;                /* JetStream: its settle, SWIT_SETTLE_* */
+  atomic_int out;            /* 1 from the sink call until its settle */
 };
 
 struct nats_sub {

@@ -480,6 +480,7 @@ static void deliver_batch(nats_sub *s, natsMsgList *list)
         natsMsg_Destroy(m);
       continue;
     }
+    atomic_store(&d->out, 1);
     s->batch[k++] = (swit_delivery){ .msg = &d->view,
                                      .token = (uint64_t)(uintptr_t)d,
                                      .reject = reject };
