@@ -4,8 +4,9 @@
 #   scripts/check-layers.sh SOURCE_DIR OBJECT_DIR
 #
 # The layers, bottom to top (docs/architecture.md draws them):
-#   0 base  1 config  2 core  3 obs, brokers/*  4 sec  5 runtime, bindings/
-#   6 net  7 api (and the generated broker list)  8 cli
+#   0 base  1 config  2 core  3 obs, brokers/*  4 resil, sec (siblings:
+#   neither calls the other)  5 runtime, bindings/  6 net  7 api (and the
+#   generated broker list)  8 cli
 # A file may include and call only its own layer and the layers below.
 # Two checks:
 #   includes: every `#include "layer/file.h"` in host/ and bindings/;
@@ -23,7 +24,7 @@ rank_of() {   # path (source or object, relative) -> rank, or empty
     host/config/*|gen/swit_broker_types*) echo 1 ;;
     host/core/*) echo 2 ;;
     host/obs/*|brokers/*) echo 3 ;;
-    host/sec/*) echo 4 ;;
+    host/resil/*|host/sec/*) echo 4 ;;
     host/runtime/*|bindings/*|gen/swit_lua_modules*|gen/swit_ffi_cdef*) echo 5 ;;
     host/net/*) echo 6 ;;
     host/api/*|gen/swit_brokers*) echo 7 ;;

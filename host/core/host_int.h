@@ -284,6 +284,7 @@ struct swit_host_s {
   atomic_int stop_requested;  /* os.exit() from a script (lua_state.c) */
   atomic_int stop_code;       /* the code it gave */
   struct swit__sec *sec;      /* message security, audit (sec/sec.h); NULL when off */
+  struct swit__resil *resil;  /* circuit breakers (resil/resil.h) */
 };
 
 /* What a worker's busy_since_us times. */
