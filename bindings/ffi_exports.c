@@ -134,4 +134,8 @@ const swit_ffi_api swit__ffi_api = {
   .metric_add = swit__ffi_metric_add,
   .metric_gauge = swit__ffi_metric_gauge,
   .metric_observe = swit__ffi_metric_observe,
+  .breaker_get = swit__ffi_breaker_get,
+  .breaker_allow = swit__ffi_breaker_allow,
+  .breaker_record = swit__ffi_breaker_record,
+  .breaker_state = swit__ffi_breaker_state,
 };

@@ -25,5 +25,14 @@ void swit__ffi_metric_gauge(swit_ffi_worker *w, int32_t slot, double v,
                             int add);
 void swit__ffi_metric_observe(swit_ffi_worker *w, int32_t slot, uint32_t nb,
                               const double *bounds, double v);
+/* ffi_resil.c: swit.breaker */
+int swit__ffi_breaker_get(swit_ffi_worker *w, const char *name,
+                          size_t name_len, int64_t failure_threshold,
+                          int64_t success_threshold, int64_t recovery_ms,
+                          double failure_rate, int64_t min_calls,
+                          int64_t window_ms);
+int swit__ffi_breaker_allow(swit_ffi_worker *w, int32_t id);
+void swit__ffi_breaker_record(swit_ffi_worker *w, int32_t id, int outcome);
+int swit__ffi_breaker_state(swit_ffi_worker *w, int32_t id);
 
 #endif /* SWIT_FFI_INT_H */

@@ -29,6 +29,7 @@ local F_TRACED = C.SWIT_MSG_F_TRACED
 
 local swit = { version = core.version, ABI = core.abi, null = json.null }
 swit.metrics = require "swit.metrics"   -- counters, gauges, histograms
+swit.breaker = require "swit.breaker"   -- circuit breakers for dependencies
 local host = {}                         -- the host's entry points
 
 -- Registrations are frozen once the scripts have loaded: swit.on and
