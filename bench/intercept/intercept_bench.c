@@ -192,7 +192,7 @@ int main(int argc, char **argv)
             "[--hooks K]\n");
     return 2;
   }
-  if (only >= 0) return run(n, only) < 0;
+  if (only >= 0) return run(n, only, 0) < 0;
   printf("interception layer: memory broker, 1 worker, trivial C handler, "
          "%ld messages, median of %d (cases interleaved run by run, after "
          "one warm-up run)\n", n, repeat);

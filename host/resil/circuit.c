@@ -170,8 +170,8 @@ static int c_msg_before(void *ws, swit__worker *w, uint32_t i)
 static uint8_t outcome_of(const swit_ffi_msg *m)
 {
   switch (m->result) {
-  case SWIT_RES_RETRY: return SWIT__CB_FAIL;
-  case SWIT_RES_FATAL: return SWIT__CB_CRITICAL;
+  case SWIT_RETRY: return SWIT__CB_FAIL;
+  case SWIT_FATAL: return SWIT__CB_CRITICAL;
   default: return SWIT__CB_OK;         /* ack, reject */
   }
 }

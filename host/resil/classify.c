@@ -71,9 +71,9 @@ static int parse_rule(rule *r, const char *s, char *why, size_t whylen)
     return -1;
   }
   if (strncmp(s, "result:", 7) == 0) {
-    if (!strcmp(s + 7, "retry")) r->result = SWIT_RES_RETRY;
-    else if (!strcmp(s + 7, "reject")) r->result = SWIT_RES_REJECT;
-    else if (!strcmp(s + 7, "fatal")) r->result = SWIT_RES_FATAL;
+    if (!strcmp(s + 7, "retry")) r->result = SWIT_RETRY;
+    else if (!strcmp(s + 7, "reject")) r->result = SWIT_REJECT;
+    else if (!strcmp(s + 7, "fatal")) r->result = SWIT_FATAL;
     else {
       snprintf(why, whylen, "'%.40s': expected result:retry, result:reject "
                "or result:fatal", s);
@@ -142,8 +142,8 @@ static void k_msg_after(void *ws, swit__worker *w, uint32_t i)
   const rules *rs;
   int cls;
 
-  if (m->result == SWIT_RES_ACK || (m->flags & SWIT_MSG_F_REJECTED) ||
-      m->result > SWIT_RES_FATAL)
+  if (m->result == SWIT_ACK || (m->flags & SWIT_MSG_F_REJECTED) ||
+      m->result > SWIT_FATAL)
     return;
   sub = w->items[i].sub;
   if (!sub->scfg || sub->scfg < k->base || sub->scfg >= k->base + k->nentries)
@@ -153,13 +153,13 @@ static void k_msg_after(void *ws, swit__worker *w, uint32_t i)
   atomic_fetch_add_explicit(&k->count[sub->id][cls], 1, memory_order_relaxed);
   switch (cls) {
   case SWIT__ERR_RETRYABLE:
-    m->result = SWIT_RES_RETRY;
+    m->result = SWIT_RETRY;
     break;
   case SWIT__ERR_NON_RETRYABLE:
-    m->result = SWIT_RES_REJECT;
+    m->result = SWIT_REJECT;
     break;
   default:
-    m->result = SWIT_RES_FATAL;
+    m->result = SWIT_FATAL;
     swit__log(&w->host->log, SWIT_LOG_ERROR, "[worker %u] critical error in "
               "the handler of '%s' (group %s): %.*s", w->id, sub->topic,
               sub->group, (int)(m->reason_len > 512 ? 512 : m->reason_len),
@@ -244,9 +244,9 @@ int swit__classify_render(swit_host_t *h, swit__buf *b)
     const swit__sub *s = h->subs[i];
     for (int c = 0; c < 3; c++) {
       swit__buf_add(b, "swit_errors_classified_total{topic=\"", 36);
-      swit__prom_label(b, s->topic);
+      swit__buf_prom(b, s->topic, strlen(s->topic), 1);
       swit__buf_add(b, "\",group=\"", 9);
-      swit__prom_label(b, s->group);
+      swit__buf_prom(b, s->group, strlen(s->group), 1);
       swit__buf_printf(b, "\",class=\"%s\"} %llu\n", class_names[c],
                        (unsigned long long)atomic_load(&k->count[s->id][c]));
     }
@@ -257,9 +257,9 @@ int swit__classify_render(swit_host_t *h, swit__buf *b)
   for (size_t i = 0; i < n; i++) {
     const swit__sub *s = h->subs[i];
     swit__buf_add(b, "swit_errors_critical_total{topic=\"", 34);
-    swit__prom_label(b, s->topic);
+    swit__buf_prom(b, s->topic, strlen(s->topic), 1);
     swit__buf_add(b, "\",group=\"", 9);
-    swit__prom_label(b, s->group);
+    swit__buf_prom(b, s->group, strlen(s->group), 1);
     swit__buf_printf(b, "\"} %llu\n", (unsigned long long)atomic_load(
                          &k->count[s->id][SWIT__ERR_CRITICAL]));
   }

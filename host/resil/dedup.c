@@ -246,7 +246,7 @@ static int d_msg_before(void *ws, swit__worker *w, uint32_t i)
   /* a retry is checked by no one: its first attempt was */
   if (it->attempt == 1 && swit__dedup_seen(&ds->set, h, swit__now_ms())) {
     atomic_fetch_add_explicit(&ds->dups, 1, memory_order_relaxed);
-    m->result = SWIT_RES_ACK;          /* acked, never handled */
+    m->result = SWIT_ACK;          /* acked, never handled */
     return 1;
   }
   s->hash[i] = h;
@@ -264,8 +264,8 @@ static void d_batch_after(void *ws, swit__worker *w, size_t n,
     const swit__item *it = &w->items[i];
     if (!s->has[i] || (m->flags & SWIT_MSG_F_REJECTED)) continue;
     /* finished: acked or to be dead-lettered; not a retry to come */
-    if (m->result > SWIT_RES_FATAL ||
-        (m->result == SWIT_RES_RETRY && it->attempt < it->sub->max_attempts))
+    if (m->result > SWIT_FATAL ||
+        (m->result == SWIT_RETRY && it->attempt < it->sub->max_attempts))
       continue;
     swit__dedup_add(&atomic_load(&s->d->by_sub[it->sub->id])->set, s->hash[i],
                     (int64_t)(now_us / 1000));
@@ -347,9 +347,9 @@ int swit__dedup_render(swit_host_t *h, swit__buf *b)
       if (!ds || ds == NONE) continue;
       swit__buf_printf(b, "%s{topic=\"", k == 0 ? "swit_dedup_duplicates_total"
                                                 : "swit_dedup_no_id_total");
-      swit__prom_label(b, s->topic);
+      swit__buf_prom(b, s->topic, strlen(s->topic), 1);
       swit__buf_add(b, "\",group=\"", 9);
-      swit__prom_label(b, s->group);
+      swit__buf_prom(b, s->group, strlen(s->group), 1);
       swit__buf_printf(b, "\"} %llu\n", (unsigned long long)atomic_load(
                            k == 0 ? &ds->dups : &ds->no_id));
     }
