@@ -58,6 +58,9 @@ function Breaker:trip() api.breaker_record(W, self.id, C.SWIT_BREAKER_CRITICAL) 
 function Breaker:state() return STATES[api.breaker_state(W, self.id)] end
 
 local cache = {}   -- name -> Breaker, per Lua state
+local OPTIONS = { failure_threshold = true, success_threshold = true,
+                  recovery_timeout = true, failure_rate = true,
+                  min_calls = true, window = true }
 
 return function(name, opts)
   if type(name) ~= "string" then
@@ -68,9 +71,7 @@ return function(name, opts)
   end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "failure_threshold" and k ~= "success_threshold" and
-       k ~= "recovery_timeout" and k ~= "failure_rate" and
-       k ~= "min_calls" and k ~= "window" then
+    if not OPTIONS[k] then
       error(("swit.breaker: unknown option '%s'"):format(tostring(k)), 2)
     end
   end

@@ -51,6 +51,10 @@ members("swit.json", require "swit.json", 0)
 local c = swit.metrics.counter("annotations_probe_total", "probe", { "l" })
 members("swit.Metric", getmetatable(c), 1)
 members("swit.Series", getmetatable(c:labels("x")), 1)
+members("swit.Breaker", getmetatable(swit.breaker("annotations_probe")), 1)
+for k in pairs(upvalue(swit.breaker, "OPTIONS")) do
+  emit("swit.BreakerOpts", k, "field")
+end
 
 local r = swit.retry("probe")
 members("swit.Result", r, 0)

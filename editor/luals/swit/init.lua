@@ -1,6 +1,6 @@
 ---@meta swit
 -- editor/luals/swit/init.lua - LuaLS (lua-language-server) definitions of
--- the `swit` module (lua/swit/init.lua and lua/swit/metrics.lua), so
+-- the `swit` module (lua/swit/init.lua, metrics.lua and breaker.lua), so
 -- editors complete and type-check handler code. Never run by swit:
 -- installed as <datadir>/swit/luals/ for `workspace.library`
 -- (docs/editor.md). Owned with the module: the test tools.annotations
@@ -148,6 +148,43 @@ function swit.worker_id() end
 ---The code generation: 1 at start, +1 per reload (0 while validating).
 ---@return integer
 function swit.generation() end
+
+---Options of `swit.breaker` (docs/resilience.md).
+---@class swit.BreakerOpts
+---@field failure_threshold? integer Failures in a row that open it (default 5; 0: only the rate).
+---@field success_threshold? integer Successful trial calls that close it again (default 2).
+---@field recovery_timeout? string|integer How long it stays open before a trial ("30s", or ms; default 30s).
+---@field failure_rate? number 0..1: the failure share over `window` that opens it (default 0: off).
+---@field min_calls? integer Calls in the window before the rate counts (default 10).
+---@field window? string|integer The window of the rate ("60s", or ms; default 60s).
+
+---A circuit breaker for one of a handler's dependencies, shared by every
+---worker of the host. Record the outcome of every call it allowed.
+---@class swit.Breaker
+local Breaker = {}
+
+---Whether a call may go ahead now (false while open).
+---@return boolean
+function Breaker:allow() end
+
+---The allowed call succeeded.
+function Breaker:success() end
+
+---The allowed call failed.
+function Breaker:failure() end
+
+---A critical failure: open it at once.
+function Breaker:trip() end
+
+---@return "closed"|"open"|"half_open"
+function Breaker:state() end
+
+---The host's breaker named `name` (1..128 printable bytes), made with
+---`opts` on first use; the same name with other options is an error.
+---@param name string
+---@param opts? swit.BreakerOpts
+---@return swit.Breaker
+function swit.breaker(name, opts) end
 
 ---`swit.metrics`: metrics that scripts define (docs/operations.md).
 ---@class swit.metrics
