@@ -10,6 +10,10 @@
  * and how long each reload took (validation plus every worker switching).
  *
  *   bench_reload [--seconds S] [--rate MSG_PER_S]   (default 5 s, 50,000/s)
+ *
+ * Exits 1 when a run lost, duplicated or garbled a message, a publish or
+ * reload failed, or the host did not drain: the smoke run in ctest
+ * (bench.reload.smoke) then fails.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -85,8 +89,11 @@ static int cmp_u32(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-static void run_case(const char *name, int seconds, long rate, int reloads)
+/* One run; returns 0, or 1 if it lost, duplicated or garbled a message,
+ * a publish or a reload failed, or the host did not drain in 60 s. */
+static int run_case(const char *name, int seconds, long rate, int reloads)
 {
+  long failed_pub = 0, failed_reload = 0;
   char yaml[512], err[1024];
   swit_host_t *h = NULL;
   double reload_ms_sum = 0, reload_ms_max = 0;
@@ -101,6 +108,7 @@ static void run_case(const char *name, int seconds, long rate, int reloads)
   atomic_store(&R.dup_or_bad, 0);
   write_scripts(1);
   snprintf(yaml, sizeof yaml,
+           "server: {admin: {listen: \"off\"}}\n"
            "messaging:\n"
            "  broker: {type: memory, config: {queue_size: 1000000}}\n"
            "  resources:\n"
@@ -126,14 +134,17 @@ static void run_case(const char *name, int seconds, long rate, int reloads)
       char key[8], payload[48];
       snprintf(key, sizeof key, "k%ld", sent % 64);
       snprintf(payload, sizeof payload, "%ld %lld", sent, (long long)now_us());
-      swit_host_publish(h, "in", key, strlen(key), payload, strlen(payload),
-                        NULL, NULL, err, sizeof err);
+      if (swit_host_publish(h, "in", key, strlen(key), payload, strlen(payload),
+                            NULL, NULL, err, sizeof err) != 0 && failed_pub++ == 0)
+        fprintf(stderr, "bench_reload: publish failed: %s\n", err);
     }
     if (reloads && now_us() >= next_reload) {
       int64_t t0 = now_us();
       write_scripts(2 + nreloads % 2);
-      if (swit_host_reload(h, 0, NULL, err, sizeof err) != 0)
+      if (swit_host_reload(h, 0, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "bench_reload: reload failed: %s\n", err);
+        failed_reload++;
+      }
       double ms = (double)(now_us() - t0) / 1000.0;
       reload_ms_sum += ms;
       if (ms > reload_ms_max) reload_ms_max = ms;
@@ -141,7 +152,7 @@ static void run_case(const char *name, int seconds, long rate, int reloads)
       next_reload += 1000000;
     }
   }
-  swit_host_wait_idle(h, 100, 60000);
+  int drained = swit_host_wait_idle(h, 100, 60000) == 0;
   double secs = (double)(now_us() - start) / 1e6 - 0.1;
   long got = atomic_load(&R.received);
   swit_host_free(h);
@@ -156,6 +167,13 @@ static void run_case(const char *name, int seconds, long rate, int reloads)
   printf("\n");
   free(R.lat_us);
   free(R.seen);
+  long lost = R.n - got, dup = atomic_load(&R.dup_or_bad);
+  if (lost == 0 && dup == 0 && failed_pub == 0 && failed_reload == 0 && drained)
+    return 0;
+  fprintf(stderr, "bench_reload: FAILED %s: lost %ld, dup/bad %ld, publish "
+          "errors %ld, reload errors %ld%s\n", name, lost, dup, failed_pub,
+          failed_reload, drained ? "" : ", not drained in 60 s");
+  return 1;
 }
 
 int main(int argc, char **argv)
@@ -176,9 +194,9 @@ int main(int argc, char **argv)
   printf("swit reload benchmark: %d s at %ld msg/s, 2 workers, memory broker,\n"
          "a ~1,000-line script set republishing to a C handler; latency is "
          "publish -> C handler (two hops)\n\n", seconds, rate);
-  run_case("steady (no reload)", seconds, rate, 0);
-  run_case("one reload per second", seconds, rate, 1);
+  int failed = run_case("steady (no reload)", seconds, rate, 0);
+  failed |= run_case("one reload per second", seconds, rate, 1);
   unlink(path);
   rmdir(dir);
-  return 0;
+  return failed;
 }
