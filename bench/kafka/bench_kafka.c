@@ -23,7 +23,11 @@
  * with 2 (on 2 cores the second competes with librdkafka's threads). N
  * defaults to 320,000: 20,000 per partition, well under the mock's ~5 MB
  * per partition. Prints messages/s and swit/raw; each figure is the
- * median of --repeat runs (default 5). Nothing is asserted.
+ * median of --repeat runs (default 5), raw and swit alternating run by
+ * run, with min..max. Figures are not asserted, but every reader keeps
+ * reading 300 ms past the N-th message, and a run that lost, duplicated
+ * or did not finish its messages is reported, left out of the median,
+ * and makes the program exit 1 (the ctest smoke run fails).
  *
  *   bench_kafka [--messages N] [--repeat R] [--metrics on|off] [--mock PATH]
  *
@@ -139,6 +143,16 @@ static void mock_stop(pid_t pid, const char *dir)
   rmdir(dir);
 }
 
+/* 0 if `got` is exactly N; otherwise says what went wrong, -1. */
+static int exact(const char *who, long got)
+{
+  if (got == nmsgs)
+    return 0;
+  fprintf(stderr, "bench_kafka: FAILED run: %s got %ld of %ld messages (%s)\n",
+          who, got, nmsgs, got < nmsgs ? "lost or unfinished" : "duplicates");
+  return -1;
+}
+
 /* ---------------------------------------------------------------------
  * Raw librdkafka */
 
@@ -210,7 +224,8 @@ static double raw_consume(const char *topic, const char *group, long n)
   rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
   rd_kafka_subscribe(rk, l);
   rd_kafka_topic_partition_list_destroy(l);
-  while (seen < n && now_s() < end) {
+  /* until N, then 300 ms more: anything past N is a duplicate */
+  while (now_s() < end && (seen < n || now_s() < last + 0.3)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
     if (!m)
       continue;
@@ -225,7 +240,7 @@ static double raw_consume(const char *topic, const char *group, long n)
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
-  return seen == n ? n / (last - first) : -1;
+  return exact("raw consumer", seen) ? -1 : n / (last - first);
 }
 
 /* A raw consumer assigned to every partition of a topic (no group),
@@ -244,7 +259,8 @@ static void *watch_main(void *arg)
   watcher *w = arg;
   double end = now_s() + 180;
   atomic_store(&w->ready, 1);
-  while (w->seen < nmsgs && now_s() < end) {
+  /* until N, then 300 ms more: anything past N is a duplicate */
+  while (now_s() < end && (w->seen < nmsgs || now_s() < w->last + 0.3)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, 100);
     if (!m)
       continue;
@@ -285,7 +301,7 @@ static double watch_end(watcher *w)
 {
   pthread_join(w->thread, NULL);
   rd_kafka_destroy(w->rk);
-  return w->seen == nmsgs ? nmsgs / (w->last - w->first) : -1;
+  return exact("watching consumer", w->seen) ? -1 : nmsgs / (w->last - w->first);
 }
 
 /* ---------------------------------------------------------------------
@@ -339,8 +355,9 @@ static double swit_consume(const char *topic, const char *group, int workers)
     nap_ms(1);
   if (atomic_load(&swit_seen) >= nmsgs)
     r = nmsgs / (atomic_load(&swit_last) - atomic_load(&swit_first));
-  swit_host_free(h);
-  return r;
+  nap_ms(300);         /* anything past N is a duplicate */
+  swit_host_free(h);   /* workers joined: the count is final */
+  return exact("swit", atomic_load(&swit_seen)) ? -1 : r;
 }
 
 static double raw_produce_timed(const char *topic)
@@ -393,12 +410,22 @@ static void parse_args(int argc, char **argv)
     usage();
 }
 
+/* Runs that failed (lost, duplicated or unfinished): exit status 1. */
+static int failures;
+
 static void print_row(const char *what, double *raw, double *sw)
 {
-  double r = median_of(raw, repeats), s = median_of(sw, repeats);
-  printf("%-20s %10.0f (%.0f..%.0f) %10.0f (%.0f..%.0f)   %.2f\n", what, r,
-         raw[0], raw[repeats - 1], s, sw[0], sw[repeats - 1],
-         r > 0 ? s / r : 0);
+  bench_runs r = { .n = 0 }, s = { .n = 0 };
+  char rt[96], st[96];
+  for (int i = 0; i < repeats; i++) {
+    runs_add(&r, raw[i]);
+    runs_add(&s, sw[i]);
+  }
+  runs_text(&r, 0, rt, sizeof rt);
+  runs_text(&s, 0, st, sizeof st);
+  printf("%-20s %28s %28s   %.2f\n", what, rt, st,
+         runs_median(&r) > 0 ? runs_median(&s) / runs_median(&r) : 0);
+  failures += r.failed + s.failed;
 }
 
 int main(int argc, char **argv)
@@ -437,11 +464,14 @@ int main(int argc, char **argv)
          "queued.min.messages=1000000 (consumers), auto.offset.reset="
          "earliest; swit: lua.batch_size 256, max_in_flight 65536, ordering "
          "key, metrics %s\n", strcmp(metrics, "true") ? "off" : "on");
-  printf("median of %d run(s), msg/s    raw librdkafka (min..max)   "
-         "swit, Lua (min..max)   swit/raw\n", repeats);
+  printf("median [min-max] of %d run(s), msg/s   raw librdkafka   "
+         "swit, Lua   swit/raw\n", repeats);
   print_row("produce (2 workers)", rp, sp);
   print_row("consume (1 worker)", rc, sc1);
   print_row("consume (2 workers)", rc2, sc2);
   mock_stop(mock, dir);
-  return 0;
+  if (failures)
+    fprintf(stderr, "bench_kafka: %d run(s) FAILED (lost, duplicated or "
+            "unfinished messages)\n", failures);
+  return failures ? 1 : 0;
 }

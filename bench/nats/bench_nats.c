@@ -23,7 +23,11 @@
  * raw subscriber handles messages on one thread too) and with 2 workers:
  * on a 2-core machine that also runs nats-server and the publisher, the
  * second worker thread for a handler that does no work mostly adds
- * context switches. Prints messages/s and swit/raw. Nothing is asserted.
+ * context switches. raw and swit runs alternate. Prints the median and
+ * min-max of messages/s and the swit/raw ratio of the medians. Figures
+ * are not asserted, but a run that lost, duplicated or did not finish
+ * its messages is reported, left out of the median, and makes the
+ * program exit 1 (the ctest smoke run fails).
  *
  *   bench_nats --url nats://127.0.0.1:PORT [--messages N] [--repeat R]
  *              [--case core|js|publish]
@@ -61,6 +65,16 @@ void bench_nats_seen(int n)
 {
   if (atomic_fetch_add(&swit_seen, n) + n == nmsgs)
     atomic_store(&swit_last, now_s());
+}
+
+/* 0 if `got` is exactly N; otherwise says what went wrong, -1. */
+static int exact(const char *who, long got)
+{
+  if (got == nmsgs)
+    return 0;
+  fprintf(stderr, "bench_nats: FAILED run: %s got %ld of %ld messages (%s)\n",
+          who, got, nmsgs, got < nmsgs ? "lost or unfinished" : "duplicates");
+  return -1;
 }
 
 static natsConnection *raw_connect(void)
@@ -112,12 +126,15 @@ static natsSubscription *count_sub(natsConnection *nc, const char *subj,
   return s;
 }
 
+/* 0 once the subscriber got exactly N messages (a 100 ms grace shows
+ * duplicates), -1 if fewer within limit_s or more. */
 static int wait_count(counter *c, double limit_s)
 {
   double end = now_s() + limit_s;
   while (atomic_load(&c->n) < nmsgs && now_s() < end)
     nap_ms(1);
-  return atomic_load(&c->n) >= nmsgs ? 0 : -1;
+  nap_ms(100);
+  return exact("raw subscriber", atomic_load(&c->n));
 }
 
 /* ---------------------------------------------------------------------
@@ -130,7 +147,7 @@ static swit_host_t *swit_start(const char *subject, int js, const char *script)
   atomic_store(&swit_seen, 0);
   setenv("SWIT_BENCH_SUBJECT", subject, 1);
   snprintf(yaml, sizeof yaml,
-           "server: {name: bench, shutdown_timeout: 5s}\n"
+           "server: {name: bench, shutdown_timeout: 5s, admin: {listen: \"off\"}}\n"
            "messaging:\n"
            "  broker:\n"
            "    type: nats\n"
@@ -196,8 +213,8 @@ static double core_consume_swit(void)
   raw_publish(pub, subj, nmsgs);
   double t = swit_until_all(t0);
   natsConnection_Destroy(pub);
-  swit_host_free(h);
-  return t > 0 ? nmsgs / t : -1;
+  swit_host_free(h);   /* workers joined: the count is final */
+  return t > 0 && !exact("swit", atomic_load(&swit_seen)) ? nmsgs / t : -1;
 }
 
 /* Remove a stream js_fill made (the server keeps them in memory). */
@@ -273,7 +290,7 @@ done:
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   js_drop("raw");
-  return got >= nmsgs ? nmsgs / t : -1;
+  return !exact("raw", got) ? nmsgs / t : -1;
 }
 
 static double js_consume_swit(void)
@@ -286,9 +303,9 @@ static double js_consume_swit(void)
   if (!h)
     return -1;
   double t = swit_until_all(t0);
-  swit_host_free(h);
+  swit_host_free(h);   /* workers joined: the count is final */
   js_drop("swit");
-  return t > 0 ? nmsgs / t : -1;
+  return t > 0 && !exact("swit", atomic_load(&swit_seen)) ? nmsgs / t : -1;
 }
 
 static double publish_raw(void)
@@ -326,25 +343,28 @@ static double publish_swit(void)
 /* ---------------------------------------------------------------------
  * Driver */
 
-static double median(double (*fn)(void), int repeat)
-{
-  double v[32];
-  for (int i = 0; i < repeat; i++) {
-    run_no++;
-    v[i] = fn();
-    if (v[i] < 0)
-      return -1;
-  }
-  return median_of(v, repeat);
-}
+/* Runs that failed (lost, duplicated or unfinished): exit status 1. */
+static int failures;
 
+/* raw and swit alternate run by run, so drift of the machine or the
+ * server lands on both sides; medians of completed runs only. */
 static void row(const char *name, double (*raw)(void), double (*sw)(void),
                 int repeat)
 {
-  double r = median(raw, repeat), s = median(sw, repeat);
-  printf("%-16s raw %10.0f msg/s   swit %10.0f msg/s   swit/raw %.2f\n",
-         name, r, s, r > 0 && s > 0 ? s / r : 0.0);
+  bench_runs r = { .n = 0 }, s = { .n = 0 };
+  char rt[96], st[96];
+  for (int i = 0; i < repeat; i++) {
+    run_no++;
+    runs_add(&r, raw());
+    run_no++;
+    runs_add(&s, sw());
+  }
+  runs_text(&r, 0, rt, sizeof rt);
+  runs_text(&s, 0, st, sizeof st);
+  printf("%-16s raw %s msg/s   swit %s msg/s   swit/raw %.2f\n", name, rt, st,
+         runs_median(&r) > 0 ? runs_median(&s) / runs_median(&r) : 0.0);
   fflush(stdout);
+  failures += r.failed + s.failed;
 }
 
 int main(int argc, char **argv)
@@ -380,5 +400,8 @@ int main(int argc, char **argv)
   workers = 1;
   if (!only || !strcmp(only, "publish"))
     row("core publish", publish_raw, publish_swit, repeat);
-  return 0;
+  if (failures)
+    fprintf(stderr, "bench_nats: %d run(s) FAILED (lost, duplicated or "
+            "unfinished messages)\n", failures);
+  return failures ? 1 : 0;
 }
