@@ -82,7 +82,7 @@ static int dlq_handler(swit_msg_t *m, void *ud)
 }
 
 static const char base_yaml[] =
-  "server: {name: test}\n"
+  "server: {name: test, admin: {listen: \"off\"}}\n"
   "messaging:\n"
   "  subscribers:\n"
   "    default: {max_attempts: 3, retry_delay: 5ms, retry_max_delay: 20ms}\n"
@@ -229,6 +229,7 @@ static void test_full_dead_letter_topic_parks_without_spinning(void)
   swit_host_t *h = NULL;
   char err[256];
   static const char yaml[] =
+    "server: {admin: {listen: \"off\"}}\n"
     "messaging:\n"
     "  broker: {type: memory, config: {queue_size: 4}}\n"
     "  subscribers:\n"
@@ -258,6 +259,7 @@ static void test_undeliverable_dead_letter_is_dropped_loudly(void)
   const char payload[] = "0:1 padding to fill most of the limit";
 
   snprintf(yaml, sizeof yaml,
+           "server: {admin: {listen: \"off\"}}\n"
            "messaging:\n"
            "  resources:\n"
            "    memory: {max_message_size: 64}\n"
