@@ -61,11 +61,15 @@ endfunction()
 
 # swit_add_busted_dir(PREFIX p DIR dir WORKDIR w [ENV ...] [TIMEOUT s]
 #                     [OUT var])
-#   one test <p>.<name> per <dir>/<name>_spec.lua; OUT gets the names.
+#   one test <p>.<name> per <dir>/<name>_spec.lua; OUT gets the names
+#   (none when the build is configured without busted).
 function(swit_add_busted_dir)
   cmake_parse_arguments(D "" "PREFIX;DIR;WORKDIR;TIMEOUT;OUT" "ENV" ${ARGN})
   file(GLOB specs CONFIGURE_DEPENDS ${D_DIR}/*_spec.lua)
   set(names "")
+  if(NOT BUSTED)        # no suites registered: OUT stays empty
+    set(specs "")
+  endif()
   foreach(spec IN LISTS specs)
     get_filename_component(name ${spec} NAME_WE)
     string(REGEX REPLACE "_spec$" "" name ${name})
