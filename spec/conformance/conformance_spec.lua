@@ -23,7 +23,7 @@ math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000
 local function run(script, workers)
   local p = prefix()
   local yaml = ([[
-server: {name: conformance}
+server: {name: conformance, admin: {listen: "127.0.0.1:0"}}
 messaging:
 %s  subscribers:
     default: {max_attempts: 3, retry_delay: 10ms, retry_max_delay: 50ms}
@@ -194,7 +194,7 @@ function swit.export() return { sent = sent } end
 function swit.import(s) sent = s.sent end
 ]]
     local yaml = ([[
-server: {name: conformance}
+server: {name: conformance, admin: {listen: "127.0.0.1:0"}}
 messaging:
 %s  resources:
     subscribers: {worker_pool_size: 2}
