@@ -243,7 +243,7 @@ lua:
     local p = prefix()
     local total = 400
     local yaml = ([[
-server: {name: conformance, shutdown_timeout: 300ms}
+server: {name: conformance, admin: {listen: "off"}, shutdown_timeout: 300ms}
 messaging:
 %s  resources:
     subscribers: {worker_pool_size: 2}
