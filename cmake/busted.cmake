@@ -13,10 +13,12 @@
 #   the run needs these programs: configure stops if one is missing, and
 #   the env.tools test (spec/CMakeLists.txt) checks them again when the
 #   suite runs. A build that must run without a tool says so explicitly
-#   (-DSWIT_WITH_BUSTED=OFF, -DSWIT_WITH_PROMTOOL=OFF, or fewer
-#   SWIT_BROKERS), and the suites that need it are then not registered.
+#   (-DSWIT_WITH_BUSTED=OFF, -DSWIT_WITH_PROMTOOL=OFF,
+#   -DSWIT_WITH_SYSTEMD_ANALYZE=OFF, or fewer SWIT_BROKERS), and the
+#   suites that need it are then not registered.
 option(SWIT_WITH_BUSTED "Register the Lua suites (busted required)" ON)
 option(SWIT_WITH_PROMTOOL "Validate the metrics exposition with promtool" ON)
+option(SWIT_WITH_SYSTEMD_ANALYZE "Check the systemd unit (systemd-analyze required)" ON)
 
 function(swit_require_tool)
   cmake_parse_arguments(T "" "HINT" "" ${ARGN})
@@ -33,6 +35,8 @@ endfunction()
 
 if(SWIT_WITH_BUSTED)
   swit_require_tool(busted HINT "(-DSWIT_WITH_BUSTED=OFF drops the Lua suites)")
+  # the tools.luacheck suite runs the preset through it
+  swit_require_tool(luacheck HINT "(-DSWIT_WITH_BUSTED=OFF drops the Lua suites)")
   set(BUSTED ${SWIT_TOOL_busted})
 else()
   message(STATUS "SWIT_WITH_BUSTED=OFF: the Lua suites are not registered")
@@ -40,6 +44,10 @@ else()
 endif()
 if(SWIT_WITH_PROMTOOL)
   swit_require_tool(promtool HINT "(-DSWIT_WITH_PROMTOOL=OFF skips the exposition check)")
+endif()
+if(SWIT_WITH_SYSTEMD_ANALYZE)
+  swit_require_tool(systemd-analyze
+    HINT "(Debian package systemd, or -DSWIT_WITH_SYSTEMD_ANALYZE=OFF drops packaging.systemd)")
 endif()
 
 function(swit_add_busted)

@@ -87,13 +87,7 @@ describe("admin server #e2e", function()
     assert.equal(10, t.metric(text, "shop_order_bytes_count"))
     assert.equal(55, t.metric(text, "shop_order_bytes_sum"))
     assert.is_number(t.metric(text, "shop_last_size"))
-    if os.execute("command -v promtool >/dev/null 2>&1") == 0 then
-      local f = io.open(p.dir .. "/metrics.txt", "w")
-      f:write(text)
-      f:close()
-      assert.equal(0, os.execute(("promtool check metrics < %s/metrics.txt")
-                                 :format(t.quote(p.dir))))
-    end
+    t.promtool_check(text, p.dir)
     stop(p)
   end)
 

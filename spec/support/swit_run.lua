@@ -225,6 +225,24 @@ function M.metric(text, series)
   end
 end
 
+-- promtool accepts the /metrics text `text` (written to a file in
+-- `dir`). A build configured with -DSWIT_WITH_PROMTOOL=OFF sets
+-- SWIT_TEST_PROMTOOL=0 and skips the check, saying so; in any other
+-- build a missing promtool fails the test.
+function M.promtool_check(text, dir)
+  if os.getenv("SWIT_TEST_PROMTOOL") == "0" then
+    io.stderr:write("configured with SWIT_WITH_PROMTOOL=OFF: exposition not validated\n")
+    return
+  end
+  local path = dir .. "/metrics.txt"
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  local code, out, err = M.sh("promtool check metrics < " .. sh_quote(path))
+  assert(code == 0, ("promtool check metrics exited %s:\n%s%s"):format(
+    tostring(code), out or "", err or ""))
+end
+
 -- Lines of s as a list.
 function M.lines(s)
   local t = {}
