@@ -508,7 +508,7 @@ static void it_serves_two_hosts_in_one_process(void)
   CHECK(atomic_load(&twin_ok[0]) == 200 && atomic_load(&twin_ok[1]) == 200);
   CHECK(atomic_load(&twin_bad) == 0);
   for (int i = 0; i < 2; i++) {
-    swit_host_stop(hs[i], 5000);
+    CHECK(swit_host_stop(hs[i], 5000) == 0);
     swit_host_free(hs[i]);
   }
 }
@@ -537,7 +537,7 @@ int main(void)
   it_survives_malformed_requests(adm, ing);
   it_refuses_oversized_bodies_in_json(adm, ing);
   it_serves_two_hosts_in_one_process();
-  swit_host_stop(h, 5000);
+  CHECK(swit_host_stop(h, 5000) == 0);
   CHECK(status_of(adm, "GET", "/readyz", NULL) == 503);  /* stopped */
   swit_host_free(h);
   return check_done("admin");
