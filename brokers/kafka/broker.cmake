@@ -73,9 +73,6 @@ set(SWIT_KAFKA_SPEC_ENV
   SWIT_TEST_KAFKA_COMMITTED=$<TARGET_FILE:kafka_committed>
   SWIT_TEST_KAFKA_DIR=${CMAKE_BINARY_DIR}/kafka-faults
   ${SWIT_TEST_ENV_kafka})
-if(SWIT_SANITIZE)
-  list(APPEND SWIT_KAFKA_SPEC_ENV SWIT_TEST_SANITIZED=1)
-endif()
 swit_require_tool(kcat)
 swit_add_busted_dir(PREFIX kafka DIR ${CMAKE_CURRENT_SOURCE_DIR}/spec/kafka
                     WORKDIR ${CMAKE_CURRENT_SOURCE_DIR} ENV ${SWIT_KAFKA_SPEC_ENV}

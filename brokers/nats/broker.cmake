@@ -71,9 +71,6 @@ set(SWIT_NATS_SPEC_ENV
   SWIT_TEST_NATS_JSPUB=$<TARGET_FILE:nats_jspub>
   SWIT_TEST_NATS_DIR=${CMAKE_BINARY_DIR}/nats-faults
   ${SWIT_TEST_ENV_nats})
-if(SWIT_SANITIZE)
-  list(APPEND SWIT_NATS_SPEC_ENV SWIT_TEST_SANITIZED=1)
-endif()
 # The JetStream variant of the conformance suite, then spec/nats/.
 swit_add_busted(NAME conformance.nats_js
                 SPEC ${CMAKE_CURRENT_SOURCE_DIR}/spec/conformance/conformance_spec.lua
