@@ -36,6 +36,7 @@ typedef struct swit__subdef {
   char *script;               /* chunk name of the script that called
                                  swit.on ("@path"), NULL for C handlers */
   int ordering, exactly_once, jetstream;
+  int from;                   /* SWIT_FROM_* (C handlers) */
   uint32_t max_attempts;
 } swit__subdef;
 
@@ -50,6 +51,7 @@ typedef struct swit__sub {
   int ordering;               /* SWIT_ORDER_* */
   int exactly_once;
   int jetstream;              /* -1 unset */
+  int from;                   /* SWIT_FROM_*: where a new group starts */
   uint32_t max_attempts;
   const swit_cfg_subscriber *scfg;
   swit_handler_cb ccb;        /* C handler, or NULL for a Lua one */
@@ -236,7 +238,7 @@ enum { SWIT__NEW, SWIT__RUNNING, SWIT__DRAINING, SWIT__STOPPED };
 
 typedef struct swit__chandler {
   char *topic, *group;
-  int ordering;
+  int ordering, from;
   swit_handler_cb cb;
   void *ud;
 } swit__chandler;
