@@ -4,8 +4,8 @@
 #   scripts/check-layers.sh SOURCE_DIR OBJECT_DIR
 #
 # The layers, bottom to top (docs/architecture.md draws them):
-#   0 base  1 config  2 core  3 obs, brokers/*  4 runtime, bindings/
-#   5 net  6 api (and the generated broker list)  7 cli
+#   0 base  1 config  2 core  3 obs, brokers/*  4 resil
+#   5 runtime, bindings/  6 net  7 api (and the generated broker list)  8 cli
 # A file may include and call only its own layer and the layers below.
 # Two checks:
 #   includes: every `#include "layer/file.h"` in host/ and bindings/;
@@ -23,10 +23,11 @@ rank_of() {   # path (source or object, relative) -> rank, or empty
     host/config/*) echo 1 ;;
     host/core/*) echo 2 ;;
     host/obs/*|brokers/*) echo 3 ;;
-    host/runtime/*|bindings/*|gen/swit_lua_modules*|gen/swit_ffi_cdef*) echo 4 ;;
-    host/net/*) echo 5 ;;
-    host/api/*|gen/swit_brokers*) echo 6 ;;
-    host/cli/*) echo 7 ;;
+    host/resil/*) echo 4 ;;
+    host/runtime/*|bindings/*|gen/swit_lua_modules*|gen/swit_ffi_cdef*) echo 5 ;;
+    host/net/*) echo 6 ;;
+    host/api/*|gen/swit_brokers*) echo 7 ;;
+    host/cli/*) echo 8 ;;
   esac
 }
 

@@ -206,8 +206,15 @@ static void get_doc(swit_host_t *h, struct evhttp_request *req,
     ok = swit__health_ready(h, &b);
   } else if (!strcmp(path, "/admin/status")) {
     swit__status_json(h, &b);
+    /* the resilience layer's part goes inside the object: "...]}\n" */
+    if (b.len >= 2 && b.data[b.len - 2] == '}') {
+      b.len -= 2;
+      swit__resil_status_json(h, &b);
+      swit__buf_add(&b, "}\n", 2);
+    }
   } else {
     swit__metrics_render(h, &b);
+    swit__resil_metrics_render(h, &b);
     send_buf(req, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
     return;
   }

@@ -8,6 +8,7 @@
 #define SWIT_API_H
 
 #include "obs/obs.h"
+#include "resil/resil.h"
 #include "runtime/runtime.h"
 
 /* watch.c: lua.hot_reload.watch */

@@ -94,7 +94,10 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   if ((rc = swit__trace_new(h, err, errlen))) goto fail; /* tracing */
   /* the interceptors, outermost first: metrics sees every message and
    * publish as the chain's result; tracing wraps the handlers */
+  if ((rc = swit__resil_new(h))) goto fail;             /* resilience */
   if ((rc = swit__metrics_register(h))) goto fail;
+  /* a circuit gives messages back before tracing starts their spans */
+  if ((rc = swit__circuit_register(h, err, errlen))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
   h->ops = swit__broker_find(type);
   if (!h->ops) {
@@ -474,6 +477,7 @@ void swit_host_free(swit_host_t *h)
   swit_host_stop(h, -1);
   swit__obs_free(h);          /* servers stop before what they read goes */
   swit__trace_free(h);        /* the exporter reads workers and subs */
+  swit__resil_free(h);        /* its timer reads subs */
   swit__workers_free(h);
   swit__subs_free(h);
   swit__codeset_free(h->code);

@@ -88,6 +88,17 @@ typedef struct swit_cfg_publisher {
   int transactional;        /* false: subscriptions of the group run exactly_once */
 } swit_cfg_publisher;
 
+/* messaging.subscribers.<name>.circuit_breaker (host/resil/circuit.c) */
+typedef struct swit_cfg_breaker {
+  int enabled;              /* false */
+  int64_t failure_threshold;/* 5: failures in a row that open it, 0 = off */
+  int64_t success_threshold;/* 2: trial successes that close it */
+  int64_t recovery_ms;      /* "30s": open this long, then half-open */
+  double failure_rate;      /* 0: failure share in the window that opens it (0 = off) */
+  int64_t min_calls;        /* 10: outcomes in the window before the rate counts */
+  int64_t window_ms;        /* "60s": the failure-rate window */
+} swit_cfg_breaker;
+
 typedef struct swit_cfg_subscriber {
   int64_t concurrency;      /* 10 */
   int64_t prefetch;         /* 100 */
@@ -97,6 +108,7 @@ typedef struct swit_cfg_subscriber {
   int64_t retry_max_delay_ms; /* "30s" */
   double retry_multiplier;  /* 2.0 */
   double retry_jitter;      /* 0.2: +/- fraction of the delay */
+  swit_cfg_breaker circuit_breaker;
 } swit_cfg_subscriber;
 
 typedef struct swit_cfg_reconnect {

@@ -265,6 +265,7 @@ struct swit_host_s {
   swit__icpt_chain icpt;      /* C middleware (intercept.h) */
   struct swit__obs *obs;      /* admin server, metrics (obs/obs.h) */
   struct swit__tracer *tracer;/* tracing (obs/trace.h); NULL when off */
+  struct swit__resil *resil;  /* circuit breakers (resil/resil.h) */
 };
 
 /* A result only the host sets: give the message back to the broker

@@ -28,7 +28,7 @@ const uint64_t swit__size_bounds[SWIT__HIST_N] = {
 };
 
 /* A Prometheus label value: \ " and newline escaped. */
-static void label(swit__buf *b, const char *s)
+void swit__prom_label(swit__buf *b, const char *s)
 {
   for (; *s; s++) {
     if (*s == '\\') swit__buf_add(b, "\\\\", 2);
@@ -218,9 +218,9 @@ static void head(render *r, const char *name, const char *type,
 static void sub_labels(render *r, const swit__sub *s)
 {
   swit__buf_printf(r->b, "broker=\"%s\",topic=\"", r->broker);
-  label(r->b, s->topic);
+  swit__prom_label(r->b, s->topic);
   swit__buf_add(r->b, "\",group=\"", 9);
-  label(r->b, s->group);
+  swit__prom_label(r->b, s->group);
   swit__buf_add(r->b, "\"", 1);
 }
 
@@ -403,7 +403,7 @@ static void render_pubs(swit_host_t *h, render *r)
   for (size_t i = 0; i < a.n; i++) {
     swit__buf_printf(r->b, "swit_messages_published_total{broker=\"%s\","
                      "topic=\"", r->broker);
-    label(r->b, a.v[i].topic);
+    swit__prom_label(r->b, a.v[i].topic);
     swit__buf_printf(r->b, "\"} %" PRIu64 "\n", a.v[i].published);
   }
   head(r, "swit_publish_errors_total", "counter",
@@ -411,7 +411,7 @@ static void render_pubs(swit_host_t *h, render *r)
   for (size_t i = 0; i < a.n; i++) {
     swit__buf_printf(r->b, "swit_publish_errors_total{broker=\"%s\","
                      "topic=\"", r->broker);
-    label(r->b, a.v[i].topic);
+    swit__prom_label(r->b, a.v[i].topic);
     swit__buf_printf(r->b, "\"} %" PRIu64 "\n", a.v[i].errors);
   }
   head(r, "swit_publish_latency_seconds", "histogram",
@@ -419,7 +419,7 @@ static void render_pubs(swit_host_t *h, render *r)
   for (size_t i = 0; i < a.n; i++) {
     lbl.len = 0;
     swit__buf_printf(&lbl, "broker=\"%s\",topic=\"", r->broker);
-    label(&lbl, a.v[i].topic);
+    swit__prom_label(&lbl, a.v[i].topic);
     swit__buf_add(&lbl, "\"", 1);
     hist_out(r, "swit_publish_latency_seconds", lbl.data, &a.v[i].latency,
              swit__lat_bounds_us, 1e-6);
@@ -429,7 +429,7 @@ static void render_pubs(swit_host_t *h, render *r)
   for (size_t i = 0; i < a.n; i++) {
     lbl.len = 0;
     swit__buf_printf(&lbl, "broker=\"%s\",topic=\"", r->broker);
-    label(&lbl, a.v[i].topic);
+    swit__prom_label(&lbl, a.v[i].topic);
     swit__buf_add(&lbl, "\"", 1);
     hist_out(r, "swit_publish_batch_size", lbl.data, &a.v[i].batch,
              swit__size_bounds, 1);
@@ -549,9 +549,9 @@ static void render_lag(swit_host_t *h, render *r)
   for (size_t i = 0; i < o->nlags; i++) {
     swit__buf_printf(r->b, "swit_consumer_lag{broker=\"%s\",topic=\"",
                      r->broker);
-    label(r->b, o->lags[i].topic);
+    swit__prom_label(r->b, o->lags[i].topic);
     swit__buf_add(r->b, "\",group=\"", 9);
-    label(r->b, o->lags[i].group);
+    swit__prom_label(r->b, o->lags[i].group);
     swit__buf_printf(r->b, "\",partition=\"%d\"} %" PRId64 "\n",
                      (int)o->lags[i].partition, o->lags[i].lag);
   }

@@ -77,6 +77,8 @@ void swit__stats_report_lag(void *host_ud, const char *topic,
                             const char *group, int32_t partition,
                             int64_t lag);
 
+/* A Prometheus label value, \ " and newline escaped, appended to out. */
+void swit__prom_label(swit__buf *out, const char *s);
 /* The Prometheus text exposition of everything (GET /metrics). */
 int swit__metrics_render(struct swit_host_s *h, swit__buf *out);
 

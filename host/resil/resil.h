@@ -1,0 +1,135 @@
+/*
+ * resil.h - the resilience layer (host/resil/): circuit breakers, as
+ * interceptors on the interception layer (core/intercept.h). Not API.
+ *
+ * The layer sits between obs and the runtime: it includes and calls the
+ * core, config and base, never above; api/host.c registers it, api/admin.c
+ * adds its part of /metrics and /admin/status, bindings/ exports the named
+ * breakers to Lua (swit.breaker).
+ *
+ *   breaker.c  the state machine of one breaker (closed, open, half-open),
+ *              the named breakers handlers use for their own dependencies
+ *   circuit.c  one breaker per subscription that configures one: pauses it
+ *              at the broker while open, gives back what was already queued,
+ *              half-opens on its own timer thread
+ *
+ * Nothing is registered and no thread runs unless some subscriber config
+ * enables a breaker or a handler names one: a host without breakers pays
+ * nothing on its message path.
+ */
+#ifndef SWIT_RESIL_H
+#define SWIT_RESIL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "config/config.h"
+#include "core/host_int.h"
+
+struct swit_host_s;
+
+enum { SWIT__CB_CLOSED = 0, SWIT__CB_OPEN = 1, SWIT__CB_HALF_OPEN = 2 };
+/* an outcome recorded with a breaker */
+enum { SWIT__CB_OK = 0, SWIT__CB_FAIL = 1, SWIT__CB_CRITICAL = 2 };
+
+#define SWIT__CB_SLICES 10    /* the failure-rate window, in slices */
+#define SWIT__NAMED_MAX 256   /* named breakers per host */
+
+typedef struct swit__breaker swit__breaker;
+
+/* Called under the breaker's lock after any change of state or of the
+ * half-open trial (the subscription's circuit pauses or resumes there);
+ * `from` is the state before (equal to the state when only the trial
+ * changed). */
+typedef void (*swit__breaker_sync)(swit__breaker *b, int from, void *ud);
+
+struct swit__breaker {
+  _Atomic int state;          /* SWIT__CB_*: read without the lock */
+  pthread_mutex_t lock;       /* everything below */
+  swit_cfg_breaker cfg;
+  uint32_t consecutive;       /* closed: failures in a row */
+  uint32_t trial_left;        /* half-open: trial calls still allowed */
+  uint32_t trial_ok;          /* half-open: trial successes so far */
+  int64_t open_until_ms;      /* open: when it half-opens (monotonic) */
+  struct { int64_t start_ms; uint32_t calls, fails; } win[SWIT__CB_SLICES];
+  swit__breaker_sync sync;
+  void *sync_ud;
+  atomic_uint_fast64_t opened, half_opened, closed; /* transitions (metrics) */
+  atomic_uint_fast64_t refused;                     /* calls not allowed */
+};
+
+/* The name of a state: "closed", "open", "half_open". */
+const char *swit__breaker_state_name(int state);
+
+/* Check a breaker config: 0, or SWIT_E_CONFIG with err ("...: never
+ * opens" when both thresholds are 0). */
+int swit__breaker_check(const swit_cfg_breaker *cfg, char *err, size_t errlen);
+void swit__breaker_init(swit__breaker *b, const swit_cfg_breaker *cfg,
+                        swit__breaker_sync sync, void *ud);
+void swit__breaker_destroy(swit__breaker *b);
+
+/* May a call go ahead? Closed: yes (one atomic load). Open: no, unless
+ * recovery_timeout has passed: then it half-opens. Half-open: yes for
+ * the first success_threshold calls (the trial), then no until their
+ * outcomes are in. Returns 1 or 0. */
+int swit__breaker_allow(swit__breaker *b, int64_t now_ms);
+/* A trial call that was allowed but produced no outcome gives its slot
+ * back. */
+void swit__breaker_release(swit__breaker *b);
+/* Record n outcomes (SWIT__CB_*) in order, under one lock. */
+void swit__breaker_record(swit__breaker *b, int64_t now_ms,
+                          const uint8_t *outcomes, size_t n);
+/* Open now, whatever the state (a critical error; swit.fatal). */
+void swit__breaker_trip(swit__breaker *b, int64_t now_ms);
+/* Half-open if open and due. Returns the time it is due (monotonic ms)
+ * when still open, else -1. */
+int64_t swit__breaker_tick(swit__breaker *b, int64_t now_ms);
+
+/* ---------------------------------------------------------------------
+ * The host's resilience state (h->resil). */
+
+typedef struct swit__circuit swit__circuit;
+typedef struct swit__named_breaker swit__named_breaker;
+
+typedef struct swit__resil {
+  struct swit_host_s *host;
+  int circuit_k;              /* the circuit interceptor's index, or -1 */
+  /* circuits by subscription id (1-based); NULL: not looked at yet */
+  swit__circuit *_Atomic circ[SWIT__MAX_SUBS + 1];
+  pthread_mutex_t mu;         /* creation, named breakers, the timer */
+  pthread_cond_t cv;          /* the timer thread waits here */
+  atomic_uint kicks;          /* a circuit opened: the timer looks again */
+  int stop;                   /* under mu */
+  pthread_t timer;
+  int timer_started;          /* under mu */
+  /* swit.breaker(name), by id; set once under mu, read without it */
+  swit__named_breaker *_Atomic named[SWIT__NAMED_MAX];
+  atomic_uint nnamed;
+  atomic_uint maxsub;         /* highest subscription id with a circuit */
+} swit__resil;
+
+/* The host's resilience state, with no breaker yet (api/host.c). */
+int swit__resil_new(struct swit_host_s *h);
+/* Register the circuit interceptor when any subscriber config enables a
+ * breaker (api/host.c, before the workers). 0 or SWIT_E_*, err set. */
+int swit__circuit_register(struct swit_host_s *h, char *err, size_t errlen);
+/* Stop the timer thread and free everything (api/host.c). */
+void swit__resil_free(struct swit_host_s *h);
+
+/* The named breakers (swit.breaker): the same name gives the same
+ * breaker; with other options SWIT_E_EXISTS. Returns the breaker's id
+ * (>= 0) or SWIT_E_INVAL / SWIT_E_EXISTS / SWIT_E_FULL / SWIT_E_NOMEM. */
+int swit__breaker_named(struct swit_host_s *h, const char *name, size_t len,
+                        const swit_cfg_breaker *cfg);
+swit__breaker *swit__named_breaker_get(struct swit_host_s *h, int32_t id);
+const char *swit__named_breaker_name(const swit__breaker *b);
+void swit__named_breakers_free(swit__resil *r);
+
+/* Their parts of GET /metrics and GET /admin/status (api/admin.c). */
+int swit__resil_metrics_render(struct swit_host_s *h, swit__buf *out);
+/* ,"circuits":[...],"breakers":[...] (appended inside the status object) */
+int swit__resil_status_json(struct swit_host_s *h, swit__buf *out);
+
+#endif /* SWIT_RESIL_H */
