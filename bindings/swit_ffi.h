@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SWIT_FFI_ABI = 4 };
+enum { SWIT_FFI_ABI = 5 };
 
 /* Handler results (same values as SWIT_ACK.. in swit.h). */
 enum {
@@ -171,5 +171,40 @@ void swit_ffi_metric_gauge(swit_ffi_worker *w, int32_t slot, double v,
 /* Histogram with nb bounds: count v on this worker's slots. */
 void swit_ffi_metric_observe(swit_ffi_worker *w, int32_t slot, uint32_t nb,
                              const double *bounds, double v);
+
+/* --- swit.breaker ---------------------------------------------------- */
+
+enum {
+  SWIT_BREAKER_CLOSED = 0,
+  SWIT_BREAKER_OPEN = 1,
+  SWIT_BREAKER_HALF_OPEN = 2
+};
+
+/* outcomes of swit_ffi_breaker_record */
+enum {
+  SWIT_BREAKER_SUCCESS = 0,
+  SWIT_BREAKER_FAILURE = 1,
+  SWIT_BREAKER_CRITICAL = 2  /* opens it at once */
+};
+
+/* The host's breaker named `name` (1..128 printable bytes), shared by
+ * every worker; made with these options on first use. Returns its id
+ * (>= 0), or SWIT_E_INVAL (bad name or options: both thresholds 0,
+ * success_threshold, min_calls or recovery_ms < 1, window_ms < 10,
+ * failure_rate outside 0..1), SWIT_E_EXISTS (the name has other
+ * options), SWIT_E_FULL (256 names), SWIT_E_NOMEM. In a state with no
+ * host (swit check) returns 0 and the breaker is always closed. */
+int swit_ffi_breaker_get(swit_ffi_worker *w, const char *name,
+                         size_t name_len, int64_t failure_threshold,
+                         int64_t success_threshold, int64_t recovery_ms,
+                         double failure_rate, int64_t min_calls,
+                         int64_t window_ms);
+/* 1 when a call may go ahead, 0 when the breaker refuses it. A call it
+ * allowed while half-open is one of the trial: record its outcome. */
+int swit_ffi_breaker_allow(swit_ffi_worker *w, int32_t id);
+/* The outcome of a call (SWIT_BREAKER_SUCCESS..CRITICAL). */
+void swit_ffi_breaker_record(swit_ffi_worker *w, int32_t id, int outcome);
+/* SWIT_BREAKER_CLOSED..HALF_OPEN. */
+int swit_ffi_breaker_state(swit_ffi_worker *w, int32_t id);
 
 #endif /* SWIT_FFI_H */

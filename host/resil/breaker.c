@@ -10,7 +10,9 @@
  *   half_open --(a trial call failed)--> open (the timeout starts again)
  *
  * Outcomes that arrive while open (calls started before it opened) are
- * not counted. The window is SWIT__CB_SLICES slices of window/10 each;
+ * not counted. A trial whose outcomes have not all come within another
+ * recovery_timeout (a caller that never recorded) lets the missing
+ * number of calls through again. The window is SWIT__CB_SLICES slices of window/10 each;
  * a slice older than the window is reset when its turn comes again.
  *
  * Threads: any. The state is an atomic so a closed breaker costs one
@@ -78,6 +80,7 @@ static void enter(swit__breaker *b, int to, int64_t now_ms)
   case SWIT__CB_HALF_OPEN:
     b->trial_left = (uint32_t)b->cfg.success_threshold;
     b->trial_ok = 0;
+    b->trial_at_ms = now_ms;
     atomic_fetch_add(&b->half_opened, 1);
     break;
   default:
@@ -112,6 +115,11 @@ int swit__breaker_allow(swit__breaker *b, int64_t now_ms)
     enter(b, SWIT__CB_HALF_OPEN, now_ms);
     /* fall through */
   default:
+    if (b->trial_left == 0 && now_ms - b->trial_at_ms >= b->cfg.recovery_ms) {
+      /* trial calls whose outcome never came: a new trial */
+      b->trial_left = (uint32_t)b->cfg.success_threshold - b->trial_ok;
+      b->trial_at_ms = now_ms;
+    }
     if (b->trial_left > 0) {
       ok = 1;
       if (--b->trial_left == 0) trial_changed(b);

@@ -53,6 +53,7 @@ struct swit__breaker {
   uint32_t trial_left;        /* half-open: trial calls still allowed */
   uint32_t trial_ok;          /* half-open: trial successes so far */
   int64_t open_until_ms;      /* open: when it half-opens (monotonic) */
+  int64_t trial_at_ms;        /* half-open: when the trial began */
   struct { int64_t start_ms; uint32_t calls, fails; } win[SWIT__CB_SLICES];
   swit__breaker_sync sync;
   void *sync_ud;
@@ -73,7 +74,8 @@ void swit__breaker_destroy(swit__breaker *b);
 /* May a call go ahead? Closed: yes (one atomic load). Open: no, unless
  * recovery_timeout has passed: then it half-opens. Half-open: yes for
  * the first success_threshold calls (the trial), then no until their
- * outcomes are in. Returns 1 or 0. */
+ * outcomes are in (or recovery_timeout passes without them: then the
+ * missing calls again). Returns 1 or 0. */
 int swit__breaker_allow(swit__breaker *b, int64_t now_ms);
 /* A trial call that was allowed but produced no outcome gives its slot
  * back. */

@@ -14,7 +14,7 @@ local json = require "swit.json"        -- decoder in C (bindings/lua_json.c)
 local json_safe = require "cjson.safe"  -- encoder for table payloads
 
 local C = ffi.C
-local ABI = 4
+local ABI = 5
 local getinfo = debug.getinfo           -- before a script can replace it
 
 ffi.cdef "const char *swit_ffi_cdef(void);"
@@ -35,6 +35,7 @@ local F_TRACED = C.SWIT_MSG_F_TRACED
 
 local swit = { _VERSION = "0.1.0", ABI = ABI, null = json.null }
 swit.metrics = require "swit.metrics"   -- counters, gauges, histograms
+swit.breaker = require "swit.breaker"   -- circuit breakers for dependencies
 
 -- Registrations are frozen once the scripts have loaded: swit.on and
 -- friends called later (say from on_start) would silently do nothing.
