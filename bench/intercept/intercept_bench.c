@@ -10,6 +10,12 @@
  * off so only the hooks under test are registered. Figures are printed,
  * never asserted; a run that loses a message fails (exit 1).
  *
+ * Resilience (host/resil/): the same run with an idle (closed) circuit
+ * breaker on the subscription, against none; and the breaker's own
+ * per-message path in a loop (allow, then one record per 64 outcomes, as
+ * the interceptor does per batch), which the end-to-end difference is
+ * too noisy to resolve.
+ *
  *   bench_intercept [--messages N] [--repeat R]
  */
 #include <stdatomic.h>
@@ -21,6 +27,7 @@
 
 #include "../bench_util.h"
 #include "core/host_int.h"
+#include "resil/resil.h"
 
 static atomic_long seen;
 
@@ -53,16 +60,27 @@ static const swit__icpt_ops nop = {
 
 #define CHUNK 256
 
-/* Seconds for n messages through a host with `hooks` no-op hooks, or -1. */
-static double run(long n, int hooks)
+/* Seconds for n messages through a host with `hooks` no-op hooks (and
+ * an idle circuit breaker when `breaker`), or -1. */
+static double run(long n, int hooks, int breaker)
 {
-  static const char yaml[] =
+  static const char yaml0[] =
     "server: {admin: {listen: \"off\"}, metrics: {enabled: false},\n"
     "         log: {level: warn}}\n"
     "messaging:\n"
     "  broker: {type: memory, config: {queue_size: 1000000}}\n"
     "  resources:\n"
     "    subscribers: {worker_pool_size: 1, max_in_flight: 100000}\n";
+  static const char yaml1[] =
+    "server: {admin: {listen: \"off\"}, metrics: {enabled: false},\n"
+    "         log: {level: warn}}\n"
+    "messaging:\n"
+    "  broker: {type: memory, config: {queue_size: 1000000}}\n"
+    "  subscribers:\n"
+    "    default: {circuit_breaker: {enabled: true}}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1, max_in_flight: 100000}\n";
+  const char *yaml = breaker ? yaml1 : yaml0;
   static swit_pub_t batch[CHUNK];
   swit_host_t *h = NULL;
   char err[256];
@@ -102,9 +120,34 @@ static double run(long n, int hooks)
   return t1 - t0;
 }
 
+/* ns per message of an idle breaker's own path: allow() per message,
+ * one record of 64 successes per 64 messages. */
+static double micro_breaker(long n)
+{
+  static const swit_cfg_breaker cfg = {
+    .enabled = 1, .failure_threshold = 5, .success_threshold = 2,
+    .recovery_ms = 30000, .min_calls = 10, .window_ms = 60000,
+  };
+  uint8_t out[64] = {0};
+  swit__breaker b;
+  long allowed = 0;
+  double t0, t1;
+  int64_t now = swit__now_ms();
+
+  swit__breaker_init(&b, &cfg, NULL, NULL);
+  t0 = now_s();
+  for (long i = 0; i < n; i += 64) {
+    for (int j = 0; j < 64; j++) allowed += swit__breaker_allow(&b, now);
+    swit__breaker_record(&b, now, out, 64);
+  }
+  t1 = now_s();
+  swit__breaker_destroy(&b);
+  return allowed == n ? (t1 - t0) / (double)n * 1e9 : -1;
+}
+
 int main(int argc, char **argv)
 {
-  static const int hooks[] = {0, 1, 2, 4};
+  static const int hooks[] = {0, 1, 2, 4, 0};   /* the last: a breaker */
   long n = 4000000;
   int repeat = 5, failed = 0;
   double base = 0;
@@ -121,27 +164,44 @@ int main(int argc, char **argv)
   printf("interception layer: memory broker, 1 worker, trivial C handler, "
          "%ld messages, median of %d (cases interleaved run by run, after "
          "one warm-up run)\n", n, repeat);
-  double v[4][50];
-  int ok[4] = {0};
-  if (run(n, 0) < 0) failed = 1;                     /* warm-up */
+  double v[5][50];
+  int ok[5] = {0};
+  if (run(n, 0, 0) < 0) failed = 1;                  /* warm-up */
   for (int r = 0; r < repeat; r++)
-    for (size_t c = 0; c < 4; c++) {
-      double t = run(n, hooks[c]);
+    for (size_t c = 0; c < 5; c++) {
+      double t = run(n, hooks[c], c == 4);
       if (t < 0) failed = 1;
       else v[c][ok[c]++] = t;
     }
-  for (size_t c = 0; c < 4; c++) {
+  for (size_t c = 0; c < 5; c++) {
     double med;
     if (!ok[c]) continue;
     med = median_of(v[c], ok[c]);              /* sorts v[c] */
     if (c == 0) base = med;
-    printf("%d no-op hook(s): %6.2f M msg/s  %6.1f ns/msg", hooks[c],
-           n / med / 1e6, med / n * 1e9);
-    if (c > 0)
+    if (c == 4)
+      printf("idle circuit breaker: %6.2f M msg/s  %6.1f ns/msg  (%+.2f ns "
+             "per message)", n / med / 1e6, med / n * 1e9,
+             (med - base) / n * 1e9);
+    else
+      printf("%d no-op hook(s): %6.2f M msg/s  %6.1f ns/msg", hooks[c],
+             n / med / 1e6, med / n * 1e9);
+    if (c > 0 && c < 4)
       printf("  (%+.2f ns per hook and message)",
              (med - base) / n * 1e9 / hooks[c]);
     printf("  [min %.1f max %.1f ns/msg]\n", v[c][0] / n * 1e9,
            v[c][ok[c] - 1] / n * 1e9);
+  }
+  {
+    double m[50];
+    int k = 0;
+    for (int r = 0; r < repeat; r++) {
+      double x = micro_breaker(n * 4);
+      if (x < 0) failed = 1;
+      else m[k++] = x;
+    }
+    if (k)
+      printf("idle breaker, its own path (allow per message, record per 64): "
+             "%.2f ns/msg (median of %d)\n", median_of(m, k), k);
   }
   return failed;
 }
