@@ -98,6 +98,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   if ((rc = swit__metrics_register(h))) goto fail;
   /* a circuit gives messages back before tracing starts their spans */
   if ((rc = swit__circuit_register(h, err, errlen))) goto fail;
+  if ((rc = swit__classify_register(h, err, errlen))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
   h->ops = swit__broker_find(type);
   if (!h->ops) {

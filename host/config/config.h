@@ -99,6 +99,13 @@ typedef struct swit_cfg_breaker {
   int64_t window_ms;        /* "60s": the failure-rate window */
 } swit_cfg_breaker;
 
+/* messaging.subscribers.<name>.errors (host/resil/classify.c) */
+typedef struct swit_cfg_errors {
+  int enabled;              /* false */
+  int default_rules;        /* true: decode errors are non_retryable */
+  swit_cfg_list retryable, non_retryable, critical; /* rules */
+} swit_cfg_errors;
+
 typedef struct swit_cfg_subscriber {
   int64_t concurrency;      /* 10 */
   int64_t prefetch;         /* 100 */
@@ -109,6 +116,7 @@ typedef struct swit_cfg_subscriber {
   double retry_multiplier;  /* 2.0 */
   double retry_jitter;      /* 0.2: +/- fraction of the delay */
   swit_cfg_breaker circuit_breaker;
+  swit_cfg_errors errors;
 } swit_cfg_subscriber;
 
 typedef struct swit_cfg_reconnect {

@@ -76,6 +76,26 @@ static const swit_cfg_field breaker_fields[] = {
   { .name = NULL }
 };
 
+#define ER(f) offsetof(swit_cfg_errors, f)
+static const swit_cfg_field errors_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = ER(enabled),
+    .dflt = "false", .desc = "Classify handler failures by the rules below" },
+  { .name = "default_rules", .type = SWIT_CFG_BOOL,
+    .offset = ER(default_rules), .dflt = "true",
+    .desc = "Add the built-in rule: msg:json() decode errors are "
+            "non_retryable" },
+  { .name = "retryable", .type = SWIT_CFG_LIST, .offset = ER(retryable),
+    .desc = "Rules (error text substrings, or result:retry|reject|fatal) "
+            "whose failures are retried" },
+  { .name = "non_retryable", .type = SWIT_CFG_LIST,
+    .offset = ER(non_retryable),
+    .desc = "Rules whose failures go to the dead-letter topic at once" },
+  { .name = "critical", .type = SWIT_CFG_LIST, .offset = ER(critical),
+    .desc = "Rules whose failures are dead-lettered, open the circuit "
+            "breaker and count as alerts" },
+  { .name = NULL }
+};
+
 const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "concurrency", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, concurrency), .dflt = "10",
@@ -108,6 +128,9 @@ const swit_cfg_field swit__subscriber_fields[] = {
     .offset = offsetof(swit_cfg_subscriber, circuit_breaker),
     .fields = breaker_fields,
     .desc = "Circuit breaker of the subscriptions (docs/resilience.md)" },
+  { .name = "errors", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_subscriber, errors), .fields = errors_fields,
+    .desc = "Error classification of handler failures (docs/resilience.md)" },
   { .name = NULL }
 };
 

@@ -12,6 +12,9 @@
  *   circuit.c  one breaker per subscription that configures one: pauses it
  *              at the broker while open, gives back what was already queued,
  *              half-opens on its own timer thread
+ *   classify.c error classification: rules map a handler's failure to
+ *              retryable, non_retryable (dead-lettered at once) or
+ *              critical (fatal: dead-lettered, alerted, opens the circuit)
  *
  * Nothing is registered and no thread runs unless some subscriber config
  * enables a breaker or a handler names one: a host without breakers pays
@@ -93,6 +96,10 @@ int64_t swit__breaker_tick(swit__breaker *b, int64_t now_ms);
  * The host's resilience state (h->resil). */
 
 typedef struct swit__circuit swit__circuit;
+typedef struct swit__classify swit__classify;
+
+enum { SWIT__ERR_RETRYABLE = 0, SWIT__ERR_NON_RETRYABLE = 1,
+       SWIT__ERR_CRITICAL = 2 };
 typedef struct swit__named_breaker swit__named_breaker;
 
 typedef struct swit__resil {
@@ -110,6 +117,7 @@ typedef struct swit__resil {
   swit__named_breaker *_Atomic named[SWIT__NAMED_MAX];
   atomic_uint nnamed;
   atomic_uint maxsub;         /* highest subscription id with a circuit */
+  swit__classify *classify;   /* the error rules, or NULL */
 } swit__resil;
 
 /* The host's resilience state, with no breaker yet (api/host.c). */
@@ -117,6 +125,13 @@ int swit__resil_new(struct swit_host_s *h);
 /* Register the circuit interceptor when any subscriber config enables a
  * breaker (api/host.c, before the workers). 0 or SWIT_E_*, err set. */
 int swit__circuit_register(struct swit_host_s *h, char *err, size_t errlen);
+/* Register the error classifier when any subscriber config enables it
+ * (classify.c). 0 or SWIT_E_CONFIG (a bad rule, err with its key). */
+int swit__classify_register(struct swit_host_s *h, char *err, size_t errlen);
+void swit__classify_free(swit__resil *r);
+/* Its counters for GET /metrics. */
+int swit__classify_render(struct swit_host_s *h, swit__buf *out);
+
 /* Stop the timer thread and free everything (api/host.c). */
 void swit__resil_free(struct swit_host_s *h);
 

@@ -6,7 +6,10 @@
  * at the broker, gives back what was queued (nothing dead-lettered), a
  * SWIT_FATAL result trips it at once, it half-opens after
  * recovery_timeout and closes on successes with nothing lost; its state
- * in /metrics and /admin/status; the config's bounds.
+ * in /metrics and /admin/status; the config's bounds. Error
+ * classification: rules by error text and by result rewrite a failure
+ * to retry, dead-letter at once, or critical (fatal, counted, opening
+ * the circuit); bad rules are refused with their key.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -387,6 +390,137 @@ static void test_config(void)
         NULL, err, sizeof err) == SWIT_E_CONFIG);
 }
 
+/* ------------------------------------------------------------------ */
+/* Error classification */
+
+typedef struct kseen {
+  atomic_int calls[6], dlq;
+  char dlq_reason[6][80];
+} kseen;
+
+/* payload "<i>": message i fails as case i says, once (then acks) */
+static int k_handler(swit_msg_t *m, void *ud)
+{
+  static const char *const why[] = {
+    "bad input: field x",                       /* non_retryable */
+    "the disk is on fire",                      /* critical */
+    "transient glitch",                         /* retryable (a reject) */
+    "something else",                           /* no rule: retried */
+    "s.lua:3: msg:json(): invalid JSON payload: unexpected end", /* default */
+    "bad input but result:fatal",               /* critical by result */
+  };
+  kseen *s = ud;
+  size_t len;
+  const char *p = swit_msg_payload(m, &len);
+  int i = len == 1 ? p[0] - '0' : -1;
+
+  if (i < 0 || i > 5) return SWIT_ACK;
+  if (atomic_fetch_add(&s->calls[i], 1) > 0) return SWIT_ACK;
+  swit_msg_set_error(m, why[i]);
+  return i == 2 ? SWIT_REJECT : i == 5 ? SWIT_FATAL : SWIT_RETRY;
+}
+
+static int k_dlq(swit_msg_t *m, void *ud)
+{
+  kseen *s = ud;
+  size_t len;
+  const char *p = swit_msg_payload(m, &len);
+  const char *e = swit_msg_header(m, "x-swit-error", &len);
+  int i = p[0] - '0';
+
+  if (i >= 0 && i <= 5 && e)
+    snprintf(s->dlq_reason[i], sizeof s->dlq_reason[i], "%.*s", (int)len, e);
+  atomic_fetch_add(&s->dlq, 1);
+  return SWIT_ACK;
+}
+
+static void test_classify(void)
+{
+  static const char yaml[] =
+    "server: {admin: {listen: \"off\"}}\n"
+    "messaging:\n"
+    "  subscribers:\n"
+    "    default: {max_attempts: 1}\n"
+    "    orders:\n"
+    "      max_attempts: 5\n"
+    "      retry_delay: 1ms\n"
+    "      circuit_breaker: {enabled: true, failure_threshold: 100,\n"
+    "                        recovery_timeout: 1ms}\n"
+    "      errors:\n"
+    "        enabled: true\n"
+    "        non_retryable: [\"bad input\"]\n"
+    "        critical: [\"on fire\", \"result:fatal\"]\n"
+    "        retryable: [glitch]\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1}\n";
+  swit_host_t *h = NULL;
+  kseen s = {0};
+  char err[256];
+  swit__breaker *b;
+
+  CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
+  if (!h) return;
+  CHECK(h->resil->classify != NULL);
+  CHECK(swit_host_handle(h, "orders", "orders", SWIT_ORDER_NONE, k_handler,
+                         &s, err, sizeof err) == 0);
+  CHECK(swit_host_handle(h, "orders.dlq", NULL, SWIT_ORDER_NONE, k_dlq, &s,
+                         err, sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  for (int i = 0; i < 6; i++) {
+    char p[2] = {(char)('0' + i), 0};
+    publish(h, p);
+  }
+  wait_for(&s.dlq, 4);
+  CHECK(swit_host_wait_idle(h, 50, 10000) == 0);
+  /* 0, 1, 4, 5 dead-lettered after their one call; 2 and 3 retried */
+  CHECK(atomic_load(&s.dlq) == 4);
+  CHECK(!strcmp(s.dlq_reason[0], "bad input: field x"));
+  CHECK(!strcmp(s.dlq_reason[1], "the disk is on fire"));
+  CHECK(strstr(s.dlq_reason[4], "invalid JSON payload") != NULL);
+  CHECK(!strcmp(s.dlq_reason[5], "bad input but result:fatal"));
+  CHECK(s.dlq_reason[2][0] == 0 && s.dlq_reason[3][0] == 0);
+  CHECK(atomic_load(&s.calls[0]) == 1 && atomic_load(&s.calls[1]) == 1);
+  CHECK(atomic_load(&s.calls[2]) == 2 && atomic_load(&s.calls[3]) == 2);
+  /* two criticals: the circuit opened (then recovered on its own) */
+  b = circuit(h, 1);
+  CHECK(b && atomic_load(&b->opened) >= 1);
+  {
+    swit__buf m = {0};
+    CHECK(swit__resil_metrics_render(h, &m) == 0);
+    CHECK(strstr(m.data, "swit_errors_critical_total{topic=\"orders\","
+                 "group=\"orders\"} 2\n") != NULL);
+    CHECK(strstr(m.data, "swit_errors_classified_total{topic=\"orders\","
+                 "group=\"orders\",class=\"non_retryable\"} 2\n") != NULL);
+    CHECK(strstr(m.data, "swit_errors_classified_total{topic=\"orders\","
+                 "group=\"orders\",class=\"retryable\"} 1\n") != NULL);
+    free(m.data);
+  }
+  CHECK(swit_host_stop(h, 5000) == 0);
+  swit_host_free(h);
+}
+
+static void test_classify_config(void)
+{
+  swit_host_t *h = NULL;
+  char err[256];
+
+  CHECK(swit_host_new_from_string(&h, "messaging:\n  subscribers:\n"
+        "    orders: {errors: {enabled: true, critical: [x, \"result:boom\"]}}\n",
+        NULL, err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "messaging.subscribers.orders.errors.critical[1]: "
+               "'result:boom': expected result:retry") != NULL);
+  CHECK(swit_host_new_from_string(&h, "messaging:\n  subscribers:\n"
+        "    orders: {errors: {enabled: true, retryable: [\"\"]}}\n",
+        NULL, err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "errors.retryable[0]: a rule must be 1..256 bytes") != NULL);
+  /* rules of a disabled section are not looked at, nothing registered */
+  CHECK(swit_host_new_from_string(&h, "messaging:\n  subscribers:\n"
+        "    orders: {errors: {critical: [x]}}\n",
+        NULL, err, sizeof err) == 0);
+  CHECK(h && h->resil->classify == NULL);
+  swit_host_free(h);
+}
+
 int main(void)
 {
   test_states();
@@ -397,5 +531,7 @@ int main(void)
   test_open_pauses();
   test_recovers();
   test_fatal_trips();
+  test_classify();
+  test_classify_config();
   return check_done("test_resil");
 }

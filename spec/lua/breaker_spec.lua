@@ -107,3 +107,40 @@ swit.on_start(function() swit.publish("orders", "boom") end)
     assert.matches("circuit of 'orders' %(group spec%): closed %-> open: subscription paused", err)
   end)
 end)
+
+describe("error classification #lua", function()
+  it("dead-letters a msg:json() decode error at once by the default rule", function()
+    local yaml = [[
+server: {name: spec}
+messaging:
+  broker: {type: memory}
+  subscribers:
+    default: {max_attempts: 1}
+    spec:
+      max_attempts: 3
+      retry_delay: 1ms
+      errors: {enabled: true, critical: ["disk on fire"]}
+lua:
+  scripts: [s.lua]
+]]
+    local code, out, err = t.run_scripts(yaml, { ["s.lua"] = [[
+local swit = require "swit"
+swit.on("orders", function(msg)
+  print("attempt " .. msg:payload() .. " " .. msg:attempt())
+  if msg:payload() == "fire" then error("disk on fire") end
+  msg:json()
+end)
+swit.on("orders.dlq", { group = "dlq" }, function(msg)
+  print("dead " .. msg:payload() .. " " .. tostring(msg:header("x-swit-error")))
+end)
+swit.on_start(function() swit.publish("orders", "{not json") swit.publish("orders", "fire") end)
+]] })
+    assert.equal(0, code, err)
+    assert.matches("attempt {not json 1", out)
+    assert.is_nil(out:find("attempt {not json 2", 1, true))
+    assert.matches("dead {not json [^\n]*msg:json%(%): invalid JSON payload", out)
+    assert.matches("dead fire [^\n]*disk on fire", out)
+    assert.is_nil(out:find("attempt fire 2", 1, true))
+    assert.matches("critical error in the handler of 'orders' %(group spec%)", err)
+  end)
+end)
