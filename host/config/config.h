@@ -106,6 +106,14 @@ typedef struct swit_cfg_errors {
   swit_cfg_list retryable, non_retryable, critical; /* rules */
 } swit_cfg_errors;
 
+/* messaging.subscribers.<name>.dedup (host/resil/dedup.c) */
+typedef struct swit_cfg_dedup {
+  int enabled;              /* false */
+  char *header;             /* "x-swit-id": the message id's header */
+  int64_t window_size;      /* 10000: ids remembered per subscription */
+  int64_t window_ms;        /* "10m": how long an id is remembered */
+} swit_cfg_dedup;
+
 typedef struct swit_cfg_subscriber {
   int64_t concurrency;      /* 10 */
   int64_t prefetch;         /* 100 */
@@ -117,6 +125,7 @@ typedef struct swit_cfg_subscriber {
   double retry_jitter;      /* 0.2: +/- fraction of the delay */
   swit_cfg_breaker circuit_breaker;
   swit_cfg_errors errors;
+  swit_cfg_dedup dedup;
 } swit_cfg_subscriber;
 
 typedef struct swit_cfg_reconnect {

@@ -96,6 +96,23 @@ static const swit_cfg_field errors_fields[] = {
   { .name = NULL }
 };
 
+#define DD(f) offsetof(swit_cfg_dedup, f)
+static const swit_cfg_field dedup_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = DD(enabled),
+    .dflt = "false", .desc = "Ack without handling a message whose id was "
+                             "handled within the window" },
+  { .name = "header", .type = SWIT_CFG_STR, .offset = DD(header),
+    .dflt = "x-swit-id", .desc = "The header that carries the message id "
+                                 "(Nats-Msg-Id, amqp-message-id, ...)" },
+  { .name = "window_size", .type = SWIT_CFG_INT, .offset = DD(window_size),
+    .dflt = "10000", .min = 1, .max = 1000000,
+    .desc = "Ids remembered per subscription (the oldest go first)" },
+  { .name = "window", .type = SWIT_CFG_DURATION, .offset = DD(window_ms),
+    .dflt = "10m", .min = 1, .max = 7 * 24 * MS_H,
+    .desc = "How long a handled id is remembered" },
+  { .name = NULL }
+};
+
 const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "concurrency", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, concurrency), .dflt = "10",
@@ -131,6 +148,9 @@ const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "errors", .type = SWIT_CFG_SECTION,
     .offset = offsetof(swit_cfg_subscriber, errors), .fields = errors_fields,
     .desc = "Error classification of handler failures (docs/resilience.md)" },
+  { .name = "dedup", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_subscriber, dedup), .fields = dedup_fields,
+    .desc = "Deduplication by message id, in memory (docs/resilience.md)" },
   { .name = NULL }
 };
 

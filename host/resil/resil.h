@@ -12,6 +12,8 @@
  *   circuit.c  one breaker per subscription that configures one: pauses it
  *              at the broker while open, gives back what was already queued,
  *              half-opens on its own timer thread
+ *   dedup.c    deduplication by message id within a window (count and
+ *              time), in memory: a duplicate is acked, never handled
  *   classify.c error classification: rules map a handler's failure to
  *              retryable, non_retryable (dead-lettered at once) or
  *              critical (fatal: dead-lettered, alerted, opens the circuit)
@@ -97,6 +99,7 @@ int64_t swit__breaker_tick(swit__breaker *b, int64_t now_ms);
 
 typedef struct swit__circuit swit__circuit;
 typedef struct swit__classify swit__classify;
+struct swit__dedup;
 
 enum { SWIT__ERR_RETRYABLE = 0, SWIT__ERR_NON_RETRYABLE = 1,
        SWIT__ERR_CRITICAL = 2 };
@@ -118,6 +121,7 @@ typedef struct swit__resil {
   atomic_uint nnamed;
   atomic_uint maxsub;         /* highest subscription id with a circuit */
   swit__classify *classify;   /* the error rules, or NULL */
+  struct swit__dedup *dedup;  /* dedup windows, or NULL */
 } swit__resil;
 
 /* The host's resilience state, with no breaker yet (api/host.c). */
@@ -131,6 +135,29 @@ int swit__classify_register(struct swit_host_s *h, char *err, size_t errlen);
 void swit__classify_free(swit__resil *r);
 /* Its counters for GET /metrics. */
 int swit__classify_render(struct swit_host_s *h, swit__buf *out);
+
+/* Deduplication (dedup.c). A set of id hashes: a ring in arrival order
+ * and an index; the oldest go first past `cap`, and any older than
+ * window_ms. Thread-safe (a mutex each). */
+typedef struct swit__dedup_set {
+  pthread_mutex_t lock;
+  struct { uint64_t hash; int64_t at_ms; } *ring;
+  uint32_t cap, head, n;      /* n entries from head, oldest first */
+  uint32_t *index;            /* ring slot + 1, 0 empty; mask + 1 long */
+  uint32_t mask;
+  int64_t window_ms;
+} swit__dedup_set;
+
+uint64_t swit__dedup_hash(const char *s, size_t len);
+int swit__dedup_set_init(swit__dedup_set *d, uint32_t cap, int64_t window_ms);
+void swit__dedup_set_free(swit__dedup_set *d);
+/* 1 when h is in the set (and not older than the window). */
+int swit__dedup_seen(swit__dedup_set *d, uint64_t h, int64_t now_ms);
+void swit__dedup_add(swit__dedup_set *d, uint64_t h, int64_t now_ms);
+/* Register when any subscriber config enables dedup; 0 or SWIT_E_*. */
+int swit__dedup_register(struct swit_host_s *h, char *err, size_t errlen);
+void swit__dedup_free(swit__resil *r);
+int swit__dedup_render(struct swit_host_s *h, swit__buf *out);
 
 /* Stop the timer thread and free everything (api/host.c). */
 void swit__resil_free(struct swit_host_s *h);

@@ -9,7 +9,10 @@
  * in /metrics and /admin/status; the config's bounds. Error
  * classification: rules by error text and by result rewrite a failure
  * to retry, dead-letter at once, or critical (fatal, counted, opening
- * the circuit); bad rules are refused with their key.
+ * the circuit); bad rules are refused with their key. Deduplication:
+ * the id set against a reference (count and time windows, deletions),
+ * and on the memory broker a message published twice is handled once,
+ * a retry is not a duplicate, a message without an id is handled.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -521,6 +524,134 @@ static void test_classify_config(void)
   swit_host_free(h);
 }
 
+/* ------------------------------------------------------------------ */
+/* Deduplication */
+
+static void test_dedup_set(void)
+{
+  swit__dedup_set d;
+  enum { CAP = 64, N = 20000 };
+  static uint64_t ref[CAP];        /* the last CAP inserted, the reference */
+  uint64_t seed = 88172645463325252ULL;
+  int bad = 0;
+
+  CHECK(swit__dedup_set_init(&d, 0, 1000) == SWIT_E_INVAL);
+  CHECK(swit__dedup_set_init(&d, CAP, 1000000) == 0);
+  /* random ids, few distinct bits so homes collide; every step checks
+   * that exactly the last CAP distinct ids are kept */
+  for (int i = 0; i < N; i++) {
+    uint64_t h;
+    seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+    h = (seed & 0x3ff) | ((uint64_t)i << 40);    /* distinct */
+    swit__dedup_add(&d, h, 1);
+    ref[i % CAP] = h;
+    if (i % 97 == 0)
+      for (int k = 0; k < CAP && k <= i; k++)
+        bad += !swit__dedup_seen(&d, ref[k], 1);
+  }
+  CHECK(bad == 0);
+  CHECK(d.n == CAP);
+  CHECK(!swit__dedup_seen(&d, 12345, 1));
+  /* the time window */
+  swit__dedup_set_free(&d);
+  CHECK(swit__dedup_set_init(&d, 8, 100) == 0);
+  swit__dedup_add(&d, 1, 1000);
+  swit__dedup_add(&d, 2, 1050);
+  swit__dedup_add(&d, 2, 1060);              /* kept once */
+  CHECK(d.n == 2);
+  CHECK(swit__dedup_seen(&d, 1, 1099) && swit__dedup_seen(&d, 2, 1099));
+  CHECK(!swit__dedup_seen(&d, 1, 1100) && swit__dedup_seen(&d, 2, 1100));
+  CHECK(!swit__dedup_seen(&d, 2, 1150));
+  CHECK(d.n == 0);
+  swit__dedup_set_free(&d);
+  CHECK(swit__dedup_hash("a", 1) != swit__dedup_hash("b", 1));
+}
+
+typedef struct dseen {
+  atomic_int calls, a_calls, retried;
+} dseen;
+
+static int d_handler(swit_msg_t *m, void *ud)
+{
+  dseen *s = ud;
+  size_t len;
+  const char *p = swit_msg_payload(m, &len);
+
+  atomic_fetch_add(&s->calls, 1);
+  if (len == 1 && p[0] == 'a') atomic_fetch_add(&s->a_calls, 1);
+  if (len == 1 && p[0] == 'r' && swit_msg_attempt(m) == 1) {
+    atomic_fetch_add(&s->retried, 1);
+    return SWIT_RETRY;                         /* once: its retry handles */
+  }
+  return SWIT_ACK;
+}
+
+static void publish_id(swit_host_t *h, const char *p, const char *id)
+{
+  const char *hdr[] = {"Msg-Id", id, NULL};
+  char err[256];
+  CHECK(swit_host_publish(h, "orders", NULL, 0, p, strlen(p),
+                          id ? hdr : NULL, NULL, err, sizeof err) == 0);
+}
+
+static void test_dedup(void)
+{
+  static const char yaml[] =
+    "server: {admin: {listen: \"off\"}}\n"
+    "messaging:\n"
+    "  subscribers:\n"
+    "    default:\n"
+    "      retry_delay: 1ms\n"
+    "      dedup: {enabled: true, header: msg-id, window_size: 3}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 2}\n";
+  swit_host_t *h = NULL;
+  dseen s = {0};
+  char err[256];
+
+  CHECK(swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) == 0);
+  if (!h) return;
+  CHECK(h->resil->dedup != NULL);
+  CHECK(swit_host_handle(h, "orders", NULL, SWIT_ORDER_NONE, d_handler, &s,
+                         err, sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_id(h, "a", "id-1");
+  CHECK(swit_host_wait_idle(h, 20, 10000) == 0);
+  publish_id(h, "a", "id-1");                  /* a duplicate */
+  publish_id(h, "r", "id-2");                  /* fails once, retried */
+  publish_id(h, "n", NULL);                    /* no id: handled */
+  publish_id(h, "n", NULL);
+  CHECK(swit_host_wait_idle(h, 20, 10000) == 0);
+  CHECK(atomic_load(&s.a_calls) == 1);
+  CHECK(atomic_load(&s.retried) == 1);
+  CHECK(atomic_load(&s.calls) == 5);           /* a, r twice, n, n */
+  publish_id(h, "r", "id-2");                  /* finished: a duplicate */
+  CHECK(swit_host_wait_idle(h, 20, 10000) == 0);
+  CHECK(atomic_load(&s.calls) == 5);
+  /* three more ids push id-1 out of the window of 3 */
+  publish_id(h, "x", "id-3");
+  publish_id(h, "x", "id-4");
+  CHECK(swit_host_wait_idle(h, 20, 10000) == 0);
+  publish_id(h, "a", "id-1");
+  CHECK(swit_host_wait_idle(h, 20, 10000) == 0);
+  CHECK(atomic_load(&s.a_calls) == 2);
+  {
+    swit__buf m = {0};
+    CHECK(swit__resil_metrics_render(h, &m) == 0);
+    CHECK(strstr(m.data, "swit_dedup_duplicates_total{topic=\"orders\","
+                 "group=\"swit\"} 2\n") != NULL);
+    CHECK(strstr(m.data, "swit_dedup_no_id_total{topic=\"orders\","
+                 "group=\"swit\"} 2\n") != NULL);
+    free(m.data);
+  }
+  CHECK(swit_host_stop(h, 5000) == 0);
+  swit_host_free(h);
+  CHECK(swit_host_new_from_string(&h, "messaging:\n  subscribers:\n"
+        "    orders: {dedup: {enabled: true, header: \"\"}}\n",
+        NULL, err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "messaging.subscribers.orders.dedup.header") != NULL);
+}
+
 int main(void)
 {
   test_states();
@@ -533,5 +664,7 @@ int main(void)
   test_fatal_trips();
   test_classify();
   test_classify_config();
+  test_dedup_set();
+  test_dedup();
   return check_done("test_resil");
 }
