@@ -183,7 +183,10 @@ static int handler(swit_msg_t *m, void *ud)
   seen *s = ud;
   size_t len;
   const char *p = swit_msg_payload(m, &len);
-  int i = len > 1 ? atoi(p + 1) : 0;
+  int i = 0;
+
+  for (size_t k = 1; k < len && p[k] >= '0' && p[k] <= '9'; k++)  /* "m<i>" */
+    i = i * 10 + (p[k] - '0');
 
   atomic_fetch_add(&s->calls, 1);
   if (len == 4 && !memcmp(p, "boom", 4)) return SWIT_FATAL;
@@ -428,8 +431,8 @@ static int k_dlq(swit_msg_t *m, void *ud)
   kseen *s = ud;
   size_t len;
   const char *p = swit_msg_payload(m, &len);
+  int i = len == 1 ? p[0] - '0' : -1;
   const char *e = swit_msg_header(m, "x-swit-error", &len);
-  int i = p[0] - '0';
 
   if (i >= 0 && i <= 5 && e)
     snprintf(s->dlq_reason[i], sizeof s->dlq_reason[i], "%.*s", (int)len, e);
