@@ -40,6 +40,7 @@
 struct swit_host_s;
 struct swit__worker;
 struct swit__item;
+struct swit__sub;
 
 #define SWIT__ICPT_MAX 16     /* interceptors per host */
 #define SWIT__CARRY_MAX 64    /* carry bytes per message, all interceptors */
@@ -107,6 +108,15 @@ typedef struct swit__icpt_ops {
    * measured: see SWIT__ICPT_F_TIME_PUBLISH). */
   void (*publish_after)(void *hs, const swit_msg_view *m, size_t n, int rc,
                         uint64_t us);
+
+  /* Intake: an adapter delivered n messages of `sub` (already counted in
+   * sub->inflight), on the adapter's thread, before they are queued. The
+   * hook may pause the subscription (a count of sub->paused_by); it never
+   * refuses or blocks the delivery. */
+  void (*intake)(void *hs, struct swit__sub *sub, size_t n);
+  /* n messages of `sub` left the host's in-flight count (acked, given
+   * back or dead-lettered at the adapter), on the settling thread. */
+  void (*released)(void *hs, struct swit__sub *sub, size_t n);
 } swit__icpt_ops;
 
 enum {
@@ -129,6 +139,7 @@ typedef struct swit__icpt_chain {
   /* which hooks anyone has: the core tests these, never the list */
   uint8_t any_batch, any_msg, any_settled, any_publish, any_carry;
   uint8_t time_publish, recv_time, settled_acks;
+  uint8_t any_intake, any_released;
   size_t carry_size;          /* sum of carry_size */
 } swit__icpt_chain;
 
@@ -162,6 +173,11 @@ void swit__icpt_carry_load(struct swit__worker *w, uint32_t i,
                            const unsigned char *carry);
 /* Move slot `from`'s carry to slot `to` (a batch being compacted). */
 void swit__icpt_carry_move(struct swit__worker *w, uint32_t from, uint32_t to);
+
+/* The intake path (dispatch.c, settle.c). */
+void swit__icpt_intake(struct swit_host_s *h, struct swit__sub *sub, size_t n);
+void swit__icpt_released(struct swit_host_s *h, struct swit__sub *sub,
+                         size_t n);
 
 /* The publish path (publish.c). */
 const swit_msg_view *swit__icpt_publish_before(struct swit_host_s *h,

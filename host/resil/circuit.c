@@ -318,6 +318,7 @@ void swit__resil_free(swit_host_t *h)
     free(c);
   }
   swit__named_breakers_free(r);
+  swit__limit_free(r);
   swit__classify_free(r);
   swit__dedup_free(r);
   pthread_cond_destroy(&r->cv);
@@ -344,7 +345,8 @@ int swit__resil_metrics_render(swit_host_t *h, swit__buf *b)
   uint32_t max = r ? atomic_load(&r->maxsub) : 0;
   uint32_t nn = r ? atomic_load(&r->nnamed) : 0;
 
-  if (swit__classify_render(h, b) || swit__dedup_render(h, b))
+  if (swit__classify_render(h, b) || swit__dedup_render(h, b) ||
+      swit__limit_render(h, b))
     return SWIT_E_NOMEM;
   if (!max && !nn) return 0;
   for (int kind = 0; kind < 3; kind++) {

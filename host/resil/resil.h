@@ -14,6 +14,9 @@
  *              half-opens on its own timer thread
  *   dedup.c    deduplication by message id within a window (count and
  *              time), in memory: a duplicate is acked, never handled
+ *   limit.c    intake limits: a token-bucket rate and a concurrency cap
+ *              (bulkhead) per subscription, both by pausing it at the
+ *              broker, never by making a worker wait
  *   classify.c error classification: rules map a handler's failure to
  *              retryable, non_retryable (dead-lettered at once) or
  *              critical (fatal: dead-lettered, alerted, opens the circuit)
@@ -122,6 +125,7 @@ typedef struct swit__resil {
   atomic_uint maxsub;         /* highest subscription id with a circuit */
   swit__classify *classify;   /* the error rules, or NULL */
   struct swit__dedup *dedup;  /* dedup windows, or NULL */
+  struct swit__limits *limits; /* intake limits, or NULL */
 } swit__resil;
 
 /* The host's resilience state, with no breaker yet (api/host.c). */
@@ -158,6 +162,12 @@ void swit__dedup_add(swit__dedup_set *d, uint64_t h, int64_t now_ms);
 int swit__dedup_register(struct swit_host_s *h, char *err, size_t errlen);
 void swit__dedup_free(swit__resil *r);
 int swit__dedup_render(struct swit_host_s *h, swit__buf *out);
+
+/* Intake limits (limit.c): rate_limit and concurrency per subscription.
+ * Register when any subscriber config sets one; 0 or SWIT_E_*. */
+int swit__limit_register(struct swit_host_s *h, char *err, size_t errlen);
+void swit__limit_free(swit__resil *r);
+int swit__limit_render(struct swit_host_s *h, swit__buf *out);
 
 /* Stop the timer thread and free everything (api/host.c). */
 void swit__resil_free(struct swit_host_s *h);
