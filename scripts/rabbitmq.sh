@@ -4,6 +4,7 @@
 # systemd needed, runs as root or as any user).
 #
 #   rabbitmq.sh start   RUN_DIR [AMQP_PORT [DIST_PORT [EPMD_PORT [HTTP_PORT]]]]
+#                       (each port a number or "auto")
 #   rabbitmq.sh stop    RUN_DIR
 #   rabbitmq.sh restart RUN_DIR      stop, then start with the same ports
 #                                    and the same mnesia dir (durable
@@ -13,8 +14,12 @@
 # Every file lives under RUN_DIR: home (the Erlang cookie), config, mnesia,
 # logs, pid files. Ports default to 15673 (AMQP), 25673 (Erlang
 # distribution) and 14369 (a private epmd), so neither a user's own
-# RabbitMQ nor its epmd clash with it; `start` records them in
-# RUN_DIR/instance.env for the other commands. With HTTP_PORT the
+# RabbitMQ nor its epmd clash with it; any port given as "auto" is a free
+# one probed by scripts/free-port.sh (the test fixtures use only "auto",
+# so two build trees testing at once never share a node). `start`
+# records the ports in RUN_DIR/instance.env for the other commands and
+# writes the client URL to RUN_DIR/url (and the management URL to
+# RUN_DIR/http when there is one) for the specs to read. With HTTP_PORT the
 # management plugin listens there (127.0.0.1; the interop specs read
 # message headers through its HTTP API). The real scripts in
 # /usr/lib/rabbitmq/bin are called directly (the /usr/sbin wrappers switch
@@ -24,7 +29,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop|restart RUN_DIR [AMQP_PORT [DIST_PORT [EPMD_PORT [HTTP_PORT]]]]" >&2
+  echo "usage: $0 start|stop|restart RUN_DIR [AMQP_PORT [DIST_PORT [EPMD_PORT [HTTP_PORT]]]] (each a number or auto)" >&2
   echo "       $0 ctl RUN_DIR RABBITMQCTL-ARGS..." >&2
   exit 2
 }
@@ -146,7 +151,15 @@ case "$CMD" in
     DIST_PORT=${2:-25673}
     EPMD_PORT=${3:-14369}
     HTTP_PORT=${4:-}
+    mapfile -t FREE < <("$(dirname "$0")/free-port.sh" 4)
+    [ "$AMQP_PORT" = auto ] && AMQP_PORT=${FREE[0]}
+    [ "$DIST_PORT" = auto ] && DIST_PORT=${FREE[1]}
+    [ "$EPMD_PORT" = auto ] && EPMD_PORT=${FREE[2]}
+    [ "$HTTP_PORT" = auto ] && HTTP_PORT=${FREE[3]}
     mkdir -p "$RMQ"
+    echo "amqp://guest:guest@127.0.0.1:$AMQP_PORT" >"$RUN_DIR/url"
+    if [ -n "$HTTP_PORT" ]; then echo "http://127.0.0.1:$HTTP_PORT" >"$RUN_DIR/http"
+    else rm -f "$RUN_DIR/http"; fi
     printf 'AMQP_PORT=%s\nDIST_PORT=%s\nEPMD_PORT=%s\nHTTP_PORT=%s\n' \
       "$AMQP_PORT" "$DIST_PORT" "$EPMD_PORT" "$HTTP_PORT" >"$RMQ/instance.env"
     instance_env

@@ -73,19 +73,10 @@ set(SWIT_KAFKA_SPEC_ENV
   SWIT_TEST_KAFKA_COMMITTED=$<TARGET_FILE:kafka_committed>
   SWIT_TEST_KAFKA_DIR=${CMAKE_BINARY_DIR}/kafka-faults
   ${SWIT_TEST_ENV_kafka})
-if(SWIT_SANITIZE)
-  list(APPEND SWIT_KAFKA_SPEC_ENV SWIT_TEST_SANITIZED=1)
-endif()
+swit_require_tool(kcat)
+swit_add_busted_dir(PREFIX kafka DIR ${CMAKE_CURRENT_SOURCE_DIR}/spec/kafka
+                    WORKDIR ${CMAKE_CURRENT_SOURCE_DIR} ENV ${SWIT_KAFKA_SPEC_ENV}
+                    TIMEOUT 600 OUT SWIT_KAFKA_SUITES)
 if(BUSTED)
-  file(GLOB SWIT_KAFKA_SPECS CONFIGURE_DEPENDS
-       ${CMAKE_CURRENT_SOURCE_DIR}/spec/kafka/*_spec.lua)
-  foreach(spec IN LISTS SWIT_KAFKA_SPECS)
-    get_filename_component(name ${spec} NAME_WE)
-    string(REGEX REPLACE "_spec$" "" name ${name})
-    add_test(NAME kafka.${name}
-             COMMAND ${BUSTED} --lua=luajit -o utfTerminal ${spec}
-             WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
-    set_tests_properties(kafka.${name} PROPERTIES TIMEOUT 600
-      FIXTURES_REQUIRED kafka ENVIRONMENT "${SWIT_KAFKA_SPEC_ENV}")
-  endforeach()
+  set_tests_properties(${SWIT_KAFKA_SUITES} PROPERTIES FIXTURES_REQUIRED kafka)
 endif()

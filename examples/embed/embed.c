@@ -18,7 +18,7 @@
 #endif
 
 static const char config[] =
-  "server: {name: embed}\n"
+  "server: {name: embed, admin: {listen: \"off\"}}\n"
   "messaging:\n"
   "  broker: {type: memory}\n"
   "  resources:\n"

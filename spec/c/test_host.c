@@ -85,7 +85,7 @@ static int dlq_handler(swit_msg_t *m, void *ud)
 }
 
 static const char base_yaml[] =
-  "server: {name: test}\n"
+  "server: {name: test, admin: {listen: \"off\"}}\n"
   "messaging:\n"
   "  subscribers:\n"
   "    default: {max_attempts: 3, retry_delay: 5ms, retry_max_delay: 20ms}\n"
@@ -232,6 +232,7 @@ static void test_full_dead_letter_topic_parks_without_spinning(void)
   swit_host_t *h = NULL;
   char err[256];
   static const char yaml[] =
+    "server: {admin: {listen: \"off\"}}\n"
     "messaging:\n"
     "  broker: {type: memory, config: {queue_size: 4}}\n"
     "  subscribers:\n"
@@ -275,6 +276,7 @@ static void test_max_message_size_is_checked_by_the_core(void)
   memset(big, 'p', sizeof big);
   memcpy(big, "0:1 ", 4);
   snprintf(yaml, sizeof yaml,
+           "server: {admin: {listen: \"off\"}}\n"
            "messaging:\n"
            "  resources:\n"
            "    memory: {max_message_size: 64}\n"

@@ -91,10 +91,11 @@ static int on_out(swit_msg_t *m, void *ud)
 
 static swit_host_t *start_host(const char *extra)
 {
-  char yaml[512], err[512];
+  char yaml[640], err[512];
   swit_host_t *h = NULL;
 
   snprintf(yaml, sizeof yaml,
+           "server: {admin: {listen: \"off\"}}\n"
            "messaging:\n"
            "  broker: {type: memory, config: {queue_size: 400000}}\n"
            "  resources:\n"

@@ -323,7 +323,7 @@ static void it_links_a_two_hop_flow(int port)
   wait_for(&ngot, 3);
   wait_for(&ndlq, 1);
   CHECK(swit_host_wait_idle(h, 50, 5000) == 0);
-  swit_host_stop(h, 5000);              /* flushes the exporter */
+  CHECK(swit_host_stop(h, 5000) == 0); /* flushes the exporter */
   pthread_mutex_lock(&rx_lock);
   CHECK(bad_posts == 0);
 
@@ -410,7 +410,7 @@ static void it_propagates_without_spans_at_sampling_0(int port)
   wait_for(&ngot, 1);
   CHECK(swit_host_wait_idle(h, 50, 5000) == 0);     /* on_start is done */
   unsetenv("SWIT_TEST_TRACE_ONLY_PLAIN");
-  swit_host_stop(h, 5000);
+  CHECK(swit_host_stop(h, 5000) == 0);
   s = got_payload("plain");
   CHECK(s != NULL);
   CHECK(s && tp_split(s->tp, trace, id, flags) == 0);
@@ -454,7 +454,7 @@ static void it_counts_drops_when_the_receiver_is_down(void)
           == 0);
   wait_for(&ngot, 50);
   CHECK(swit_host_wait_idle(h, 50, 5000) == 0);
-  swit_host_stop(h, 5000);
+  CHECK(swit_host_stop(h, 5000) == 0);
   CHECK(metric(h, "swit_trace_spans_exported_total") == 0);
   CHECK(metric(h, "swit_trace_spans_dropped_total{reason=\"export_failed\"}")
         == 50);
@@ -474,7 +474,7 @@ static void it_reads_the_trace_id_with_tracing_off(int port)
   if (!h) return;
   wait_for(&ngot, 3);
   CHECK(swit_host_wait_idle(h, 50, 5000) == 0);
-  swit_host_stop(h, 5000);
+  CHECK(swit_host_stop(h, 5000) == 0);
   s = got_payload("continued");       /* msg:trace_id() of its traceparent */
   CHECK(s && !strcmp(s->atrace, "4bf92f3577b34da6a3ce929d0e0e4736"));
   CHECK(s && s->tp[0] == '\0');       /* nothing injected */

@@ -6,12 +6,7 @@ package.path = "spec/support/?.lua;" .. package.path
 local t = require "swit_run"
 local cjson = require "cjson.safe"
 
-local function start(files)
-  local dir = t.dir(files)
-  os.execute(("cd %s && (%s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(t.quote(dir), t.quote(t.bin)))
-  return { dir = dir, pid = assert(tonumber(t.read(dir .. "/pid"))) }
-end
+local start = t.start
 
 local function wait_for(p, file, pattern)
   for _ = 1, 1000 do
@@ -24,16 +19,7 @@ local function wait_for(p, file, pattern)
         t.read(p.dir .. "/" .. file) or ""))
 end
 
-local function stop(p)
-  os.execute(("kill -TERM %d"):format(p.pid))
-  for _ = 1, 1000 do
-    if os.execute(("kill -0 %d 2>/dev/null"):format(p.pid)) ~= 0 then break end
-    os.execute("sleep 0.01")
-  end
-  local out, err = t.read(p.dir .. "/out"), t.read(p.dir .. "/err")
-  os.execute("rm -rf " .. t.quote(p.dir))
-  return out, err
-end
+local stop = t.stop
 
 -- curl: returns status, body
 local function curl(args)
@@ -101,13 +87,7 @@ describe("admin server #e2e", function()
     assert.equal(10, t.metric(text, "shop_order_bytes_count"))
     assert.equal(55, t.metric(text, "shop_order_bytes_sum"))
     assert.is_number(t.metric(text, "shop_last_size"))
-    if os.execute("command -v promtool >/dev/null 2>&1") == 0 then
-      local f = io.open(p.dir .. "/metrics.txt", "w")
-      f:write(text)
-      f:close()
-      assert.equal(0, os.execute(("promtool check metrics < %s/metrics.txt")
-                                 :format(t.quote(p.dir))))
-    end
+    t.promtool_check(text, p.dir)
     stop(p)
   end)
 

@@ -15,6 +15,7 @@ swit.every(20, function() print("%s gen " .. swit.generation()) end)
 end
 
 local yaml = [[
+server: {admin: {listen: "127.0.0.1:0"}}
 messaging:
   resources:
     subscribers: {worker_pool_size: 2}

@@ -112,15 +112,16 @@ end
 ---------------------------------------------------------------------------
 -- swit configs and runs
 
--- A config for Kafka at `bootstrap`; `opts` may give the server name and
--- shutdown timeout, broker config lines (YAML, indented 6), the session
+-- A config for Kafka at `bootstrap` (the admin server on a free port);
+-- `opts` may give the server name, shutdown timeout and more server
+-- settings (", key: value"), broker config lines (YAML, indented 6), the session
 -- timeout (ms; 3000: the mock rebalances a group after it, less 1 s), reconnect
 -- (a YAML flow map), workers, max_in_flight, resources lines (indented 4),
 -- messaging lines (indented 2) and extra top-level YAML.
 function M.config(bootstrap, opts)
   opts = opts or {}
   return ([[
-server: {name: %s, shutdown_timeout: %s}
+server: {name: %s, shutdown_timeout: %s, admin: {listen: "127.0.0.1:0"}%s}
 messaging:
   broker:
     type: kafka
@@ -135,7 +136,7 @@ messaging:
     subscribers: {worker_pool_size: %d%s}
 %s%slua:
   scripts: [s.lua]
-%s]]):format(opts.name or "kspec", opts.shutdown or "10s", bootstrap,
+%s]]):format(opts.name or "kspec", opts.shutdown or "10s", opts.server or "", bootstrap,
              opts.reconnect or "{}", opts.session or 3000, opts.broker or "",
              opts.workers or 2,
              opts.max_in_flight and (", max_in_flight: " .. opts.max_in_flight) or "",
@@ -153,24 +154,16 @@ Proc.__index = Proc
 -- Start swit in the background; `args` are extra arguments of `run`.
 function M.spawn(yaml, script, args)
   local dir = t.dir({ ["swit.yaml"] = yaml, ["s.lua"] = script })
-  local parts = { t.quote(t.bin), "run", t.quote(dir .. "/swit.yaml") }
+  local parts = { t.quote(t.bin), "run", "swit.yaml" }
   for _, a in ipairs(args or {}) do parts[#parts + 1] = t.quote(a) end
-  local inner = ("%s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/code")
-    :format(table.concat(parts, " "), dir, dir, dir, dir)
-  os.execute(("sh -c %s >/dev/null 2>&1 &"):format(t.quote(inner)))
   local p = setmetatable({ dir = dir }, Proc)
-  for _ = 1, 100 do
-    p.pid = read_line(dir .. "/pid")
-    if p.pid then break end
-    M.sleep(0.05)
-  end
-  assert(p.pid, "swit did not start")
+  p.pid = t.background(dir, table.concat(parts, " "))
   return p
 end
 
 function Proc:out() return t.read(self.dir .. "/out") or "" end
 function Proc:err() return t.read(self.dir .. "/err") or "" end
-function Proc:code() return tonumber(read_line(self.dir .. "/code")) end
+function Proc:code() return t.code(self) end
 
 function Proc:signal(sig)
   os.execute(("kill -%s %s 2>/dev/null"):format(sig, self.pid))
@@ -187,21 +180,35 @@ function Proc:wait(fn, timeout)
   return fn(self)
 end
 
--- Wait for the process to end (up to `timeout` s); returns its code.
+-- Wait for the process to end (up to `timeout` s); returns its code
+-- (the caller checks it).
 function Proc:finish(timeout)
+  self.checked = true
   return self:wait(function(p) return p:code() end, timeout or 60)
 end
 
--- SIGKILL the process if it still runs, and remove its directory; for
--- busted's finally(), so a failed test leaves nothing behind.
+-- For busted's finally(), so a failed test leaves nothing behind: stop
+-- the process if it still runs (SIGTERM, then it must exit 0; SIGKILL
+-- after 20 s is an error), remove its directory, and fail on a sanitizer
+-- report or an exit code no one checked.
 function Proc:clean()
   if self.cleaned then return end
   self.cleaned = true
+  local expect = "any"
   if not self:code() then
-    self:signal("KILL")
-    self:finish(10)
+    self:signal("TERM")
+    expect = 0
+    if not self:wait(function(p) return p:code() end, 20) then
+      self:signal("KILL")
+      self:wait(function(p) return p:code() end, 10)
+      expect = "stopped by SIGTERM within 20 s"
+    end
+  elseif not self.checked then
+    expect = 0
   end
+  local code, err = self:code(), self:err()
   os.execute("rm -rf " .. t.quote(self.dir))
+  t.ended(code, err, expect)
 end
 
 return M

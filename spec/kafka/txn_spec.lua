@@ -65,10 +65,8 @@ local function metric(p, name, labels)
 end
 
 local function txn_config(bs, extra)
-  return k.config(bs, { extra = "", messaging = extra or "" })
-    :gsub("server: {name: kspec, shutdown_timeout: 10s}",
-          'server: {name: kspec, shutdown_timeout: 10s, admin: {listen: "127.0.0.1:0"}, '
-          .. "log: {level: debug}}")
+  return k.config(bs, { extra = "", messaging = extra or "",
+                       server = ", log: {level: debug}" })
 end
 
 -- Messages 0..n-1 to a fresh input topic (partition 0, or spread by key

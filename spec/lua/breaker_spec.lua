@@ -85,7 +85,7 @@ end)
 describe("subscription circuit breaker #lua", function()
   it("swit.fatal opens the circuit and pauses the subscription", function()
     local yaml = [[
-server: {name: spec}
+server: {name: spec, admin: {listen: "off"}}
 messaging:
   broker: {type: memory}
   subscribers:
@@ -111,7 +111,7 @@ end)
 describe("error classification #lua", function()
   it("dead-letters a msg:json() decode error at once by the default rule", function()
     local yaml = [[
-server: {name: spec}
+server: {name: spec, admin: {listen: "off"}}
 messaging:
   broker: {type: memory}
   subscribers:

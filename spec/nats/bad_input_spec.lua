@@ -5,8 +5,7 @@
 package.path = "spec/nats/?.lua;" .. package.path
 local N = require "nats_support"
 
-local NOJS_PORT = N.port + 20
-local DEAD_PORT = N.port + 29 -- nothing listens there
+local DEAD_PORT = N.dead_port() -- nothing listens there
 
 describe("nats bad input #nats", function()
   it("keeps retrying an unreachable server in the backing-off state, without crashing", function()
@@ -26,7 +25,7 @@ swit.on_start(function() print("started") end)
 
   describe("JetStream disabled on the server", function()
     local srv
-    setup(function() srv = N.server("nojs", NOJS_PORT, true) end)
+    setup(function() srv = N.server("nojs", true) end)
     teardown(function() N.server_stop(srv) end)
 
     it("fails the start with a clear error when the config asks for JetStream", function()

@@ -4,7 +4,6 @@
 package.path = "spec/nats/?.lua;" .. package.path
 local N = require "nats_support"
 
-local FAULT_PORT = N.port + 10
 
 local function missing(seen, count)
   local lost = {}
@@ -16,7 +15,7 @@ end
 
 describe("nats faults #nats #slow", function()
   it("JetStream: a server restart mid-stream loses no acknowledged message", function()
-    local srv, h = N.server("restart", FAULT_PORT), nil
+    local srv, h = N.server("restart"), nil
     finally(function() N.cleanup(h) N.server_stop(srv) end) -- one finally per test
     local P = N.prefix("f")
     h = N.spawn(N.config({ url = srv.url, config = "jetstream: true",

@@ -5,7 +5,6 @@
 package.path = "spec/nats/?.lua;" .. package.path
 local N = require "nats_support"
 
-local HEALTH_PORT = N.port + 30
 
 -- GET url: status code and body.
 local function get(url)
@@ -22,10 +21,9 @@ end
 
 describe("nats health #nats", function()
   it("JetStream: readiness follows the connection and JetStream", function()
-    local srv, h = N.server("health", HEALTH_PORT), nil
+    local srv, h = N.server("health"), nil
     finally(function() N.cleanup(h) N.server_stop(srv) end)
     local yaml = N.config({ url = srv.url, config = "jetstream: true, storage: memory" })
-      :gsub("shutdown_timeout: 5s}", "shutdown_timeout: 5s, admin: {listen: \"127.0.0.1:0\"}}")
     h = N.spawn(yaml, 'require("swit").on("hz", function() end)\n')
     assert.truthy(N.running(h), h.err())
     local admin = N.wait(function() return h.err():match("admin listening on (http://[%d.:]+)") end, 10)
@@ -42,7 +40,7 @@ describe("nats health #nats", function()
       return s == 503 and broker_check(b) == "fail"
     end, 15), h.err())
 
-    srv = N.server("health", HEALTH_PORT)
+    N.server_restart(srv)
     assert.truthy(N.wait(function()
       local s, b = get(admin .. "/readyz")
       return s == 200 and broker_check(b) == "ok"

@@ -8,8 +8,8 @@ local t = require "swit_run"
 
 local M = { t = t }
 
-M.url = os.getenv("SWIT_TEST_NATS_URL") or "nats://127.0.0.1:14222"
-M.port = tonumber(os.getenv("SWIT_TEST_NATS_PORT") or "14222")
+M.url = t.fixture("SWIT_TEST_NATS_RUN", "url")
+M.port = tonumber(t.fixture("SWIT_TEST_NATS_RUN", "port"))
 M.script = os.getenv("SWIT_TEST_NATS_SCRIPT") or "scripts/nats-server.sh"
 M.wire = os.getenv("SWIT_TEST_NATS_WIRE") or "build-nats/nats_wire"
 M.jspub = os.getenv("SWIT_TEST_NATS_JSPUB") or "build-nats/nats_jspub"
@@ -38,7 +38,7 @@ end
 -- A whole config: broker section, subscriber settings, workers, scripts.
 function M.config(opts)
   return ([[
-server: {name: %s, shutdown_timeout: 5s}
+server: {name: %s, shutdown_timeout: 5s, admin: {listen: "127.0.0.1:0"}}
 messaging:
 %s  subscribers:
     default: {max_attempts: 3, retry_delay: 10ms, retry_max_delay: 50ms%s}
@@ -59,19 +59,11 @@ end
 function M.spawn(yaml, script, idle)
   local dir = t.dir({ ["swit.yaml"] = yaml, ["s.lua"] = script })
   local idle_arg = idle and (" --exit-when-idle=" .. idle) or ""
-  os.execute(("( %s run %s%s >%s 2>%s </dev/null & echo $! >%s; wait $!; " ..
-              "echo $? >%s ) >/dev/null 2>&1 &"):format(
-    q(t.bin), q(dir .. "/swit.yaml"), idle_arg, q(dir .. "/out"),
-    q(dir .. "/err"), q(dir .. "/pid"), q(dir .. "/code")))
   local h = { dir = dir }
-  for _ = 1, 200 do
-    h.pid = tonumber(t.read(dir .. "/pid") or "")
-    if h.pid then break end
-    M.sleep(0.01)
-  end
+  h.pid = t.background(dir, ("%s run swit.yaml%s"):format(q(t.bin), idle_arg))
   function h.out() return t.read(dir .. "/out") or "" end
   function h.err() return t.read(dir .. "/err") or "" end
-  function h.code() return tonumber(t.read(dir .. "/code") or "") end
+  function h.code() return t.code(h) end
   return h
 end
 
@@ -86,8 +78,10 @@ function M.wait(fn, secs)
   return fn()
 end
 
--- Wait for the process to exit; its exit code or nil.
+-- Wait for the process to exit; its exit code or nil (the caller checks
+-- it; cleanup checks the stderr for a sanitizer report).
 function M.wait_exit(h, secs)
+  h.checked = true
   return M.wait(function() return h.code() end, secs or 30)
 end
 
@@ -99,23 +93,52 @@ function M.kill(h, sig)
   if h.pid then os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", h.pid)) end
 end
 
+-- For finally(): stop a swit still running (SIGTERM; it must then exit
+-- 0), and fail on a sanitizer report or on an exit code no one checked.
 function M.cleanup(h)
-  if h and not h.code() then
-    M.kill(h, "KILL")
-    M.wait_exit(h, 5)
+  if not h then return end
+  local expect = "any"
+  if not h.code() then
+    M.kill(h, "TERM")
+    if not M.wait(function() return h.code() end, 20) then
+      M.kill(h, "KILL")
+      M.wait(function() return h.code() end, 5)
+      expect = "stopped by SIGTERM within 20 s"
+    else
+      expect = 0
+    end
+  elseif not h.checked then
+    expect = 0
   end
-  if h then os.execute("rm -rf " .. q(h.dir)) end
+  local code, err = h.code(), h.err()
+  os.execute("rm -rf " .. q(h.dir))
+  t.ended(code, err, expect)
 end
 
--- A private nats-server (own dir and ports) for specs that restart it.
-function M.server(name, port, no_js)
+-- A private nats-server (own dir, free ports) for specs that restart it.
+function M.server(name, no_js)
   local dir = M.fault_dir .. "/" .. name
-  local ok = os.execute(("%s start %s %d %d --fresh %s >/dev/null"):format(
-    q(M.script), q(dir), port, port + 4000, no_js and "--no-js" or ""))
+  local ok = os.execute(("%s start %s auto auto --fresh %s >/dev/null"):format(
+    q(M.script), q(dir), no_js and "--no-js" or ""))
   assert(ok == true or ok == 0, "cannot start nats-server in " .. dir)
+  local port = assert(tonumber(t.read(dir .. "/port")), "no port file in " .. dir)
   return { dir = dir, port = port, url = ("nats://127.0.0.1:%d"):format(port),
            restart_cmd = ("%s kill %s && %s restart %s >/dev/null"):format(
              q(M.script), q(dir), q(M.script), q(dir)) }
+end
+
+-- Start a stopped private server again, on the same ports.
+function M.server_restart(s)
+  local ok = os.execute(("%s restart %s >/dev/null"):format(q(M.script), q(s.dir)))
+  assert(ok == true or ok == 0, "cannot restart nats-server in " .. s.dir)
+  return s
+end
+
+-- A port nothing listens on (probed free, then left unbound).
+function M.dead_port()
+  local code, out = t.sh(q(t.root .. "/scripts/free-port.sh"))
+  assert(code == 0, "scripts/free-port.sh failed")
+  return assert(tonumber(out:match("%d+")))
 end
 
 function M.server_stop(s)

@@ -12,7 +12,7 @@ local K1 = "key k1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
 
 local function config(name, keys, topic)
   return ([[
-server: {name: %s, shutdown_timeout: 5s}
+server: {name: %s, admin: {listen: "off"}, shutdown_timeout: 5s}
 messaging:
 %s  resources:
     subscribers: {worker_pool_size: 2}

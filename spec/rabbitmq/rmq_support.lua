@@ -9,9 +9,16 @@ local cjson = require "cjson"
 
 local M = { t = t }
 
-M.url = os.getenv("SWIT_TEST_RABBITMQ_URL") or "amqp://guest:guest@127.0.0.1:15673"
-M.fault_url = os.getenv("SWIT_TEST_RABBITMQ_FAULT_URL") or "amqp://guest:guest@127.0.0.1:15674"
-M.http = os.getenv("SWIT_TEST_RABBITMQ_HTTP") or "http://127.0.0.1:15683"
+-- The URLs the fixtures wrote when they started on free ports; a suite
+-- needs only its own fixture (the fault suites the fault node).
+local function fixture(var, name)
+  local ok, v = pcall(t.fixture, var, name)
+  return ok and v or nil
+end
+M.url = fixture("SWIT_TEST_RABBITMQ_RUN", "url")
+M.fault_url = fixture("SWIT_TEST_RABBITMQ_FAULT_RUN", "url")
+M.http = fixture("SWIT_TEST_RABBITMQ_RUN", "http")
+assert(M.url or M.fault_url, "no RabbitMQ fixture started (run the suites through ctest)")
 M.script = os.getenv("SWIT_TEST_RABBITMQ_SCRIPT") or "scripts/rabbitmq.sh"
 M.run_dir = os.getenv("SWIT_TEST_RABBITMQ_RUN") or "build-rabbitmq/rabbitmq-run"
 M.fault_run_dir = os.getenv("SWIT_TEST_RABBITMQ_FAULT_RUN") or
@@ -33,7 +40,7 @@ function M.sleep(s) os.execute("sleep " .. s) end
 function M.config(url, opts)
   opts = opts or {}
   return ([[
-server: {name: %s%s}
+server: {name: %s, admin: {listen: "127.0.0.1:0"}%s}
 messaging:
   broker:
     type: rabbitmq
@@ -66,13 +73,12 @@ end
 local Proc = {}
 Proc.__index = Proc
 
--- Start a shell command in the background; stdout and stderr go to files.
+-- Start a shell command in the background; stdout, stderr and the exit
+-- code go to files.
 function M.spawn(cmdline)
   local dir = t.dir()
   local p = setmetatable({ dir = dir, out = dir .. "/out", err = dir .. "/err" }, Proc)
-  os.execute(("sh -c %s >%s 2>%s </dev/null & echo $! >%s/pid"):format(
-    q("exec " .. cmdline), q(p.out), q(p.err), q(dir)))
-  p.pid = tonumber(t.read(dir .. "/pid"))
+  p.pid = t.background(dir, cmdline)
   return p
 end
 
@@ -86,8 +92,12 @@ function Proc:stdout() return t.read(self.out) or "" end
 function Proc:stderr() return t.read(self.err) or "" end
 
 function Proc:alive()
-  return os.execute("kill -0 " .. self.pid .. " 2>/dev/null") == 0 or
-         os.execute("kill -0 " .. self.pid .. " 2>/dev/null") == true
+  return t.code(self) == nil
+end
+
+-- The exit code once the process ended, else nil.
+function Proc:code()
+  return t.code(self)
 end
 
 function Proc:kill(sig)
@@ -99,13 +109,19 @@ function Proc:wait(secs)
   return M.wait_for(secs or 30, function() return not self:alive() end) and true
 end
 
--- SIGTERM, wait, then SIGKILL if it would not stop.
+-- SIGTERM, wait, then SIGKILL if it would not stop (false). A process
+-- that stopped must have exited 0 without a sanitizer report; one that
+-- had ended before must have left no sanitizer report.
 function Proc:stop(secs)
+  local running = self:alive()
   self:kill("TERM")
-  if self:wait(secs or 30) then return true end
-  self:kill("KILL")
-  self:wait(5)
-  return false
+  if not self:wait(secs or 30) then
+    self:kill("KILL")
+    self:wait(5)
+    return false
+  end
+  t.ended(self:code(), self:stderr(), running and 0 or "any")
+  return true
 end
 
 -- Wait up to `secs` (wall clock) for pred() to hold; returns its last

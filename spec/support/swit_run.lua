@@ -2,6 +2,11 @@
 -- binary: a scratch directory per test, files written into it, and a run
 -- that returns exit code, stdout and stderr. Paths come from the SWIT_TEST_*
 -- variables ctest sets (see spec/CMakeLists.txt).
+--
+-- How a process ended is always checked: a run (M.sh and everything on
+-- it) whose stderr holds a sanitizer report raises an error whatever the
+-- caller does with the exit code, and M.stop / M.ended check the exit code
+-- of a background swit too. The broker suites' helpers build on these.
 local M = {}
 
 M.bin = os.getenv("SWIT_TEST_BIN") or "build/swit"
@@ -16,6 +21,43 @@ local function read(path)
   return s
 end
 M.read = read
+
+-- The first line of `name` in the run directory of a test fixture (the
+-- directory is in the environment variable `var`): the URL or port a
+-- broker server was given when it started on free ports.
+function M.fixture(var, name)
+  local dir = os.getenv(var)
+  assert(dir and dir ~= "", var .. " is not set (run the suite through ctest)")
+  local s = read(dir .. "/" .. name)
+  assert(s, ("%s/%s missing: the fixture that writes it did not start"):format(dir, name))
+  return (s:match("^[^\n]*"))
+end
+
+-- The first line of an AddressSanitizer, LeakSanitizer, UBSan or
+-- ThreadSanitizer report in `text`, or nil.
+function M.sanitizer_report(text)
+  for _, pat in ipairs({ "[^\n]*ERROR: AddressSanitizer[^\n]*",
+                         "[^\n]*ERROR: LeakSanitizer[^\n]*",
+                         "[^\n]*runtime error: [^\n]*",
+                         "[^\n]*WARNING: ThreadSanitizer[^\n]*" }) do
+    local line = (text or ""):match(pat)
+    if line then return line end
+  end
+end
+
+-- Raise an error unless the process ended with `expect` (default 0;
+-- "any" for a run killed on purpose) and left no sanitizer report.
+function M.ended(code, err, expect, what)
+  local report = M.sanitizer_report(err)
+  if report then
+    error(("%s: sanitizer report on stderr: %s\n%s"):format(what or "swit", report, err), 2)
+  end
+  expect = expect or 0
+  if expect ~= "any" and code ~= expect then
+    error(("%s: exit code %s, expected %s\n%s"):format(what or "swit", tostring(code),
+          tostring(expect), err or ""), 2)
+  end
+end
 
 local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -49,6 +91,7 @@ function M.sh(cmdline, env)
   local code = tonumber(read(dir .. "/code"))
   local out, err = read(dir .. "/out"), read(dir .. "/err")
   os.execute("rm -rf " .. sh_quote(dir))
+  M.ended(code, err, "any", cmdline:match("^%S+"))
   return code, out, err
 end
 
@@ -76,7 +119,7 @@ function M.config(scripts, extra)
   local list = {}
   for _, s in ipairs(scripts) do list[#list + 1] = s end
   return ([[
-server: {name: spec}
+server: {name: spec, admin: {listen: "127.0.0.1:0"}}
 messaging:
   broker: {type: memory}
   subscribers:
@@ -88,15 +131,33 @@ lua:
 %s]]):format(table.concat(list, ", "), extra or "")
 end
 
+-- Start a shell command line in the background in `dir`: its stdout,
+-- stderr, pid and (once it ended) exit code go to files out, err, pid
+-- and code there. Returns the pid.
+function M.background(dir, cmdline)
+  os.execute(("cd %s && ( %s >out 2>err </dev/null & echo $! >pid; wait $!; " ..
+              "echo $? >code.tmp; mv code.tmp code ) >/dev/null 2>&1 &"):format(
+    sh_quote(dir), cmdline))
+  for _ = 1, 500 do
+    local pid = tonumber(read(dir .. "/pid") or "")
+    if pid then return pid end
+    os.execute("sleep 0.01")
+  end
+  error("no pid from the background command " .. cmdline)
+end
+
 -- A swit running in the background in a scratch dir made of `files`
 -- (`swit run swit.yaml`); out and err are files there, read as they grow.
 function M.start(files, env)
   local dir = M.dir(files)
   local prefix = ""
   for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. sh_quote(v) .. " " end
-  os.execute(("cd %s && (%s%s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(sh_quote(dir), prefix, sh_quote(M.bin)))
-  return { dir = dir, pid = assert(tonumber(read(dir .. "/pid"))) }
+  return { dir = dir, pid = M.background(dir, prefix .. sh_quote(M.bin) .. " run swit.yaml") }
+end
+
+-- The exit code of a background process once it ended, else nil.
+function M.code(p)
+  return tonumber(read(p.dir .. "/code") or "")
 end
 
 function M.signal(p, sig)
@@ -115,16 +176,22 @@ function M.wait_for(p, file, pattern, seconds)
         read(p.dir .. "/" .. file) or ""))
 end
 
--- SIGTERM, wait (up to 30 s) for the exit; returns out, err.
-function M.stop(p)
+-- SIGTERM, wait (up to 30 s) for the exit, which must be `expect`
+-- (default 0) with no sanitizer report; returns out, err, code.
+function M.stop(p, expect)
   M.signal(p, "TERM")
+  local code
   for _ = 1, 3000 do
-    if os.execute(("kill -0 %d 2>/dev/null"):format(p.pid)) ~= 0 then break end
+    code = M.code(p)
+    if code then break end
     os.execute("sleep 0.01")
   end
+  if not code then M.signal(p, "KILL") end
   local out, err = read(p.dir .. "/out"), read(p.dir .. "/err")
   os.execute("rm -rf " .. sh_quote(p.dir))
-  return out, err
+  if not code then error("swit did not stop within 30 s of SIGTERM\n" .. (err or ""), 2) end
+  M.ended(code, err, expect)
+  return out, err, code
 end
 
 -- Write a file the way editors do: aside, then rename over.
@@ -141,9 +208,8 @@ end
 -- adm and ing, their bound addresses.
 function M.start_servers(files, prefix)
   local dir = M.dir(files)
-  os.execute(("cd %s && (%s %s run swit.yaml >out 2>err & echo $! >pid)")
-             :format(sh_quote(dir), prefix or "", sh_quote(M.bin)))
-  local p = { dir = dir, pid = assert(tonumber(read(dir .. "/pid"))) }
+  local p = { dir = dir, pid = M.background(dir, (prefix or "") .. " " .. sh_quote(M.bin) ..
+                                                 " run swit.yaml") }
   local err = M.wait_for(p, "err", "http ingress listening on http://[%d.:]+")
   p.adm = err:match("admin listening on http://([%d.:]+)")
   p.ing = err:match("http ingress listening on http://([%d.:]+)")
@@ -157,6 +223,24 @@ function M.metric(text, series)
     local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
     if v then return tonumber(v) end
   end
+end
+
+-- promtool accepts the /metrics text `text` (written to a file in
+-- `dir`). A build configured with -DSWIT_WITH_PROMTOOL=OFF sets
+-- SWIT_TEST_PROMTOOL=0 and skips the check, saying so; in any other
+-- build a missing promtool fails the test.
+function M.promtool_check(text, dir)
+  if os.getenv("SWIT_TEST_PROMTOOL") == "0" then
+    io.stderr:write("configured with SWIT_WITH_PROMTOOL=OFF: exposition not validated\n")
+    return
+  end
+  local path = dir .. "/metrics.txt"
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  local code, out, err = M.sh("promtool check metrics < " .. sh_quote(path))
+  assert(code == 0, ("promtool check metrics exited %s:\n%s%s"):format(
+    tostring(code), out or "", err or ""))
 end
 
 -- Lines of s as a list.
@@ -173,15 +257,6 @@ function M.count(s, pattern)
     if line:find(pattern) then n = n + 1 end
   end
   return n
-end
-
--- The value of one series (name with its labels, as written) in a
--- /metrics text, or nil.
-function M.metric(text, series)
-  for line in text:gmatch("[^\n]+") do
-    local v = line:match("^" .. series:gsub("[%p]", "%%%0") .. " (%S+)$")
-    if v then return tonumber(v) end
-  end
 end
 
 return M

@@ -45,7 +45,7 @@ sw1t.log("info", "typo")
 ]] })
     local code, out = luacheck({ dir .. "/bad.lua" })
     os.execute("rm -rf " .. t.quote(dir))
-    assert.is_not.equal(0, code, out)
+    assert.equal(1, code, out)    -- luacheck: 1 = warnings, 2 = errors
     assert.truthy(out:find("bad.lua:2:1: (W111) setting non-standard global variable 'counter'", 1, true), out)
     assert.truthy(out:find("bad.lua:5:9: (W211) unused variable 'unused'", 1, true), out)
     assert.truthy(out:find("bad.lua:7:1: (W113) accessing undefined variable 'sw1t'", 1, true), out)

@@ -1,8 +1,8 @@
 -- spec/conformance/brokers/nats.lua - how the conformance suite runs
 -- against NATS in core mode (at-most-once; no redelivery needed by the
 -- suite). The server is the nats fixture (brokers/nats/broker.cmake),
--- its URL in SWIT_TEST_NATS_URL.
-local url = os.getenv("SWIT_TEST_NATS_URL") or "nats://127.0.0.1:14222"
+-- its URL in the file `url` of the directory SWIT_TEST_NATS_RUN.
+local url = require("swit_run").fixture("SWIT_TEST_NATS_RUN", "url")
 return {
   broker = ("  broker:\n    type: nats\n    endpoints: [%q]\n"):format(url),
   idle = "300ms",
