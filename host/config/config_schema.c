@@ -132,11 +132,13 @@ static const swit_cfg_field dedup_fields[] = {
 static const swit_cfg_field rate_fields[] = {
   { .name = "rate", .type = SWIT_CFG_DOUBLE, .offset = RL(rate),
     .dflt = "0", .min = 0, .max = 1000000,
-    .desc = "Messages per second a subscription takes in (0 = no limit); "
-            "past it the subscription is paused at the broker" },
+    .desc = "Messages per second a subscription's handlers get, at most "
+            "(unset = no limit; 0 is refused): what is over it is held, "
+            "with the subscription paused at the broker" },
   { .name = "burst", .type = SWIT_CFG_INT, .offset = RL(burst),
     .dflt = "10", .min = 1, .max = 1000000,
-    .desc = "Messages taken in at once after an idle time (the bucket)" },
+    .desc = "Messages let through at once after an idle time (the "
+            "bucket's size)" },
   { .name = NULL }
 };
 
@@ -144,9 +146,10 @@ const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "concurrency", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, concurrency), .dflt = "0",
     .min = 0, .max = 1000000,
-    .desc = "Messages of a subscription taken in and not yet settled, at "
-            "most, across the workers (a bulkhead; 0 = no cap): intake "
-            "pauses at the cap, a delivery already on its way is kept" },
+    .desc = "Messages of a subscription being handled or waiting for a "
+            "retry, at most, across the workers (a bulkhead; unset = no "
+            "cap, 0 is refused): what is over it is held, with the "
+            "subscription paused at the broker" },
   { .name = "rate_limit", .type = SWIT_CFG_SECTION,
     .offset = offsetof(swit_cfg_subscriber, rate_limit), .fields = rate_fields,
     .desc = "Token-bucket rate limit of a subscription's intake "

@@ -163,12 +163,15 @@ void swit__icpt_settled(swit__worker *w, const swit__item *it, int outcome)
   }
 }
 
-void swit__icpt_intake(swit_host_t *h, swit__sub *sub, size_t n)
+int swit__icpt_intake(swit_host_t *h, swit__sub *sub, const swit_delivery *d,
+                      size_t n)
 {
   const swit__icpt_chain *c = &h->icpt;
 
   for (uint32_t k = 0; k < c->n; k++)
-    if (c->v[k].ops->intake) c->v[k].ops->intake(c->v[k].hs, sub, n);
+    if (c->v[k].ops->intake && c->v[k].ops->intake(c->v[k].hs, sub, d, n))
+      return 1;
+  return 0;
 }
 
 void swit__icpt_released(swit_host_t *h, swit__sub *sub, size_t n)
