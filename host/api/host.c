@@ -168,6 +168,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   if ((rc = swit__resil_new(h))) goto fail;             /* resilience */
   if ((rc = swit__metrics_register(h))) goto fail;
   /* a circuit gives messages back before tracing starts their spans */
+  if ((rc = swit__limit_register(h, err, errlen))) goto fail;
   if ((rc = swit__dedup_register(h, err, errlen))) goto fail;
   if ((rc = swit__circuit_register(h, err, errlen))) goto fail;
   if ((rc = swit__classify_register(h, err, errlen))) goto fail;

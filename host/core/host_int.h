@@ -317,6 +317,11 @@ void swit__watchdog_stop(struct swit_host_s *h);
 
 /* dispatch.c */
 void swit__dispatch_sink(void *sub, const swit_delivery *d, size_t n);
+/* Route n delivered messages of `sub` (already counted in its inflight)
+ * to the worker queues, in order; blocks while a queue is full beyond its
+ * slack. The sink's second half, for an intake interceptor that held
+ * them (core/intercept.h). */
+void swit__dispatch_route(swit__sub *sub, const swit_delivery *d, size_t n);
 /* Called by a worker after popping: resume what it paused. */
 void swit__sub_reconcile_pause(swit__sub *sub);
 uint32_t swit__key_hash(const char *key, size_t len);

@@ -42,6 +42,7 @@ static void run_flush(swit__worker *w, settle_run *r)
   h->ops->settle(h->broker, r->sub->handle, w->settles, r->n);
   atomic_fetch_sub(&r->sub->inflight, (int_fast64_t)r->n);
   atomic_fetch_sub(&h->inflight, (int_fast64_t)r->n);
+  if (h->icpt.any_released) swit__icpt_released(h, r->sub, r->n);
   r->n = 0;
 }
 
