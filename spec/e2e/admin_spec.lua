@@ -125,6 +125,8 @@ describe("admin server #e2e", function()
 local f = io.open("slow")
 if f then
   f:close()
+  print("slow load")
+  io.stdout:flush()
   local t0 = os.clock()
   while os.clock() - t0 < 0.35 do end
 end
@@ -136,7 +138,7 @@ end
     local auth = "-H 'Authorization: Bearer tok' -X POST http://" .. adm ..
                  "/admin/reload"
     os.execute(("curl -s -o %s/reload.json %s &"):format(t.quote(p.dir), auth))
-    os.execute("sleep 0.1")
+    wait_for(p, "out", "slow load")              -- the first reload runs
     local code, body = curl(auth)                -- one at a time
     assert.equal(409, code)
     assert.is_false(cjson.decode(body).ok)
