@@ -121,6 +121,7 @@ static double run(long n, int hooks, int resil)
   swit_host_t *h = NULL;
   char err[256];
   double t0, t1;
+  int rc;
 
   if (swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) != 0) {
     fprintf(stderr, "bench_intercept: %s\n", err);
@@ -146,7 +147,11 @@ static double run(long n, int hooks, int resil)
     }
   for (int i = 0; i < 60000 && atomic_load(&seen) < n; i++) nap_ms(1);
   t1 = now_s();
-  swit_host_stop(h, 5000);
+  if ((rc = swit_host_stop(h, 5000)) != 0) {
+    /* a handler was left behind: the host must not be freed */
+    fprintf(stderr, "bench_intercept: stop: %s\n", swit_strerror(rc));
+    return -1;
+  }
   swit_host_free(h);
   if (atomic_load(&seen) != n) {
     fprintf(stderr, "bench_intercept: handled %ld of %ld messages\n",
