@@ -58,8 +58,11 @@ static int count_handler(swit_msg_t *m, void *ud)
   }
 }
 
+/* Dead letters reach dlq_handler on any worker: the copies are made under
+ * `lock` (ThreadSanitizer showed two workers writing `error` at once). */
 typedef struct dlq_seen {
   atomic_int calls;
+  pthread_mutex_t lock;
   char error[64], attempts[8], origin[64];
 } dlq_seen;
 
@@ -77,9 +80,11 @@ static void copy_header(const swit_msg_t *m, const char *name, char *out,
 static int dlq_handler(swit_msg_t *m, void *ud)
 {
   dlq_seen *d = ud;
+  pthread_mutex_lock(&d->lock);
   copy_header(m, "x-swit-error", d->error, sizeof d->error);
   copy_header(m, "X-Swit-Attempts", d->attempts, sizeof d->attempts);
   copy_header(m, "x-swit-origin-topic", d->origin, sizeof d->origin);
+  pthread_mutex_unlock(&d->lock);
   atomic_fetch_add(&d->calls, 1);
   return SWIT_ACK;
 }
@@ -163,7 +168,7 @@ static void run_jobs(counter *c, dlq_seen *d, int n)
 static void test_retry_then_ack(void)
 {
   counter c = {.mode = MODE_RETRY_TWICE};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 10);
   CHECK(atomic_load(&c.calls) == 30);    /* 3 attempts each */
@@ -173,7 +178,7 @@ static void test_retry_then_ack(void)
 static void test_exhausted_retries_dead_letter_with_headers(void)
 {
   counter c = {.mode = MODE_RETRY_ALWAYS};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 4);
   CHECK(atomic_load(&c.calls) == 12);
@@ -186,7 +191,7 @@ static void test_exhausted_retries_dead_letter_with_headers(void)
 static void test_reject_dead_letters_at_once(void)
 {
   counter c = {.mode = MODE_REJECT};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 5);
   CHECK(atomic_load(&c.calls) == 5);
@@ -207,7 +212,7 @@ static int reject_again(swit_msg_t *m, void *ud)
 static void test_second_dead_lettering_replaces_headers(void)
 {
   counter c = {.mode = MODE_REJECT};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
   swit_host_t *h = new_host(1000, "");
   char err[256];
 
