@@ -3,6 +3,7 @@
  *
  *   swit run CONFIG [--exit-when-idle[=DURATION]]
  *   swit check CONFIG
+ *   swit test [--config CONFIG] [BUSTED-OPTION]... [PATH]...  (test.c)
  *   swit --version | --help
  *
  * The main thread blocks SIGINT/SIGTERM/SIGHUP/SIGUSR2 before the host
@@ -37,6 +38,7 @@ static const char usage[] =
   "       swit check CONFIG\n"
   "       swit publish CONFIG TOPIC [--key K] [--header N=V]... PAYLOAD|--file F|-\n"
   "       swit tail CONFIG TOPIC [--group G] [--count N] [--json]\n"
+  "       swit test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
   "       swit config-reference\n"
   "       swit --version | --help\n";
 
@@ -70,6 +72,15 @@ static const char help[] =
   "                  until SIGINT/SIGTERM or N messages. The group defaults\n"
   "                  to swit-tail-<pid>, so a running service's consumers\n"
   "                  lose nothing to it.\n"
+  "  test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
+  "                  run busted specs (PATH: files or directories, default\n"
+  "                  ./spec) that drive CONFIG's handlers in-process with\n"
+  "                  require \"swit.test\" (memory broker, retries without\n"
+  "                  backoff; docs/testing.md). CONFIG defaults to\n"
+  "                  ./swit.yaml; it is loaded and its scripts compiled\n"
+  "                  first (exit 2 on an error). busted (on PATH) runs the\n"
+  "                  specs under LuaJIT: its options (-o TAP, -o junit,\n"
+  "                  --filter, ...), output and exit code are busted's.\n"
   "  config-reference\n"
   "                  print every config key with its type, default and\n"
   "                  meaning (Markdown).\n"
@@ -88,7 +99,8 @@ static const char help[] =
   "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error,\n"
   "3 the stop was not clean (a handler still ran after server.shutdown_timeout\n"
   "plus 2 s and was left behind, or a second signal forced the exit).\n"
-  "Documentation: docs/ (configuration.md, lua-api.md, embedding.md).\n";
+  "Documentation: docs/ (configuration.md, lua-api.md, embedding.md,\n"
+  "testing.md).\n";
 
 static int exit_code_for(int rc)
 {
@@ -302,6 +314,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     return swit__cli_tail(argc, argv, &sigs);
   }
+  if (argc >= 2 && !strcmp(argv[1], "test")) return swit__cli_test(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "config-reference")) {
     swit_config_reference(print_line, NULL);
     return 0;
