@@ -11,7 +11,8 @@
 -- config applies as written.
 --
 --   local t = require "swit.test"
---   local host = t.start()                 -- SWIT_TEST_CONFIG, or { config = path }
+--   local host = t.start()                 -- SWIT_TEST_CONFIG, or { config = path };
+--                                          -- returns once on_start ran and all is idle
 --   host:publish("orders.created", t.fixture("spec/order.json"), { key = "A-1" })
 --   host:run()                             -- until idle
 --   assert.equal(1, #host:published("payments.requested"))
@@ -45,7 +46,7 @@ local E_TIMEDOUT, E_SCRIPT, E_TOOBIG, E_FULL = -9, -4, -7, -6
 local function C()
   if not lib then
     local path = os.getenv("SWIT_TEST_LIB")
-    if not path then
+    if not path or path == "" then
       error("swit.test: SWIT_TEST_LIB is not set: run the specs with `swit test`", 3)
     end
     lib = ffi.load(path)
@@ -147,11 +148,14 @@ local function check(rc, err, what)
 end
 
 -- Start a host on the user's config (opts.config, else SWIT_TEST_CONFIG)
--- with the memory broker; opts.yaml: extra YAML appended to the config
--- (e.g. lua.limits). Runs on_start.
+-- with the memory broker; opts.yaml: extra YAML appended to the config;
+-- opts.idle_ms (20): how long run() wants no activity; opts.timeout_ms
+-- (30000): how long run() waits for that; opts.stop_ms: see stop().
+-- Returns once on_start ran and the host is idle (as run()).
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("swit.test.start(opts): opts must be a table", 2) end
+  local L = C()
   local path = opts.config or os.getenv("SWIT_TEST_CONFIG")
   if type(path) ~= "string" then
     error("swit.test.start: no config: pass { config = path } or run " ..
@@ -167,7 +171,9 @@ function M.start(opts)
       -- inside the replaced broker section
     else
       skip = nil
-      if line:match("^%s*broker:%s*$") or line:match("^%s*broker:%s*#") then
+      if line:match("^%s*broker:%s*{.*}%s*$") then     -- flow style
+        lines[#lines + 1] = (" "):rep(indent) .. "broker: {type: memory}"
+      elseif line:match("^%s*broker:%s*$") or line:match("^%s*broker:%s*#") then
         lines[#lines + 1] = line
         lines[#lines + 1] = (" "):rep(indent + 2) .. "type: memory"
         skip = indent
@@ -179,7 +185,6 @@ function M.start(opts)
   local text = table.concat(lines, "\n") .. "\n" .. (opts.yaml or "")
   local h = ffi.new("swit_host_t *[1]")
   local err = ffi.new("char[1024]")
-  local L = C()
   check(L.swit_host_new_from_string(h, text, dir, err, 1024), err, path)
   local self = setmetatable({ h = h[0], err = err, records = {}, buf = ffi.new("char[?]", 65536),
                               bufsize = 65536 }, Host)
@@ -189,7 +194,8 @@ function M.start(opts)
   self.running = true
   self.idle_ms = opts.idle_ms or 20
   self.timeout_ms = opts.timeout_ms or 30000
-  return self
+  self.stop_ms = opts.stop_ms or 1000
+  return self:run()
 end
 
 -- Publish one message: payload a string or a table (JSON-encoded);
@@ -241,7 +247,9 @@ function Host:run()
   local rc = C().swit_host_wait_idle(self.h, self.idle_ms, self.timeout_ms)
   self:_take()
   if rc == E_TIMEDOUT then
-    error(("swit.test: the host did not go idle within %d ms"):format(self.timeout_ms), 2)
+    error(("swit.test: the host did not go idle within %d ms (a handler that " ..
+           "does not return is named in the log: 'stuck in a handler')")
+          :format(self.timeout_ms), 2)
   elseif rc == E_SCRIPT then
     error("swit.test: an on_start function failed (see the log above)", 2)
   elseif rc ~= 0 then
@@ -312,12 +320,18 @@ function Host:clear()
   self.records = {}
 end
 
--- Stop gracefully (drain); the host is freed when collected.
+-- Stop: drain what is in flight for up to opts.stop_ms (default 1000),
+-- then interrupt a handler still running; the host is freed when
+-- collected.
 function Host:stop()
   if self.running then
     self.running = false
-    local rc = C().swit_host_stop(self.h, -1)
-    if rc ~= 0 then error("swit.test: stop: " .. ffi.string(C().swit_strerror(rc)), 2) end
+    local rc = C().swit_host_stop(self.h, self.stop_ms)
+    if rc ~= 0 then
+      error("swit.test: stop: a handler still runs in Lua past the stop's deadline " ..
+            "and was left behind (a loop that stays in compiled code cannot be " ..
+            "interrupted: docs/lua-api.md, 'Limits')", 2)
+    end
     self:_take()
   end
 end

@@ -9,7 +9,7 @@ describe("quickstart orders", function()
   after_each(function() host:stop() end)
 
   it("bills each order and charges it, retrying the card timeout", function()
-    host:run()                                  -- on_start's three orders
+    -- t.start() returned once on_start's three orders were handled
     local pay = host:published("payments.requested")
     assert.equal(2, #pay)
     assert.equal("EUR", pay[1].headers.currency)
@@ -21,7 +21,6 @@ describe("quickstart orders", function()
   end)
 
   it("dead-letters an order without id with the reason in its headers", function()
-    host:run()
     local rejected = host:rejected("orders.created")
     assert.equal(1, #rejected)
     assert.equal("order without id", rejected[1].reason)
@@ -33,8 +32,7 @@ describe("quickstart orders", function()
   end)
 
   it("prices an order published by the test, from a fixture", function()
-    host:run()
-    host:clear()
+    host:clear()                                -- forget on_start's orders
     host:publish("orders.created", t.fixture("spec/fixtures/order.json"),
                  { key = "T-1", headers = { source = "spec" } })
     host:run()
