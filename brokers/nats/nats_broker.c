@@ -132,6 +132,11 @@ static void sub_free(nats_sub *s)
 {
   if (!s)
     return;
+  if (atomic_load(&s->late_dropped))
+    NATS_LOG(s->b, SWIT_LOG_WARN, "nats: core subscription '%s' (queue "
+             "group '%s'): %lld message(s) given back after it closed were "
+             "dropped (core NATS is at-most-once)", s->topic, s->group,
+             (long long)atomic_load(&s->late_dropped));
   natsSubscription_Destroy(s->ns);
   for (size_t i = 0; i < s->nretired; i++)
     natsSubscription_Destroy(s->retired[i]);

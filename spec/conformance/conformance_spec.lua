@@ -241,7 +241,7 @@ lua:
   -- the first process did not handle it counts in its log instead.
   -- The stop comes while a handler is inside a message that outlasts the
   -- deadline (the file "slow" in the first process's directory makes each
-  -- message take ~0.5 s), so the deadline is reached whatever the broker
+  -- message sleep 0.5 s), so the deadline is reached whatever the broker
   -- had delivered by then.
   it("loses nothing to a stop past its deadline: given back, or counted", function()
     local p = prefix()
@@ -258,14 +258,18 @@ lua:
 local P = %q
 local swit = require "swit"
 swit.on(P .. "stop", { group = "g" }, function(msg)
-  local x, n = 0, 20000000                -- ~15 ms
+  local x = 0
   local slow = io.open("slow")            -- relative: the process's directory
   if slow then
     slow:close()
-    n = 600000000                         -- ~0.5 s: past the 300 ms deadline
     io.write("slow " .. msg:payload() .. "\n")
+    io.flush()
+    -- 0.5 s of wall time, past the 300 ms deadline: a sleep, not a CPU
+    -- loop, whose length a loaded machine stretches past the stop's
+    -- grace (it failed so under ASan with other builds running)
+    os.execute("sleep 0.5")
   end
-  for i = 1, n do x = x + i end
+  for i = 1, 20000000 do x = x + i end    -- ~15 ms
   io.write("got " .. msg:payload() .. "\n")
 end)
 ]]):format(p)
