@@ -119,8 +119,9 @@ local function decode(s, out)
     local colon = s:find(":", pos, true)
     local nf = tonumber(s:sub(pos, colon - 1))
     pos = colon + 1
-    local r, v = { headers = {}, header_list = {} }, nil
+    local r = { headers = {}, header_list = {} }
     for i = 1, nf do
+      local v
       v, pos = field(s, pos)
       if i <= #FIELDS then r[FIELDS[i]] = v
       elseif i == 9 then if v == "0" then r.key = nil end
@@ -163,20 +164,21 @@ function M.start(opts)
   end
   local yaml = read_file(path, 2)
   local dir = path:match("^(.*)/[^/]*$") or "."
-  -- The broker becomes the memory broker; the servers are switched off.
-  local lines, skip = {}, nil
+  -- The first `broker:` key (messaging.broker) becomes the memory broker:
+  -- its nested lines are dropped (skip: the key's indent while inside).
+  local lines, skip, replaced = {}, nil, false
   for line in (yaml .. "\n"):gmatch("([^\n]*)\n") do
     local indent = #line:match("^ *")
-    if skip and (line:match("^%s*$") or line:match("^%s*#") or indent > skip) then
-      -- inside the replaced broker section
-    else
+    local inside = skip and (line:match("^%s*$") or line:match("^%s*#") or indent > skip)
+    if not inside then
       skip = nil
-      if line:match("^%s*broker:%s*{.*}%s*$") then     -- flow style
+      if not replaced and line:match("^%s+broker:%s*{.*}%s*$") then  -- flow style
         lines[#lines + 1] = (" "):rep(indent) .. "broker: {type: memory}"
-      elseif line:match("^%s*broker:%s*$") or line:match("^%s*broker:%s*#") then
+        replaced = true
+      elseif not replaced and (line:match("^%s+broker:%s*$") or line:match("^%s+broker:%s*#")) then
         lines[#lines + 1] = line
         lines[#lines + 1] = (" "):rep(indent + 2) .. "type: memory"
-        skip = indent
+        skip, replaced = indent, true
       else
         lines[#lines + 1] = line
       end

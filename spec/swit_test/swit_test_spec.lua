@@ -107,6 +107,25 @@ describe("swit test #e2e", function()
     assert.matches("6 successes / 0 failures / 0 errors / 0 pending", out)
   end)
 
+  it("runs a config written for another broker on the memory broker", function()
+    local yaml = t.config({ "handlers.lua" }):gsub("  broker: {type: memory}\n",
+      "  broker:\n    type: nats\n    # a server that is not there\n" ..
+      "    endpoints: [\"nats://127.0.0.1:1\"]\n    config:\n      name: x\n")
+    local dir = project({ ["n_spec.lua"] = [[
+local t = require "swit.test"
+it("handles", function()
+  local host = t.start()
+  host:publish("in", "a")
+  host:run()
+  assert.equal("A", host:published("out")[1].payload)
+  host:stop()
+end)
+]] }, yaml)
+    local code, out, err = swit_test(dir, { "n_spec.lua" })
+    assert.equal(0, code, out .. err)
+    assert.matches("1 success / 0 failures", out)
+  end)
+
   it("passes busted's output handlers through: TAP and JUnit", function()
     local dir = project({ ["handlers_spec.lua"] = GOOD, ["in.txt"] = "fixture text\n" })
     local code, out = swit_test(dir, { "-o", "TAP", "handlers_spec.lua" })
@@ -117,7 +136,10 @@ describe("swit test #e2e", function()
     code, out = swit_test(dir, { "-o", "junit", "handlers_spec.lua" })
     assert.equal(0, code)
     assert.matches('<testsuites', out)
-    assert.matches("tests='6' failures='0'", out)
+    local suites = out:match("<testsuites[^>]*>")     -- attributes in any order
+    assert.matches("tests='6'", suites)
+    assert.matches("failures='0'", suites)
+    assert.matches("errors='0'", suites)
   end)
 
   it("exits non-zero with busted's report when a spec fails", function()
