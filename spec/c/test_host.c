@@ -353,6 +353,39 @@ static void test_duplicate_handler_is_refused(void)
   swit_host_free(h);
 }
 
+/* swit_host_handle_from: a start outside SWIT_FROM_* is refused at once;
+ * the memory broker, which keeps no history, refuses to start a new
+ * group at the beginning (the start fails, nothing runs); latest and the
+ * default start. */
+static void test_handle_from(void)
+{
+  counter c = {0};
+  char err[256] = "";
+  swit_host_t *h = new_host(1000, "");
+
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, 3, count_handler,
+                              &c, err, sizeof err) == SWIT_E_INVAL);
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, -1, count_handler,
+                              &c, err, sizeof err) == SWIT_E_INVAL);
+  CHECK(strstr(err, "SWIT_FROM_DEFAULT") != NULL);
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY,
+                              SWIT_FROM_BEGINNING, count_handler, &c, err,
+                              sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "keeps no history") != NULL);
+  swit_host_free(h);
+
+  h = new_host(1000, "");
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, SWIT_FROM_LATEST,
+                              count_handler, &c, err, sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "t", 10);
+  for (int i = 0; i < 5000 && atomic_load(&c.calls) < 10; i++) usleep(1000);
+  CHECK(atomic_load(&c.calls) == 10);
+  CHECK(swit_host_stop(h, 30000) == 0);
+  swit_host_free(h);
+}
+
 /* A host running the Lua script `src`, written as dir/name (dir is a
  * mkdtemp template, path receives the script's path). */
 static swit_host_t *host_with_script(char *dir, char *path, size_t pathlen,
@@ -529,6 +562,7 @@ int main(void)
   test_backpressure_loses_nothing();
   test_stop_drains_in_flight();
   test_duplicate_handler_is_refused();
+  test_handle_from();
   test_lua_and_c_handlers_side_by_side();
   return check_done("host");
 }

@@ -6,9 +6,6 @@ local url = require("swit_run").fixture("SWIT_TEST_NATS_RUN", "url")
 return {
   broker = ("  broker:\n    type: nats\n    endpoints: [%q]\n"):format(url),
   idle = "300ms",
-  -- what a subscription gives back while running (an open circuit) is
-  -- dropped and counted, not redelivered
-  drops_given_back = true,
   -- core NATS delivers at most once: a stop counts what it drops
   lost = { "(%d+) message%(s%) dropped by the client as a slow consumer",
            "(%d+) given back or arriving at shutdown are dropped",
