@@ -16,4 +16,7 @@
 int swit__watch_start(struct swit_host_s *h, char *err, size_t errlen);
 void swit__watch_stop(struct swit_host_s *h);
 
+/* testrec.c: the recorder of swit_host_test_mode, freed with the host */
+void swit__testrec_free(struct swit_host_s *h);
+
 #endif /* SWIT_API_H */

@@ -612,6 +612,7 @@ void swit_host_free(swit_host_t *h)
   swit__resil_free(h);        /* its timer reads subs */
   swit__workers_free(h);
   swit__sec_free(h);          /* after every hook that could write to it */
+  swit__testrec_free(h);      /* its hooks ran on the workers, now gone */
   swit__subs_free(h);
   swit__codeset_free(h->code);
   swit__codeset_free(h->prev_code);

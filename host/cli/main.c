@@ -3,6 +3,7 @@
  *
  *   swit run CONFIG [--exit-when-idle[=DURATION]]
  *   swit check CONFIG
+ *   swit test [--config CONFIG] [BUSTED-OPTION]... [PATH]...  (test.c)
  *   swit --version | --help
  *
  * The main thread blocks SIGINT/SIGTERM/SIGHUP/SIGUSR2 before the host
@@ -40,6 +41,7 @@ static const char usage[] =
   "                 [--count N] [--json]\n"
   "       swit bench CONFIG TOPIC [--rate R] [--messages N] [--size B]\n"
   "                  [--timeout SECONDS]\n"
+  "       swit test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
   "       swit config-reference\n"
   "       swit --version | --help\n";
 
@@ -84,6 +86,15 @@ static const char help[] =
   "                  of its own; print lost, duplicated, msg/s and latency\n"
   "                  percentiles. Exit 1 if any was lost or duplicated or\n"
   "                  S seconds (default 30) after the last send.\n"
+  "  test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
+  "                  run busted specs (PATH: files or directories, default\n"
+  "                  ./spec) that drive CONFIG's handlers in-process with\n"
+  "                  require \"swit.test\" (memory broker, retries without\n"
+  "                  backoff; docs/testing.md). CONFIG defaults to\n"
+  "                  ./swit.yaml; it is loaded and its scripts compiled\n"
+  "                  first (exit 2 on an error). busted (on PATH) runs the\n"
+  "                  specs under LuaJIT: its options (-o TAP, -o junit,\n"
+  "                  --filter, ...), output and exit code are busted's.\n"
   "  config-reference\n"
   "                  print every config key with its type, default and\n"
   "                  meaning (Markdown).\n"
@@ -102,7 +113,8 @@ static const char help[] =
   "Exit codes: 0 ok, 1 runtime failure, 2 config, script or usage error,\n"
   "3 the stop was not clean (a handler still ran after server.shutdown_timeout\n"
   "plus 2 s and was left behind, or a second signal forced the exit).\n"
-  "Documentation: docs/ (configuration.md, lua-api.md, embedding.md).\n";
+  "Documentation: docs/ (configuration.md, lua-api.md, embedding.md,\n"
+  "testing.md).\n";
 
 static int exit_code_for(int rc)
 {
@@ -317,6 +329,7 @@ int main(int argc, char **argv)
     return argv[1][0] == 't' ? swit__cli_tail(argc, argv, &sigs)
                              : swit__cli_bench(argc, argv, &sigs);
   }
+  if (argc >= 2 && !strcmp(argv[1], "test")) return swit__cli_test(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "config-reference")) {
     swit_config_reference(print_line, NULL);
     return 0;

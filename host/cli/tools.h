@@ -13,4 +13,7 @@ int swit__cli_publish(int argc, char **argv);
 int swit__cli_tail(int argc, char **argv, const sigset_t *sigs);
 int swit__cli_bench(int argc, char **argv, const sigset_t *sigs);
 
+/* `swit test` (test.c): execs busted, or returns an exit code. */
+int swit__cli_test(int argc, char **argv);
+
 #endif /* SWIT_CLI_TOOLS_H */

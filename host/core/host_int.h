@@ -299,6 +299,11 @@ struct swit_host_s {
   atomic_int stop_code;       /* the code it gave */
   struct swit__sec *sec;      /* message security, audit (sec/sec.h); NULL when off */
   struct swit__resil *resil;  /* circuit breakers (resil/resil.h) */
+  struct swit__testrec *testrec; /* swit test's recorder (api/testrec.c); NULL */
+  /* test mode's clock (swit_host_test_advance): ms added to the time
+   * swit.every timers see, and the last skew worker 0 ran its timers at */
+  atomic_int_fast64_t timer_skew_ms;
+  atomic_int_fast64_t timer_skew_seen;
 };
 
 /* What a worker's busy_since_us times. */

@@ -278,7 +278,8 @@ static void run_on_start(swit__worker *w)
     busy(w, SWIT__BUSY_ON_START);
     ok = h->runner->on_start(w) == 0;
     busy(w, SWIT__BUSY_TIMER);
-    w->next_timer_ms = h->runner->timers(w, swit__now_ms());
+    w->next_timer_ms = h->runner->timers(w, swit__now_ms() +
+                                             atomic_load(&h->timer_skew_ms));
     idle(w);
   }
   atomic_store(&h->last_activity_ms, swit__now_ms());
@@ -295,16 +296,19 @@ static void *worker_main(void *arg)
   if (w->id == 0) run_on_start(w);
   while (!swit__queue_closed(&w->q)) {
     int64_t now = swit__now_ms();
+    int64_t skew = atomic_load(&h->timer_skew_ms);   /* 0 but in tests */
     size_t nres = 0, n;
 
     h->runner->swap(w);
-    run_timers(w, now);
+    run_timers(w, now + skew);
+    if (w->id == 0) atomic_store(&h->timer_skew_seen, skew);
     if (w->carried) memset(w->carried, 0, h->batch_size); /* fresh slots */
     n = swit__txn_take_ready(w, w->items, h->batch_size);  /* exactly_once */
     n += take_due_retries(w, now, h->batch_size - n);
     if (n < h->batch_size) {
       int64_t deadline = n ? 0 : earliest(swit__retry_next_due(&w->retries),
-                                          w->id == 0 ? w->next_timer_ms : -1);
+                                          w->id == 0 && w->next_timer_ms >= 0
+                                              ? w->next_timer_ms - skew : -1);
       n += swit__queue_pop(&w->q, w->items + n, h->batch_size - n, deadline,
                            resumed, &nres);
     }

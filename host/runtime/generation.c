@@ -132,7 +132,9 @@ void swit__generation_swap(swit__worker *w)
   swit__lua_close_state(old);
   swit__lua_adopt(w, L);
   w->ffi.generation = gen;
-  if (w->id == 0) w->next_timer_ms = swit__lua_timers(w, swit__now_ms());
+  if (w->id == 0)
+    w->next_timer_ms = swit__lua_timers(w, swit__now_ms() +
+                                           atomic_load(&h->timer_skew_ms));
   report_swap(h, w, gen);
 }
 

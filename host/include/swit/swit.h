@@ -325,6 +325,59 @@ SWIT_API int swit_host_stop_requested(const swit_host_t *h, int *exit_code);
 SWIT_API void swit_host_free(swit_host_t *h);
 
 /* ---------------------------------------------------------------------
+ * Test mode: what `swit test` and its Lua module swit.test use to run a
+ * user's handlers in-process and look at what they did. */
+
+/* swit_host_test_mode flags */
+enum {
+  SWIT_TEST_RECORD = 1,     /* record every settle and every publish */
+  SWIT_TEST_NO_BACKOFF = 2, /* retries are due at once: every subscriber's
+                               retry_delay and retry_max_delay read as 0 */
+  SWIT_TEST_NO_SERVERS = 4  /* no admin server, HTTP ingress or script
+                               watch, whatever the config says */
+};
+
+/* Put h in test mode. Before swit_host_start only: SWIT_E_STATE after,
+ * SWIT_E_INVAL for h NULL or an unknown flag, SWIT_E_FULL when the
+ * interceptor chain is full; once per host (SWIT_E_EXISTS after). With
+ * SWIT_TEST_RECORD the host records, in the order they happen: each
+ * settle of a message (ack, retry, dead letter, drop, requeue, with its
+ * result, reason, attempt and headers) and each publish the broker
+ * accepted (from handlers, timers, on_start, dead letters and
+ * swit_host_publish). Records are kept until swit_host_test_take, at
+ * most 64 MiB; past that, records are dropped and the take that finds
+ * no kept record left reports it (SWIT_E_FULL). */
+SWIT_API int swit_host_test_mode(swit_host_t *h, unsigned flags, char *err,
+                                 size_t errlen);
+
+/* Move the clock swit.every timers see forward by ms (1..one day) and
+ * wait until worker 0 has run the timers due then (each due timer runs
+ * once, as after a late wake-up; advance in steps to see every tick).
+ * Only the timers' clock moves: retries (see SWIT_TEST_NO_BACKOFF),
+ * timeouts and timestamps keep real time. While running, in test mode:
+ * SWIT_E_STATE otherwise; SWIT_E_INVAL for ms out of range;
+ * SWIT_E_TIMEDOUT when worker 0 did not get to its timers within
+ * timeout_ms (a handler still runs there). Not from a handler. */
+SWIT_API int swit_host_test_advance(swit_host_t *h, int64_t ms,
+                                    int timeout_ms);
+
+/* Move the oldest records into buf (cap bytes), as many whole records as
+ * fit; *len (may be NULL) gets the bytes written. A record is a count of
+ * fields then the fields, each "<decimal length>:<bytes>": the count is
+ * written "<n>:" alone. Fields: kind (ack, retry, dead, dropped,
+ * requeue, publish), topic, key ("" when none; field 9 says which),
+ * payload, attempt (decimal; "" for a publish), result (ack, retry,
+ * reject, fatal; "" for a publish), reason, group (the subscription's;
+ * "" for a publish), has_key ("1"/"0"), then name, value for each
+ * header. Returns the number of records moved (0: none waiting);
+ * SWIT_E_TOOBIG when the oldest record exceeds cap (*len = its size);
+ * SWIT_E_FULL once all kept records were taken and some were not
+ * recorded (the bound); SWIT_E_STATE when h is not in test mode;
+ * SWIT_E_INVAL for h or buf NULL. Any thread but a handler's. */
+SWIT_API int swit_host_test_take(swit_host_t *h, char *buf, size_t cap,
+                                 size_t *len);
+
+/* ---------------------------------------------------------------------
  * Message accessors, for C handlers: on the handler's thread, during the
  * call only. Pointers are borrowed (valid during the handler call) and
  * not NUL-terminated; lengths go to *len (len may be NULL). No error
