@@ -521,8 +521,6 @@ static void it_refuses_every_key_it_does_not_implement(void)
   static const char *const keys[] = {
     "messaging.publishers.default.batch_size",
     "messaging.publishers.orders.batch_size",
-    "messaging.subscribers.default.concurrency",
-    "messaging.subscribers.orders.concurrency",
     "messaging.resources.connections.max_per_broker",
     "messaging.resources.connections.idle_timeout",
     "messaging.resources.publishers.pool_size",
@@ -542,7 +540,7 @@ static void it_refuses_every_key_it_does_not_implement(void)
                  __LINE__);
   expect_refused("messaging.resources.memory.buffer_pool_size", "~", not_yet,
                  __LINE__);
-  expect_refused("messaging.subscribers.default.concurrency", "10", not_yet,
+  expect_refused("messaging.publishers.default.batch_size", "10", not_yet,
                  __LINE__);
   EXPECT_ERROR("messaging:\n  resources:\n    connections: {idle_timeout: 1s}\n",
                "<string>:3:33: messaging.resources.connections.idle_timeout: "
