@@ -114,6 +114,7 @@ struct swit__http {
   struct event_base *base;
   struct evconnlistener *lis;
   struct event *resume;         /* re-enables the listener after back-off */
+  struct event *halt;           /* made active by halt: breaks the loop */
   pthread_t thread;
   int started;
   swit__http_opts o;
@@ -140,6 +141,17 @@ static void *loop(void *arg)
   swit__http *s = arg;
   event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
   return NULL;
+}
+
+/* event_base_loopbreak from another thread is lost when it comes before
+ * the loop has started (event_base_loop clears the flag as it starts):
+ * halt makes this event active instead, which a loop not started yet
+ * still runs first thing, and the break comes from inside the loop. */
+static void on_halt(evutil_socket_t fd, short what, void *arg)
+{
+  swit__http *s = arg;
+  (void)fd, (void)what;
+  event_base_loopbreak(s->base);
 }
 
 static void count(swit__ctr *c)
@@ -942,7 +954,8 @@ int swit__http_start(swit__http **out, const char *listen,
   if ((rc = tls_context(opts, &s->tls, err, errlen))) goto fail;
   s->base = event_base_new();
   s->resume = s->base ? evtimer_new(s->base, resume_accept, s) : NULL;
-  if (!s->resume) {
+  s->halt = s->base ? event_new(s->base, -1, 0, on_halt, s) : NULL;
+  if (!s->resume || !s->halt) {
     snprintf(err, errlen, "%s: cannot create an event base", opts->what);
     rc = SWIT_E_SYS;
     goto fail;
@@ -983,7 +996,7 @@ fail:
 void swit__http_halt(swit__http *s)
 {
   if (!s || !s->started) return;
-  event_base_loopbreak(s->base);
+  event_active(s->halt, EV_TIMEOUT, 0);
   pthread_join(s->thread, NULL);
   s->started = 0;
 }
@@ -1002,6 +1015,7 @@ void swit__http_stop(swit__http *s)
   }
   if (s->lis) evconnlistener_free(s->lis);
   if (s->resume) event_free(s->resume);
+  if (s->halt) event_free(s->halt);
   if (s->base) event_base_free(s->base);
   SSL_CTX_free(s->tls);
   free(s);
