@@ -4,8 +4,8 @@
  * A host on the memory broker with one worker and a trivial C handler;
  * the main thread publishes N messages in batches and waits until the
  * handler saw them all. The same run with 0, 1, 2 and 4 registered no-op
- * interceptors (each with msg_before and msg_after: the per-message
- * hooks, the costliest shape) gives the cost per hook and message as the
+ * interceptors (each with msgs_before and msgs_after visiting every
+ * message: the per-message shape, the costliest) gives the cost per hook and message as the
  * difference of the medians divided by hooks and messages. Metrics are
  * off so only the hooks under test are registered. Figures are printed,
  * never asserted; a run that loses a message fails (exit 1).
@@ -14,8 +14,10 @@
  * breaker on the subscription, against none; and the breaker's own
  * per-message path in a loop (allow, then one record per 64 outcomes, as
  * the interceptor does per batch), which the end-to-end difference is
- * too noisy to resolve; and a dedup lookup (hash of a 36-byte id, then
- * seen() in a full window of 10000 ids, half of the lookups hits).
+ * too noisy to resolve; the hooks' own path the same way (the layer's
+ * calls on a filled batch, no broker); and a dedup lookup (hash of a
+ * 36-byte id, then seen() in a full window of 10000 ids, half of the
+ * lookups hits).
  *
  *   bench_intercept [--messages N] [--repeat R]
  *   bench_intercept --hooks K [--messages N]
@@ -46,24 +48,35 @@ static int handler(swit_msg_t *m, void *ud)
   return SWIT_ACK;
 }
 
-static int nop_before(void *ws, swit__worker *w, uint32_t i)
+/* The "no-op" hooks visit every message the way a real one does: before
+ * reads the message (refusing none: no message here is empty), after
+ * reads its result (counting, in its per-worker state, the impossible
+ * ones). */
+static int worker_init(void *hs, swit__worker *w, void **ws)
 {
-  (void)ws;
   (void)w;
-  (void)i;
+  *ws = hs;
   return 0;
 }
 
-static void nop_after(void *ws, swit__worker *w, uint32_t i)
+static int nop_before(void *ws, swit__worker *w, uint32_t i)
 {
   (void)ws;
-  (void)w;
-  (void)i;
+  return w->ffi.msgs[i].v.payload_len == 0;
 }
+SWIT__ICPT_MSGS_BEFORE(nop_before_all, nop_before)
+
+static void nop_after(void *ws, swit__worker *w, uint32_t i)
+{
+  if (w->ffi.msgs[i].result > SWIT_FATAL) ++*(long *)ws;   /* never */
+}
+SWIT__ICPT_MSGS_AFTER(nop_after_all, nop_after)
 
 static const swit__icpt_ops nop = {
-  .name = "nop", .msg_before = nop_before, .msg_after = nop_after,
+  .name = "nop", .worker_init = worker_init,
+  .msgs_before = nop_before_all, .msgs_after = nop_after_all,
 };
+static long nop_sum[SWIT__ICPT_MAX]; /* each hook's state (one worker) */
 
 #define CHUNK 256
 
@@ -97,7 +110,7 @@ static double run(long n, int hooks, int breaker)
     fprintf(stderr, "bench_intercept: %s\n", err);
     return -1;
   }
-  for (int k = 0; k < hooks; k++) swit__icpt_add(h, &nop, NULL);
+  for (int k = 0; k < hooks && k < SWIT__ICPT_MAX; k++) swit__icpt_add(h, &nop, &nop_sum[k]);
   swit_host_handle(h, "bench", NULL, SWIT_ORDER_NONE, handler, NULL, err,
                    sizeof err);
   if (swit_host_start(h, err, sizeof err) != 0) {
@@ -150,6 +163,44 @@ static double micro_breaker(long n)
   t1 = now_s();
   swit__breaker_destroy(&b);
   return allowed == n ? (t1 - t0) / (double)n * 1e9 : -1;
+}
+
+/* ns per batch of CHUNK messages through the interception layer's own
+ * calls (batch_before, then batch_after) with `hooks` no-op hooks, on a
+ * worker that is not running: the hooks' path without the broker, the
+ * queue and the machine's load around it, or -1. */
+static double micro_hooks(long n, int hooks)
+{
+  static swit_ffi_msg msgs[CHUNK];
+  swit__worker w;
+  swit_host_t *h = NULL;
+  char err[256];
+  double t0, t1;
+
+  if (swit_host_new_from_string(&h, "server: {admin: {listen: \"off\"}, "
+                                "metrics: {enabled: false}}\n",
+                                NULL, err, sizeof err) != 0)
+    return -1;
+  memset(&w, 0, sizeof w);
+  w.host = h;
+  w.ffi.msgs = msgs;
+  for (int i = 0; i < CHUNK; i++) msgs[i].v.payload_len = 1;
+  for (int k = 0; k < hooks; k++) {
+    int at = swit__icpt_add(h, &nop, &nop_sum[k]);
+    if (at < 0) {
+      swit_host_free(h);
+      return -1;
+    }
+    w.icpt_ws[at] = &nop_sum[k];
+  }
+  t0 = now_s();
+  for (long i = 0; i < n; i += CHUNK) {
+    swit__icpt_batch_before(&w, CHUNK);
+    swit__icpt_batch_after(&w, CHUNK, 0);
+  }
+  t1 = now_s();
+  swit_host_free(h);
+  return (t1 - t0) / (double)n * 1e9;
 }
 
 /* ns per dedup lookup: hash + seen() in a window of 10000 ids. */
@@ -234,6 +285,19 @@ int main(int argc, char **argv)
     if (k)
       printf("idle breaker, its own path (allow per message, record per 64): "
              "%.2f ns/msg (median of %d)\n", median_of(m, k), k);
+    for (int c = 1; c <= 4; c *= 2) {          /* 1, 2 and 4 hooks */
+      double d[50];
+      k = 0;
+      for (int r = 0; r < repeat; r++) {
+        double x0 = micro_hooks(n * 4, 0), x = micro_hooks(n * 4, c);
+        if (x0 < 0 || x < 0) failed = 1;
+        else d[k++] = (x - x0) / c;
+      }
+      if (k)
+        printf("%d no-op hook(s), the layer's own path (msgs_before + "
+               "msgs_after over batches of %d): %+.2f ns per hook and "
+               "message (median of %d)\n", c, CHUNK, median_of(d, k), k);
+    }
     k = 0;
     for (int r = 0; r < repeat; r++) {
       double x = micro_dedup(n < 20000 ? 20000 : n - n % 20000);

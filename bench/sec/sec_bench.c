@@ -1,7 +1,7 @@
 /*
  * sec_bench.c - the cost of message security per message on one thread:
  * seal (encrypt + sign) as publish_before does it and open (verify +
- * decrypt) as msg_before does it, for a 1 KB payload, next to a plain
+ * decrypt) as msgs_before does it, for a 1 KB payload, next to a plain
  * copy of the view (the floor). Not a test: it prints figures.
  *
  *   bench_sec [--messages N] [--repeat R] [--payload BYTES] [--case 0..4]

@@ -193,6 +193,18 @@ typedef struct swit__worker {
   swit__wtxn txn;             /* exactly_once subscriptions (txn.c) */
 } swit__worker;
 
+/* For msgs_before hooks (intercept.h): message i of w's batch was refused
+ * by an earlier interceptor; refuse it (after swit__msg_set_result). */
+static inline int swit__icpt_refused(const swit__worker *w, uint32_t i)
+{
+  return (w->ffi.msgs[i].flags & SWIT_MSG_F_REJECTED) != 0;
+}
+
+static inline void swit__icpt_refuse(swit__worker *w, uint32_t i)
+{
+  w->ffi.msgs[i].flags |= SWIT_MSG_F_REJECTED;
+}
+
 /* ---------------------------------------------------------------------
  * The handler runtime (runtime/: Lua), as the workers see it. The layer
  * above sets h->runner before the workers start; the core calls through

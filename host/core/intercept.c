@@ -30,7 +30,7 @@ int swit__icpt_add(swit_host_t *h, const swit__icpt_ops *ops, void *hs)
   e->carry_off = c->carry_size;
   c->carry_size += ops->carry_size;
   c->any_batch |= ops->batch_before || ops->batch_after || ops->mark;
-  c->any_msg |= ops->msg_before || ops->msg_after;
+  c->any_msg |= ops->msgs_before || ops->msgs_after;
   c->any_settled |= ops->settled != NULL;
   c->any_publish |= ops->publish_before || ops->publish_after;
   c->any_carry |= ops->carry_size > 0;
@@ -84,35 +84,6 @@ void *swit__icpt_ws(const swit__worker *w, int k)
 /* ------------------------------------------------------------------ */
 /* The message path */
 
-/* msg_before of every interceptor for the messages not refused yet; a
- * hook that refuses a message flags it so no handler runs it. */
-static void msgs_before(swit__worker *w, size_t n)
-{
-  const swit__icpt_chain *c = &w->host->icpt;
-
-  for (size_t i = 0; i < n; i++) {
-    swit_ffi_msg *m = &w->ffi.msgs[i];
-    for (uint32_t k = 0; k < c->n; k++) {
-      const swit__icpt *e = &c->v[k];
-      if (m->flags & SWIT_MSG_F_REJECTED) break;
-      if (e->ops->msg_before &&
-          e->ops->msg_before(w->icpt_ws[k], w, (uint32_t)i) != 0)
-        m->flags |= SWIT_MSG_F_REJECTED;
-    }
-  }
-}
-
-static void msgs_after(swit__worker *w, size_t n)
-{
-  const swit__icpt_chain *c = &w->host->icpt;
-
-  for (size_t i = 0; i < n; i++)
-    for (uint32_t k = c->n; k-- > 0;) {
-      const swit__icpt *e = &c->v[k];
-      if (e->ops->msg_after) e->ops->msg_after(w->icpt_ws[k], w, (uint32_t)i);
-    }
-}
-
 void swit__icpt_batch_before(swit__worker *w, size_t n)
 {
   const swit__icpt_chain *c = &w->host->icpt;
@@ -121,14 +92,22 @@ void swit__icpt_batch_before(swit__worker *w, size_t n)
     const swit__icpt *e = &c->v[k];
     if (e->ops->batch_before) e->ops->batch_before(w->icpt_ws[k], w, n);
   }
-  if (c->any_msg) msgs_before(w, n);
+  if (!c->any_msg) return;
+  for (uint32_t k = 0; k < c->n; k++) {
+    const swit__icpt *e = &c->v[k];
+    if (e->ops->msgs_before) e->ops->msgs_before(w->icpt_ws[k], w, n);
+  }
 }
 
 void swit__icpt_batch_after(swit__worker *w, size_t n, uint64_t now_us)
 {
   const swit__icpt_chain *c = &w->host->icpt;
 
-  if (c->any_msg) msgs_after(w, n);
+  if (c->any_msg)
+    for (uint32_t k = c->n; k-- > 0;) {
+      const swit__icpt *e = &c->v[k];
+      if (e->ops->msgs_after) e->ops->msgs_after(w->icpt_ws[k], w, n);
+    }
   for (uint32_t k = c->n; k-- > 0;) {
     const swit__icpt *e = &c->v[k];
     if (e->ops->batch_after) e->ops->batch_after(w->icpt_ws[k], w, n, now_us);

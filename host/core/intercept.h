@@ -10,13 +10,17 @@
  * handler and in reverse order after it, so the first registered wraps
  * all others:
  *
- *   batch_before(1..k) -> for each message: msg_before(1..k)
+ *   batch_before(1..k) -> msgs_before(1..k)
  *     -> Lua middleware (swit.use) -> handler -> Lua middleware
- *   -> for each message: msg_after(k..1) -> batch_after(k..1) -> settle
+ *   -> msgs_after(k..1) -> batch_after(k..1) -> settle
  *
- * msg_before of every message of a batch runs before the batch's
- * handlers (one lua_pcall per batch), so a hook sees each message's chain
- * in order, not one message at a time across the whole chain.
+ * Message hooks are batch-shaped: msgs_before and msgs_after are called
+ * once per batch and visit the messages themselves (SWIT__ICPT_MSGS_*
+ * below turn a per-message function into one), so a hook costs one
+ * indirect call per batch, not per message, and a hook that only looks
+ * at some messages pays nothing for the others. Interceptor k sees the
+ * whole batch after interceptor k-1 has seen it; all of them run before
+ * the batch's handlers (one lua_pcall per batch).
  *
  * Threads: worker hooks run on the worker thread with the worker's own
  * state (`ws`), never concurrently for one worker; publish hooks run on
@@ -73,14 +77,16 @@ typedef struct swit__icpt_ops {
 
   /* A filled batch of n (w->items, w->ffi.msgs), before any handler. */
   void (*batch_before)(void *ws, struct swit__worker *w, size_t n);
-  /* Before the handler of message i (not run for messages already
-   * refused): return 0 to pass, or set a result with swit__msg_set_result
-   * and return 1: the handler and the later hooks' msg_before are
-   * skipped. May rewrite the message's view (headers, payload) with
-   * memory from swit__arena_alloc. */
-  int (*msg_before)(void *ws, struct swit__worker *w, uint32_t i);
-  /* After the handler of message i (result set; may change it). */
-  void (*msg_after)(void *ws, struct swit__worker *w, uint32_t i);
+  /* Before the handlers, for messages 0..n-1: a hook visits the ones
+   * not refused yet (swit__icpt_refused) and may refuse one by setting a
+   * result with swit__msg_set_result and calling swit__icpt_refuse: its
+   * handler and the later interceptors' msgs_before skip it. May rewrite
+   * a message's view (headers, payload) with memory from
+   * swit__arena_alloc. */
+  void (*msgs_before)(void *ws, struct swit__worker *w, size_t n);
+  /* After the handlers, for messages 0..n-1, refused ones included
+   * (results set; a hook may change them). */
+  void (*msgs_after)(void *ws, struct swit__worker *w, size_t n);
   /* Handler start (end 0) or end (end 1) of message i, for messages a
    * hook flagged SWIT_MSG_F_TRACED in batch_before. */
   void (*mark)(void *ws, struct swit__worker *w, uint32_t i, int end);
@@ -131,6 +137,22 @@ typedef struct swit__icpt_chain {
   uint8_t time_publish, recv_time, settled_acks;
   size_t carry_size;          /* sum of carry_size */
 } swit__icpt_chain;
+
+/* A msgs_before from `one(ws, w, i)`, which returns 1 when it refused
+ * message i (result set) and 0 to pass; a msgs_after from a void `one`.
+ * The loop is the hook's own, so `one` is a direct, inlinable call. */
+#define SWIT__ICPT_MSGS_BEFORE(name, one)                                 \
+  static void name(void *ws, struct swit__worker *w, size_t n)            \
+  {                                                                       \
+    for (uint32_t i_ = 0; i_ < (uint32_t)n; i_++)                         \
+      if (!swit__icpt_refused(w, i_) && one(ws, w, i_))                   \
+        swit__icpt_refuse(w, i_);                                         \
+  }
+#define SWIT__ICPT_MSGS_AFTER(name, one)                                  \
+  static void name(void *ws, struct swit__worker *w, size_t n)            \
+  {                                                                       \
+    for (uint32_t i_ = 0; i_ < (uint32_t)n; i_++) one(ws, w, i_);         \
+  }
 
 /* Register (before swit__workers_create). Returns the interceptor's index
  * (for swit__icpt_ws), or SWIT_E_FULL / SWIT_E_INVAL. */

@@ -2,7 +2,7 @@
  * circuit.c - the circuit breaker of a subscription (resil.h), as an
  * interceptor: messages.subscribers.<name>.circuit_breaker.
  *
- *   msg_before   closed: pass (one pointer and one state load). Open, or
+ *   msgs_before  closed: pass (one pointer and one state load). Open, or
  *                half-open with its trial used up: the message is given
  *                back to the broker unhandled (SWIT__RES_GIVE_BACK: no
  *                attempt counted, never dead-lettered).
@@ -166,6 +166,7 @@ static int c_msg_before(void *ws, swit__worker *w, uint32_t i)
   m->reason_len = 0;
   return 1;
 }
+SWIT__ICPT_MSGS_BEFORE(c_msgs_before, c_msg_before)
 
 static uint8_t outcome_of(const swit_ffi_msg *m)
 {
@@ -209,7 +210,7 @@ static const swit__icpt_ops circuit_ops = {
   .worker_init = c_worker_init,
   .worker_free = c_worker_free,
   .batch_before = c_batch_before,
-  .msg_before = c_msg_before,
+  .msgs_before = c_msgs_before,
   .batch_after = c_batch_after,
 };
 

@@ -6,7 +6,7 @@
  * raised an error: retry with the error text) is matched against the
  * rules of its subscriber config, critical first, then non_retryable, then
  * retryable; the first class with a matching rule decides and its
- * msg_after hook rewrites the result:
+ * msgs_after hook rewrites the result:
  *
  *   retryable      retry (within max_attempts, with backoff)
  *   non_retryable  reject: dead-lettered at once, the reason kept
@@ -167,6 +167,7 @@ static void k_msg_after(void *ws, swit__worker *w, uint32_t i)
     break;
   }
 }
+SWIT__ICPT_MSGS_AFTER(k_msgs_after, k_msg_after)
 
 static int k_worker_init(void *hs, swit__worker *w, void **ws)
 {
@@ -178,7 +179,7 @@ static int k_worker_init(void *hs, swit__worker *w, void **ws)
 static const swit__icpt_ops classify_ops = {
   .name = "classify",
   .worker_init = k_worker_init,
-  .msg_after = k_msg_after,
+  .msgs_after = k_msgs_after,
 };
 
 /* ------------------------------------------------------------------ */

@@ -253,6 +253,7 @@ static int d_msg_before(void *ws, swit__worker *w, uint32_t i)
   s->has[i] = 1;
   return 0;
 }
+SWIT__ICPT_MSGS_BEFORE(d_msgs_before, d_msg_before)
 
 static void d_batch_after(void *ws, swit__worker *w, size_t n,
                           uint64_t now_us)
@@ -277,7 +278,7 @@ static const swit__icpt_ops dedup_ops = {
   .worker_init = d_worker_init,
   .worker_free = d_worker_free,
   .batch_before = d_batch_before,
-  .msg_before = d_msg_before,
+  .msgs_before = d_msgs_before,
   .batch_after = d_batch_after,
 };
 

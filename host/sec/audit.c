@@ -223,6 +223,7 @@ static void msg_after(void *ws, swit__worker *w, uint32_t i)
     payload(a, &b, &m->v);
   line_end(a, &b);
 }
+SWIT__ICPT_MSGS_AFTER(msgs_after, msg_after)
 
 static void publish_after(void *hs, const swit_msg_view *m, size_t n, int rc,
                           uint64_t us)
@@ -244,7 +245,7 @@ static void publish_after(void *hs, const swit_msg_view *m, size_t n, int rc,
 static const swit__icpt_ops audit_consume_ops = {
   .name = "audit",
   .worker_init = worker_init,
-  .msg_after = msg_after,
+  .msgs_after = msgs_after,
 };
 static const swit__icpt_ops audit_publish_ops = {
   .name = "audit",
@@ -253,7 +254,7 @@ static const swit__icpt_ops audit_publish_ops = {
 static const swit__icpt_ops audit_both_ops = {
   .name = "audit",
   .worker_init = worker_init,
-  .msg_after = msg_after,
+  .msgs_after = msgs_after,
   .publish_after = publish_after,
 };
 

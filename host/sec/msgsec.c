@@ -4,7 +4,7 @@
  *
  * publish_before seals every view whose topic a part selects (dead
  * letters pass untouched: they keep the bytes the broker delivered);
- * msg_before opens every received message whose topic a part selects
+ * msgs_before opens every received message whose topic a part selects
  * and refuses, with SWIT_REJECT and the reason, one that fails: it
  * is dead-lettered, never retried and never seen by a handler.
  */
@@ -214,6 +214,7 @@ static int msg_before(void *ws, swit__worker *w, uint32_t i)
   swit__msg_set_result(w, m, SWIT_REJECT, reason, strlen(reason));
   return 1;
 }
+SWIT__ICPT_MSGS_BEFORE(msgs_before, msg_before)
 
 static int worker_init(void *hs, swit__worker *w, void **ws)
 {
@@ -247,7 +248,7 @@ static const swit_msg_view *publish_before(void *hs, const swit_msg_view *m,
 static const swit__icpt_ops msgsec_ops = {
   .name = "msgsec",
   .worker_init = worker_init,
-  .msg_before = msg_before,
+  .msgs_before = msgs_before,
   .publish_before = publish_before,
 };
 

@@ -1,7 +1,7 @@
 /*
  * msgsec.h - message encryption (AES-256-GCM) and signing (HMAC-SHA256,
  * Ed25519) on the interception layer: sealed in publish_before, opened
- * in msg_before (envelope.c: the formats; msgsec.c: the interceptor,
+ * in msgs_before (envelope.c: the formats; msgsec.c: the interceptor,
  * the config, reload). docs/security.md describes both. Not API.
  *
  * Threads: seal and open run on any thread at once; they read the
@@ -38,7 +38,7 @@ typedef struct swit__msgsec_part {
 typedef struct swit__msgsec {
   swit__msgsec_part enc, sig;
   const swit_cfg_list *enc_headers;  /* headers sealed with the payload */
-  atomic_uint_fast64_t rejected;     /* messages refused by msg_before */
+  atomic_uint_fast64_t rejected;     /* messages refused by msgs_before */
 } swit__msgsec;
 
 /* Memory for sealed / opened views (a worker's arena, a scratch). */

@@ -1,7 +1,7 @@
 /*
  * test_intercept.c - the interception layer (host/core/intercept.h) on the
  * memory broker: hook order around a batch (registration order before the
- * handlers, the reverse after), a msg_before hook that refuses messages
+ * handlers, the reverse after), a msgs_before hook that refuses messages
  * (their handler never runs; they are dead-lettered with its reason), a
  * hook that rewrites headers the handler then sees, settle outcomes, and
  * publish hooks that see, rewrite and refuse publishes.
@@ -74,6 +74,7 @@ static int a_before(void *ws, swit__worker *w, uint32_t i)
   (void)ws;
   return swit__msg_set_header(w, m, "x-seen-by", 9, "A", 1) == 0 ? 0 : 1;
 }
+SWIT__ICPT_MSGS_BEFORE(a_before_all, a_before)
 
 /* B: refuses payloads starting with "bad" on topic "orders" */
 static int b_before(void *ws, swit__worker *w, uint32_t i)
@@ -87,6 +88,7 @@ static int b_before(void *ws, swit__worker *w, uint32_t i)
   }
   return 0;
 }
+SWIT__ICPT_MSGS_BEFORE(b_before_all, b_before)
 
 static void settled(void *ws, swit__worker *w, const swit__item *it, int out)
 {
@@ -127,7 +129,7 @@ static const swit__icpt_ops ops_a = {
   .flags = SWIT__ICPT_F_SETTLED_ACKS,
   .worker_init = worker_init,
   .batch_before = batch_before,
-  .msg_before = a_before,
+  .msgs_before = a_before_all,
   .batch_after = batch_after,
   .settled = settled,
   .publish_after = a_publish_after,
@@ -137,7 +139,7 @@ static const swit__icpt_ops ops_b = {
   .name = "B",
   .worker_init = worker_init,
   .batch_before = batch_before,
-  .msg_before = b_before,
+  .msgs_before = b_before_all,
   .batch_after = batch_after,
   .settled = settled,
   .publish_before = b_publish,
