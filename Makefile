@@ -6,7 +6,8 @@
 #               editor files (share/swit: LuaLS definitions, luacheck preset)
 #               under PREFIX (default /usr/local), staged under DESTDIR
 # Variables: BUILD (build directory), SANITIZE (e.g. address,undefined),
-# TYPE (CMake build type), PREFIX, DESTDIR. `make bench` prints the
+# TYPE (CMake build type), TESTS and EXCLUDE (ctest -R and -E regexes:
+# only those tests, all but those), PREFIX, DESTDIR. `make bench` prints the
 # benchmark figures. `make fuzz` builds the libFuzzer harnesses with clang
 # in FUZZ_BUILD and runs each on its seed corpus for FUZZ_SECONDS
 # (scripts/fuzz.sh).
@@ -25,7 +26,8 @@ run: build
 	$(BUILD)/swit run examples/quickstart/swit.yaml --exit-when-idle
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(if $(TESTS),-R '$(TESTS)') \
+	  $(if $(EXCLUDE),-E '$(EXCLUDE)')
 
 bench: build
 	$(BUILD)/bench/bench_pipeline

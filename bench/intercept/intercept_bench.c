@@ -11,7 +11,11 @@
  * never asserted; a run that loses a message fails (exit 1).
  *
  * Resilience (host/resil/): the same run with an idle (closed) circuit
- * breaker on the subscription, against none; and the breaker's own
+ * breaker on the subscription, and with idle intake limits (concurrency
+ * 1000000: every delivery goes through the limiter's intake and every
+ * settle run through released, nothing is ever held), against none; and
+ * the token bucket's own path (one take per delivery of 256, as the
+ * intake hook does, divided per message); and the breaker's own
  * per-message path in a loop (allow, then one record per 64 outcomes, as
  * the interceptor does per batch), which the end-to-end difference is
  * too noisy to resolve; the hooks' own path the same way (the layer's
@@ -20,12 +24,14 @@
  * lookups hits).
  *
  *   bench_intercept [--messages N] [--repeat R]
- *   bench_intercept --hooks K [--messages N]
+ *   bench_intercept --hooks K [--resil breaker|limits] [--messages N]
  *
- * --hooks K runs the K-hook case once, without timing: for counting
- * instructions, which the machine's load does not change, e.g.
+ * --hooks K (and --resil) runs that case once, without timing: for
+ * counting instructions, which the machine's load does not change, e.g.
  *   perf stat -e instructions:u bench_intercept --hooks 4 --messages 2000000
- * against --hooks 0 (docs/benchmarks.md shows both ways).
+ * against --hooks 0 (docs/benchmarks.md shows both ways), or where the
+ * machine has no counters, valgrind --tool=callgrind with fewer messages
+ * (docs/resilience.md, "Cost").
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -81,8 +87,9 @@ static long nop_sum[SWIT__ICPT_MAX]; /* each hook's state (one worker) */
 #define CHUNK 256
 
 /* Seconds for n messages through a host with `hooks` no-op hooks (and
- * an idle circuit breaker when `breaker`), or -1. */
-static double run(long n, int hooks, int breaker)
+ * an idle circuit breaker when `resil` is 1, idle intake limits when it
+ * is 2), or -1. */
+static double run(long n, int hooks, int resil)
 {
   static const char yaml0[] =
     "server: {admin: {listen: \"off\"}, metrics: {enabled: false},\n"
@@ -100,11 +107,21 @@ static double run(long n, int hooks, int breaker)
     "    default: {circuit_breaker: {enabled: true}}\n"
     "  resources:\n"
     "    subscribers: {worker_pool_size: 1, max_in_flight: 100000}\n";
-  const char *yaml = breaker ? yaml1 : yaml0;
+  static const char yaml2[] =
+    "server: {admin: {listen: \"off\"}, metrics: {enabled: false},\n"
+    "         log: {level: warn}}\n"
+    "messaging:\n"
+    "  broker: {type: memory, config: {queue_size: 1000000}}\n"
+    "  subscribers:\n"
+    "    default: {concurrency: 1000000}\n"
+    "  resources:\n"
+    "    subscribers: {worker_pool_size: 1, max_in_flight: 100000}\n";
+  const char *yaml = resil == 1 ? yaml1 : resil == 2 ? yaml2 : yaml0;
   static swit_pub_t batch[CHUNK];
   swit_host_t *h = NULL;
   char err[256];
   double t0, t1;
+  int rc;
 
   if (swit_host_new_from_string(&h, yaml, NULL, err, sizeof err) != 0) {
     fprintf(stderr, "bench_intercept: %s\n", err);
@@ -130,7 +147,11 @@ static double run(long n, int hooks, int breaker)
     }
   for (int i = 0; i < 60000 && atomic_load(&seen) < n; i++) nap_ms(1);
   t1 = now_s();
-  swit_host_stop(h, 5000);
+  if ((rc = swit_host_stop(h, 5000)) != 0) {
+    /* a handler was left behind: the host must not be freed */
+    fprintf(stderr, "bench_intercept: stop: %s\n", swit_strerror(rc));
+    return -1;
+  }
   swit_host_free(h);
   if (atomic_load(&seen) != n) {
     fprintf(stderr, "bench_intercept: handled %ld of %ld messages\n",
@@ -203,6 +224,28 @@ static double micro_hooks(long n, int hooks)
   return (t1 - t0) / (double)n * 1e9;
 }
 
+/* ns per message of a rate limit that does not bind: one bucket take
+ * and room per delivery of 256 (the intake hook's arithmetic), the
+ * clock read included. */
+static double micro_bucket(long n)
+{
+  swit__bucket b;
+  size_t got = 0;
+  double t0, t1;
+
+  if (swit__bucket_init(&b, 1e6, 1e6, (int64_t)swit__now_us()) != 0)
+    return -1;
+  t0 = now_s();
+  for (long i = 0; i < n; i += 256) {
+    int64_t now = (int64_t)swit__now_us();
+    size_t want = swit__limit_room(256, SIZE_MAX, 1000000, 0);
+    got += swit__bucket_take(&b, now, want);
+    b.tokens = b.burst;                  /* never binds */
+  }
+  t1 = now_s();
+  return got >= (size_t)n ? (t1 - t0) / (double)n * 1e9 : -1;
+}
+
 /* ns per dedup lookup: hash + seen() in a window of 10000 ids. */
 static double micro_dedup(long n)
 {
@@ -226,45 +269,52 @@ static double micro_dedup(long n)
 
 int main(int argc, char **argv)
 {
-  static const int hooks[] = {0, 1, 2, 4, 0};   /* the last: a breaker */
+  /* the last two: an idle breaker, idle intake limits */
+  static const int hooks[] = {0, 1, 2, 4, 0, 0};
   long n = 4000000;
-  int repeat = 5, failed = 0, only = -1;
+  int repeat = 5, failed = 0, only = -1, only_resil = 0;
   double base = 0;
 
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--messages") == 0) n = atol(argv[i + 1]);
     else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--hooks") == 0) only = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--resil") == 0) {
+      only_resil = strcmp(argv[i + 1], "breaker") == 0 ? 1
+                   : strcmp(argv[i + 1], "limits") == 0 ? 2 : -1;
+      if (only < 0) only = 0;
+    }
     else n = 0;                                      /* usage */
   }
   n -= n % CHUNK;
-  if (n <= 0 || repeat < 1 || repeat > 50 || only > 16 || argc % 2 == 0) {
+  if (n <= 0 || repeat < 1 || repeat > 50 || only > 16 || only_resil < 0 ||
+      argc % 2 == 0) {
     fprintf(stderr, "usage: bench_intercept [--messages N] [--repeat R] "
-            "[--hooks K]\n");
+            "[--hooks K] [--resil breaker|limits]\n");
     return 2;
   }
-  if (only >= 0) return run(n, only, 0) < 0;
+  if (only >= 0) return run(n, only, only_resil) < 0;
   printf("interception layer: memory broker, 1 worker, trivial C handler, "
          "%ld messages, median of %d (cases interleaved run by run, after "
          "one warm-up run)\n", n, repeat);
-  double v[5][50];
-  int ok[5] = {0};
+  double v[6][50];
+  int ok[6] = {0};
   if (run(n, 0, 0) < 0) failed = 1;                  /* warm-up */
   for (int r = 0; r < repeat; r++)
-    for (size_t c = 0; c < 5; c++) {
-      double t = run(n, hooks[c], c == 4);
+    for (size_t c = 0; c < 6; c++) {
+      double t = run(n, hooks[c], c < 4 ? 0 : (int)c - 3);
       if (t < 0) failed = 1;
       else v[c][ok[c]++] = t;
     }
-  for (size_t c = 0; c < 5; c++) {
+  for (size_t c = 0; c < 6; c++) {
     double med;
     if (!ok[c]) continue;
     med = median_of(v[c], ok[c]);              /* sorts v[c] */
     if (c == 0) base = med;
-    if (c == 4)
-      printf("idle circuit breaker: %6.2f M msg/s  %6.1f ns/msg  (%+.2f ns "
-             "per message)", n / med / 1e6, med / n * 1e9,
-             (med - base) / n * 1e9);
+    if (c >= 4)
+      printf("%s: %6.2f M msg/s  %6.1f ns/msg  (%+.2f ns per message)",
+             c == 4 ? "idle circuit breaker" : "idle intake limits",
+             n / med / 1e6, med / n * 1e9, (med - base) / n * 1e9);
     else
       printf("%d no-op hook(s): %6.2f M msg/s  %6.1f ns/msg", hooks[c],
              n / med / 1e6, med / n * 1e9);
@@ -298,6 +348,16 @@ int main(int argc, char **argv)
                "msgs_after over batches of %d): %+.2f ns per hook and "
                "message (median of %d)\n", c, CHUNK, median_of(d, k), k);
     }
+    k = 0;
+    for (int r = 0; r < repeat; r++) {
+      double x = micro_bucket(n * 4);
+      if (x < 0) failed = 1;
+      else m[k++] = x;
+    }
+    if (k)
+      printf("rate limit that does not bind, its own path (clock, room and "
+             "bucket take per delivery of 256): %.2f ns/msg (median of %d)\n",
+             median_of(m, k), k);
     k = 0;
     for (int r = 0; r < repeat; r++) {
       double x = micro_dedup(n < 20000 ? 20000 : n - n % 20000);

@@ -66,7 +66,11 @@ static int group_consumer(kgroup *g, char *err, size_t errlen)
 
   if (!conf)
     return swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");
-  if (rd_kafka_conf_set(conf, "group.id", g->name, text, sizeof text)) {
+  if (rd_kafka_conf_set(conf, "group.id", g->name, text, sizeof text) ||
+      (g->from != SWIT_FROM_DEFAULT &&
+       rd_kafka_conf_set(conf, "auto.offset.reset",
+                         g->from == SWIT_FROM_LATEST ? "latest" : "earliest",
+                         text, sizeof text))) {
     rd_kafka_conf_destroy(conf);
     return swit__fail(err, errlen, SWIT_E_CONFIG, "group '%s': %s",
                       g->name, text);
@@ -86,8 +90,8 @@ static int group_consumer(kgroup *g, char *err, size_t errlen)
   return 0;
 }
 
-static int group_new(kbroker *b, const char *name, kgroup **out, char *err,
-                     size_t errlen)
+static int group_new(kbroker *b, const char *name, int from, kgroup **out,
+                     char *err, size_t errlen)
 {
   kgroup *g = calloc(1, sizeof *g);
   int rc = SWIT_E_NOMEM, e;
@@ -97,6 +101,7 @@ static int group_new(kbroker *b, const char *name, kgroup **out, char *err,
     goto fail;
   }
   g->b = b;
+  g->from = from;
   rc = SWIT_E_SYS;
   if (pthread_mutex_init(&g->mu, NULL)) {
     swit__fail(err, errlen, rc, "cannot create a lock");
@@ -282,10 +287,19 @@ int swit__kafka_subscribe(kbroker *b, const swit_sub_spec *spec,
   }
   const char *name = group_for(b, spec);
   if (!(g = group_find(b, name))) {
-    if ((rc = group_new(b, name, &g, err, errlen)))
+    if ((rc = group_new(b, name, spec->from, &g, err, errlen)))
       goto done;
     g->next = b->groups;
     b->groups = g;
+  } else if (spec->from != SWIT_FROM_DEFAULT && spec->from != g->from) {
+    /* one consumer per group: one auto.offset.reset */
+    rc = swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': group "
+                    "'%s' already starts %s: its subscriptions share one "
+                    "start", spec->topic, g->name,
+                    g->from == SWIT_FROM_LATEST ? "at the latest message"
+                    : g->from == SWIT_FROM_BEGINNING ? "at the beginning"
+                    : "where messaging.broker.config says");
+    goto done;
   }
   if (!(s = sub_new(g, spec, sink, sink_ud))) {
     rc = swit__fail(err, errlen, SWIT_E_NOMEM, "out of memory");

@@ -143,6 +143,8 @@ struct kgroup {
   rd_kafka_t *rk;
   rd_kafka_queue_t *queue;    /* the consumer queue (for yield) */
   int cooperative;            /* incremental rebalance protocol */
+  int from;                   /* SWIT_FROM_*: auto.offset.reset of a new
+                                 group (its first subscription's) */
   pthread_t thread;
   int thread_started;
   int closed;                 /* stopping or stopped (under mu) */

@@ -240,6 +240,13 @@ static int mem_subscribe(swit_broker *b, const swit_sub_spec *spec,
     swit__fail(err, errlen, rc, "subscribe: topic, sink and handle are required");
     goto fail;
   }
+  rc = SWIT_E_CONFIG;
+  if (spec->from == SWIT_FROM_BEGINNING) {
+    swit__fail(err, errlen, rc, "subscribe '%s': the memory broker keeps "
+               "no history for a new subscriber: it cannot start from the "
+               "beginning", spec->topic);
+    goto fail;
+  }
   rc = SWIT_E_STATE;
   if (!atomic_load(&b->connected)) {
     swit__fail(err, errlen, rc, "subscribe '%s': memory broker not connected",

@@ -132,6 +132,11 @@ static void sub_free(nats_sub *s)
 {
   if (!s)
     return;
+  if (atomic_load(&s->late_dropped))
+    NATS_LOG(s->b, SWIT_LOG_WARN, "nats: core subscription '%s' (queue "
+             "group '%s'): %lld message(s) given back after it closed were "
+             "dropped (core NATS is at-most-once)", s->topic, s->group,
+             (long long)atomic_load(&s->late_dropped));
   natsSubscription_Destroy(s->ns);
   for (size_t i = 0; i < s->nretired; i++)
     natsSubscription_Destroy(s->retired[i]);
@@ -370,6 +375,14 @@ static int nats_subscribe(swit_broker *b, const swit_sub_spec *spec,
   s->sink = sink;
   s->sink_ud = sink_ud;
   s->js = spec->jetstream < 0 ? b->st.jetstream : spec->jetstream;
+  s->from = spec->from;
+  if (!s->js && s->from == SWIT_FROM_BEGINNING) {
+    sub_free(s);
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "subscribe '%s': core NATS "
+                      "keeps no history: starting from the beginning needs "
+                      "JetStream (messaging.broker.config.jetstream)",
+                      spec->topic);
+  }
   *handle = s; /* before the first sink call can run */
   int rc = s->js ? swit__nats_js_subscribe(b, s, spec, err, errlen)
                  : swit__nats_core_subscribe(b, s, err, errlen);
@@ -383,6 +396,15 @@ static int nats_subscribe(swit_broker *b, const swit_sub_spec *spec,
   b->subs = s;
   pthread_mutex_unlock(&b->mu);
   return 0;
+}
+
+/* Only JetStream redelivers what is given back (naks); core NATS drops
+ * it (at most once). */
+static int nats_redelivers(swit_broker *b, void *handle)
+{
+  const nats_sub *s = handle;
+  (void)b;
+  return s && s->js;
 }
 
 static int set_paused(nats_sub *s, int paused)
@@ -500,6 +522,7 @@ const swit_broker_ops swit_broker_nats = {
   .resume = nats_resume,
   .unsubscribe = nats_unsubscribe,
   .settle = nats_settle,
+  .redelivers = nats_redelivers,
   .publish = nats_publish,
   .flush = nats_flush,
 };

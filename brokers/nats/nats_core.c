@@ -185,12 +185,15 @@ void swit__nats_core_settle(nats_sub *s, const swit_settle *st, size_t n)
   long long requeued = 0;
   for (size_t i = 0; i < n; i++)
     requeued += st[i].action == SWIT_SETTLE_REQUEUE;
-  if (requeued && atomic_load(&s->dead))   /* after its closing count */
-    NATS_LOG(s->b, SWIT_LOG_WARN, "nats: core subscription '%s' (queue "
-             "group '%s'), closed: %lld given back or arriving at "
-             "shutdown are dropped (core NATS is at-most-once)", s->topic,
-             s->group, requeued);
-  else if (requeued)
+  if (requeued && atomic_load(&s->dead)) { /* after its closing count */
+    /* a stop gives back a worker's queue message by message: one line,
+     * not one per message; sub_free logs the total */
+    if (atomic_fetch_add(&s->late_dropped, requeued) == 0)
+      NATS_LOG(s->b, SWIT_LOG_WARN, "nats: core subscription '%s' (queue "
+               "group '%s'), closed: messages given back after it closed "
+               "are dropped (core NATS is at-most-once); the total is "
+               "logged when it is freed", s->topic, s->group);
+  } else if (requeued)
     atomic_fetch_add(&s->requeue_dropped, requeued);
   swit__nats_dlv_put_settled(s, st, n);
   atomic_fetch_sub(&s->inflight, (long long)n);

@@ -89,8 +89,13 @@ struct nats_sub {
   pthread_cond_t cv;
   int paused;                /* under mu */
   atomic_int dead;           /* unsubscribed */
+  int from;                  /* SWIT_FROM_*: JetStream deliver policy of a
+                                new consumer */
   atomic_llong inflight;     /* delivered, not yet settled */
   atomic_llong requeue_dropped; /* core: requeues that cannot redeliver */
+  atomic_llong late_dropped; /* core: of those, given back after it closed
+                                (one log line at the first, the total at
+                                free) */
 
   /* Our thread: the core reader or the JetStream fetcher */
   int stop;                  /* under mu: the thread must exit */

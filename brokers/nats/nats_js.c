@@ -225,7 +225,8 @@ static void consumer_config(const nats_sub *s, jsConsumerConfig *cc)
   cc->MaxAckPending = s->max_ack_pending;
   cc->MaxDeliver = b->st.max_deliver > 0 ? b->st.max_deliver : -1;
   cc->FilterSubject = s->topic;
-  cc->DeliverPolicy = js_DeliverAll;
+  cc->DeliverPolicy =
+      s->from == SWIT_FROM_LATEST ? js_DeliverNew : js_DeliverAll;
 }
 
 static int ensure_consumer(nats_sub *s, char *err, size_t errlen)

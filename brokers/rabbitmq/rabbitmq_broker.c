@@ -442,6 +442,14 @@ static int rmq_subscribe(swit_broker *b, const swit_sub_spec *spec,
                "required");
     goto fail;
   }
+  rc = SWIT_E_CONFIG;
+  if (spec->from == SWIT_FROM_BEGINNING) {
+    swit__fail(err, errlen, rc, "subscribe '%s': RabbitMQ keeps no history "
+               "for a new group (its queue holds what is published after it "
+               "is declared): it cannot start from the beginning",
+               spec->topic);
+    goto fail;
+  }
   rc = SWIT_E_NOMEM;
   if (!(s = sub_new(b, spec, sink, sink_ud))) {
     swit__fail(err, errlen, rc, "subscribe '%s': out of memory", spec->topic);

@@ -63,7 +63,11 @@ int main(void)
     swit_host_free(host);
     return 1;
   }
-  swit_host_stop(host, 5000);
+  if ((rc = swit_host_stop(host, 5000)) != 0) {
+    /* a handler was left behind: the host must not be freed */
+    fprintf(stderr, "embed: stop: %s\n", swit_strerror(rc));
+    return 1;
+  }
   swit_host_free(host);
   printf("embed: 5 greetings handled in Lua, %d confirmations in C\n",
          atomic_load(&done));

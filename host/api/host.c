@@ -168,6 +168,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   if ((rc = swit__resil_new(h))) goto fail;             /* resilience */
   if ((rc = swit__metrics_register(h))) goto fail;
   /* a circuit gives messages back before tracing starts their spans */
+  if ((rc = swit__limit_register(h, err, errlen))) goto fail;
   if ((rc = swit__dedup_register(h, err, errlen))) goto fail;
   if ((rc = swit__circuit_register(h, err, errlen))) goto fail;
   if ((rc = swit__classify_register(h, err, errlen))) goto fail;
@@ -213,12 +214,23 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
                      int ordering, swit_handler_cb cb, void *ud, char *err,
                      size_t errlen)
 {
+  return swit_host_handle_from(h, topic, group, ordering, SWIT_FROM_DEFAULT,
+                               cb, ud, err, errlen);
+}
+
+int swit_host_handle_from(swit_host_t *h, const char *topic,
+                          const char *group, int ordering, int from,
+                          swit_handler_cb cb, void *ud, char *err,
+                          size_t errlen)
+{
   swit__chandler *v, *c;
 
   if (!topic || !*topic || !cb || ordering < SWIT_ORDER_KEY ||
-      ordering > SWIT_ORDER_PARTITION) {
-    snprintf(err, errlen, "swit_host_handle: need a topic, a callback and "
-             "an ordering (SWIT_ORDER_KEY, _NONE or _PARTITION)");
+      ordering > SWIT_ORDER_PARTITION || from < SWIT_FROM_DEFAULT ||
+      from > SWIT_FROM_LATEST) {
+    snprintf(err, errlen, "swit_host_handle: need a topic, a callback, "
+             "an ordering (SWIT_ORDER_KEY, _NONE or _PARTITION) and a start "
+             "(SWIT_FROM_DEFAULT, _BEGINNING or _LATEST)");
     return SWIT_E_INVAL;
   }
   if (atomic_load(&h->state) != SWIT__NEW) {
@@ -242,7 +254,7 @@ int swit_host_handle(swit_host_t *h, const char *topic, const char *group,
   h->chandlers = v;
   c = &v[h->nchandlers];
   *c = (swit__chandler){strdup(topic), group ? strdup(group) : NULL,
-                        ordering, cb, ud};
+                        ordering, from, cb, ud};
   if (!c->topic || (group && !c->group)) {
     free(c->topic);
     free(c->group);
@@ -262,7 +274,8 @@ static int add_chandlers(swit_host_t *h, char *err, size_t errlen)
   for (size_t i = 0; i < h->nchandlers; i++) {
     const swit__chandler *c = &h->chandlers[i];
     swit__subdef d = {.topic = c->topic, .group = c->group,
-                      .ordering = c->ordering, .jetstream = -1};
+                      .ordering = c->ordering, .jetstream = -1,
+                      .from = c->from};
     uint32_t id = 0;
     int rc = swit__subdef_defaults(h, &d);
     if (rc == 0) rc = swit__subs_resolve(h, &d, 1, &id, err, errlen);

@@ -36,7 +36,10 @@ static const char usage[] =
   "usage: swit run CONFIG [--exit-when-idle[=DURATION]]\n"
   "       swit check CONFIG\n"
   "       swit publish CONFIG TOPIC [--key K] [--header N=V]... PAYLOAD|--file F|-\n"
-  "       swit tail CONFIG TOPIC [--group G] [--count N] [--json]\n"
+  "       swit tail CONFIG TOPIC [--group G] [--from beginning|latest]\n"
+  "                 [--count N] [--json]\n"
+  "       swit bench CONFIG TOPIC [--rate R] [--messages N] [--size B]\n"
+  "                  [--timeout SECONDS]\n"
   "       swit config-reference\n"
   "       swit --version | --help\n";
 
@@ -63,13 +66,24 @@ static const char help[] =
   "                  stdin); each is confirmed before the next; exit 1 at\n"
   "                  the first failure. Not with the memory broker (it\n"
   "                  lives inside one process).\n"
-  "  tail CONFIG TOPIC [--group G] [--count N] [--json]\n"
+  "  tail CONFIG TOPIC [--group G] [--from beginning|latest] [--count N]\n"
+  "       [--json]\n"
   "                  print what arrives on TOPIC, one line per message\n"
   "                  (topic, key=, headers name=value, | payload; \\n and\n"
   "                  control bytes escaped), or JSON lines with --json,\n"
   "                  until SIGINT/SIGTERM or N messages. The group defaults\n"
   "                  to swit-tail-<pid>, so a running service's consumers\n"
-  "                  lose nothing to it.\n"
+  "                  lose nothing to it. --from: where a new group starts\n"
+  "                  (beginning: the oldest message kept, on Kafka and\n"
+  "                  JetStream only; latest: what arrives from now on).\n"
+  "  bench CONFIG TOPIC [--rate R] [--messages N] [--size B] [--timeout S]\n"
+  "                  measure CONFIG's broker end to end: publish N\n"
+  "                  messages (default 10000) of B bytes (default 100, at\n"
+  "                  least 20) at R per second (default 1000, 0 = as fast\n"
+  "                  as possible) to TOPIC and receive them in a new group\n"
+  "                  of its own; print lost, duplicated, msg/s and latency\n"
+  "                  percentiles. Exit 1 if any was lost or duplicated or\n"
+  "                  S seconds (default 30) after the last send.\n"
   "  config-reference\n"
   "                  print every config key with its type, default and\n"
   "                  meaning (Markdown).\n"
@@ -294,13 +308,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     return swit__cli_publish(argc, argv);
   }
-  if (argc >= 2 && !strcmp(argv[1], "tail")) {
+  if (argc >= 2 && (!strcmp(argv[1], "tail") || !strcmp(argv[1], "bench"))) {
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
-    return swit__cli_tail(argc, argv, &sigs);
+    return argv[1][0] == 't' ? swit__cli_tail(argc, argv, &sigs)
+                             : swit__cli_bench(argc, argv, &sigs);
   }
   if (argc == 2 && !strcmp(argv[1], "config-reference")) {
     swit_config_reference(print_line, NULL);

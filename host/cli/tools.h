@@ -1,5 +1,6 @@
 /*
- * tools.h - the swit command's client tools (tools.c): publish and tail.
+ * tools.h - the swit command's client tools (tools.c): publish, tail and
+ * bench.
  * Each takes main's argc/argv and returns the process's exit code.
  */
 #ifndef SWIT_CLI_TOOLS_H
@@ -10,5 +11,6 @@
 int swit__cli_publish(int argc, char **argv);
 /* sigs: SIGINT and SIGTERM (blocked here, waited for). */
 int swit__cli_tail(int argc, char **argv, const sigset_t *sigs);
+int swit__cli_bench(int argc, char **argv, const sigset_t *sigs);
 
 #endif /* SWIT_CLI_TOOLS_H */

@@ -384,6 +384,38 @@ static int keep_security(swit_cfg_ctx *ctx, swit_config *cfg)
   return 0;
 }
 
+/* messaging.subscribers.<name>.concurrency and .rate_limit.rate: 0 is
+ * their default (no limit); written in the file, 0 would read as "take
+ * nothing", so it is refused with its file:line, as is a rate too small
+ * to mean anything (below one message in 1000 s). */
+static int check_limits(swit_cfg_ctx *ctx, swit_config *cfg)
+{
+  const swit_cfg_named *nm = &cfg->messaging.subscribers;
+  char key[SWIT__CONFIG_KEYMAX];
+  swit_cfg_mark mark;
+
+  for (size_t i = 0; i < nm->n; i++) {
+    const swit_cfg_subscriber *s =
+        (const swit_cfg_subscriber *)nm->elems + i;
+    snprintf(key, sizeof key, "messaging.subscribers.%s.concurrency",
+             nm->names[i]);
+    mark = swit__config_mark_get(ctx, key);
+    if (mark.line > 0 && s->concurrency == 0)
+      return swit__config_fail(ctx, mark, key, "expected an integer in "
+                               "1..1000000 (leave the key out for no cap), "
+                               "got 0");
+    snprintf(key, sizeof key, "messaging.subscribers.%s.rate_limit.rate",
+             nm->names[i]);
+    mark = swit__config_mark_get(ctx, key);
+    if (mark.line > 0 && !(s->rate_limit.rate >= SWIT_CFG_RATE_MIN))
+      return swit__config_fail(ctx, mark, key, "expected a number in "
+                               "0.001..1000000 (messages per second; leave "
+                               "the key out for no limit), got %g",
+                               s->rate_limit.rate);
+  }
+  return 0;
+}
+
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
   int rc = check_brokers(ctx, swit__config_fields, "",
@@ -401,6 +433,8 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
     rc = check_server_tls(ctx, cfg, "http", &cfg->server.http.tls);
   if (rc == 0)
     rc = check_scripts(ctx, cfg);
+  if (rc == 0)
+    rc = check_limits(ctx, cfg);
   if (rc == 0)
     rc = keep_security(ctx, cfg);
   cfg->messaging.broker.type_mark =

@@ -125,7 +125,17 @@ typedef struct swit_cfg_dedup {
   int64_t window_ms;        /* "10m": how long an id is remembered */
 } swit_cfg_dedup;
 
+/* messaging.subscribers.<name>.rate_limit (host/resil/limit.c); a rate
+ * set in the file is at least SWIT_CFG_RATE_MIN */
+#define SWIT_CFG_RATE_MIN 0.001
+typedef struct swit_cfg_rate {
+  double rate;              /* 0: messages per second taken in (0 = off) */
+  int64_t burst;            /* 10: messages taken in at once after a pause */
+} swit_cfg_rate;
+
 typedef struct swit_cfg_subscriber {
+  int64_t concurrency;      /* 0: messages in flight at most (0 = no cap) */
+  swit_cfg_rate rate_limit;
   int64_t prefetch;         /* 100 */
   int64_t ack_deadline_ms;  /* "30s" */
   int64_t max_attempts;     /* 3: handler attempts before dead-lettering */

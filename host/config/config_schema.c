@@ -128,10 +128,32 @@ static const swit_cfg_field dedup_fields[] = {
   { .name = NULL }
 };
 
+#define RL(f) offsetof(swit_cfg_rate, f)
+static const swit_cfg_field rate_fields[] = {
+  { .name = "rate", .type = SWIT_CFG_DOUBLE, .offset = RL(rate),
+    .dflt = "0", .min = 0, .max = 1000000,
+    .desc = "Messages per second a subscription's handlers get, at most "
+            "(unset = no limit; 0 is refused): what is over it is held, "
+            "with the subscription paused at the broker" },
+  { .name = "burst", .type = SWIT_CFG_INT, .offset = RL(burst),
+    .dflt = "10", .min = 1, .max = 1000000,
+    .desc = "Messages let through at once after an idle time (the "
+            "bucket's size)" },
+  { .name = NULL }
+};
+
 const swit_cfg_field swit__subscriber_fields[] = {
-  UNSUPPORTED("concurrency", "Messages of the group in flight across the "
-              "workers (parallelism comes from "
-              "resources.subscribers.worker_pool_size)"),
+  { .name = "concurrency", .type = SWIT_CFG_INT,
+    .offset = offsetof(swit_cfg_subscriber, concurrency), .dflt = "0",
+    .min = 0, .max = 1000000,
+    .desc = "Messages of a subscription being handled or waiting for a "
+            "retry, at most, across the workers (a bulkhead; unset = no "
+            "cap, 0 is refused): what is over it is held, with the "
+            "subscription paused at the broker" },
+  { .name = "rate_limit", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_subscriber, rate_limit), .fields = rate_fields,
+    .desc = "Token-bucket rate limit of a subscription's intake "
+            "(docs/resilience.md)" },
   { .name = "prefetch", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_subscriber, prefetch), .dflt = "100",
     .min = 1, .max = 100000,

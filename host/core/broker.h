@@ -66,6 +66,10 @@ typedef struct swit_sub_spec {
    * is the parking queue those dead letters are kept in (RabbitMQ: no
    * TTL, length limit or dead-lettering of its own). */
   int parking;
+  /* Where a new group starts: SWIT_FROM_* (swit.h). An adapter whose
+   * broker cannot start a new subscriber at its oldest message refuses
+   * SWIT_FROM_BEGINNING with SWIT_E_CONFIG. */
+  int from;
 } swit_sub_spec;
 
 enum { SWIT_SETTLE_ACK = 0, SWIT_SETTLE_REQUEUE = 1, SWIT_SETTLE_DROP = 2 };
@@ -232,6 +236,10 @@ typedef struct swit_broker_ops {
   int (*unsubscribe)(swit_broker *b, void *handle);
   /* Settle a batch of deliveries of one subscription. */
   int (*settle)(swit_broker *b, void *handle, const swit_settle *s, size_t n);
+  /* Optional, with SWIT_CAP_REQUEUE: 0 when a REQUEUE of this
+   * subscription's deliveries is not redelivered (core NATS: at most
+   * once). NULL: every subscription redelivers what it is given back. */
+  int (*redelivers)(swit_broker *b, void *handle);
 
   /* Publish n messages (n > 1 is a batch). Message views are read during
    * the call only. o->timeout_ms bounds the wait for room in a full

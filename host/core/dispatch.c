@@ -126,6 +126,15 @@ void swit__dispatch_sink(void *ud, const swit_delivery *d, size_t n)
   atomic_fetch_add(&sub->inflight, (int_fast64_t)n);
   atomic_fetch_add(&h->inflight, (int_fast64_t)n);
   atomic_store(&h->last_activity_ms, swit__now_ms());
+  if (h->icpt.any_intake && swit__icpt_intake(h, sub, d, n))
+    return;                   /* an intake limit routes them (resil/limit.c) */
+  swit__dispatch_route(sub, d, n);
+}
+
+void swit__dispatch_route(swit__sub *sub, const swit_delivery *d, size_t n)
+{
+  swit_host_t *h = sub->host;
+
   while (n > 0) {
     size_t k = n < SINK_CHUNK ? n : SINK_CHUNK;
     route_chunk(h, sub, d, k);

@@ -36,6 +36,7 @@ typedef struct swit__subdef {
   char *script;               /* chunk name of the script that called
                                  swit.on ("@path"), NULL for C handlers */
   int ordering, exactly_once, jetstream;
+  int from;                   /* SWIT_FROM_* (C handlers) */
   uint32_t max_attempts;
 } swit__subdef;
 
@@ -50,6 +51,7 @@ typedef struct swit__sub {
   int ordering;               /* SWIT_ORDER_* */
   int exactly_once;
   int jetstream;              /* -1 unset */
+  int from;                   /* SWIT_FROM_*: where a new group starts */
   uint32_t max_attempts;
   const swit_cfg_subscriber *scfg;
   swit_handler_cb ccb;        /* C handler, or NULL for a Lua one */
@@ -236,7 +238,7 @@ enum { SWIT__NEW, SWIT__RUNNING, SWIT__DRAINING, SWIT__STOPPED };
 
 typedef struct swit__chandler {
   char *topic, *group;
-  int ordering;
+  int ordering, from;
   swit_handler_cb cb;
   void *ud;
 } swit__chandler;
@@ -315,6 +317,11 @@ void swit__watchdog_stop(struct swit_host_s *h);
 
 /* dispatch.c */
 void swit__dispatch_sink(void *sub, const swit_delivery *d, size_t n);
+/* Route n delivered messages of `sub` (already counted in its inflight)
+ * to the worker queues, in order; blocks while a queue is full beyond its
+ * slack. The sink's second half, for an intake interceptor that held
+ * them (core/intercept.h). */
+void swit__dispatch_route(swit__sub *sub, const swit_delivery *d, size_t n);
 /* Called by a worker after popping: resume what it paused. */
 void swit__sub_reconcile_pause(swit__sub *sub);
 uint32_t swit__key_hash(const char *key, size_t len);

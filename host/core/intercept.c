@@ -37,6 +37,8 @@ int swit__icpt_add(swit_host_t *h, const swit__icpt_ops *ops, void *hs)
   c->time_publish |= (ops->flags & SWIT__ICPT_F_TIME_PUBLISH) != 0;
   c->recv_time |= (ops->flags & SWIT__ICPT_F_RECV_TIME) != 0;
   c->settled_acks |= ops->settled && (ops->flags & SWIT__ICPT_F_SETTLED_ACKS);
+  c->any_intake |= ops->intake != NULL;
+  c->any_released |= ops->released != NULL;
   return (int)c->n++;
 }
 
@@ -138,6 +140,25 @@ void swit__icpt_settled(swit__worker *w, const swit__item *it, int outcome)
       continue;
     e->ops->settled(w->icpt_ws[k], w, it, outcome);
   }
+}
+
+int swit__icpt_intake(swit_host_t *h, swit__sub *sub, const swit_delivery *d,
+                      size_t n)
+{
+  const swit__icpt_chain *c = &h->icpt;
+
+  for (uint32_t k = 0; k < c->n; k++)
+    if (c->v[k].ops->intake && c->v[k].ops->intake(c->v[k].hs, sub, d, n))
+      return 1;
+  return 0;
+}
+
+void swit__icpt_released(swit_host_t *h, swit__sub *sub, size_t n)
+{
+  const swit__icpt_chain *c = &h->icpt;
+
+  for (uint32_t k = c->n; k-- > 0;)
+    if (c->v[k].ops->released) c->v[k].ops->released(c->v[k].hs, sub, n);
 }
 
 /* ------------------------------------------------------------------ */

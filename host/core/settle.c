@@ -11,7 +11,14 @@
  *   dead-letter- published to the subscription's dead_letter topic with
  *                x-swit-error, x-swit-attempts, x-swit-origin-topic; if
  *                that publish fails, retried later, never dropped;
- *   requeue    - only at shutdown, for what was not finished in time.
+ *   requeue    - at shutdown, for what was not finished in time; and a
+ *                message an interceptor gives back unhandled (an open
+ *                circuit), where the broker redelivers one (REQUEUE);
+ *   hold       - a message given back unhandled while running, on a
+ *                broker that cannot redeliver one (Kafka: a requeue only
+ *                holds its commit; core NATS drops it): kept in the
+ *                retry heap, no attempt
+ *                counted, and offered again after GIVE_BACK_HOLD_MS.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,6 +42,7 @@ static void run_flush(swit__worker *w, settle_run *r)
   h->ops->settle(h->broker, r->sub->handle, w->settles, r->n);
   atomic_fetch_sub(&r->sub->inflight, (int_fast64_t)r->n);
   atomic_fetch_sub(&h->inflight, (int_fast64_t)r->n);
+  if (h->icpt.any_released) swit__icpt_released(h, r->sub, r->n);
   r->n = 0;
 }
 
@@ -164,6 +172,35 @@ static void dead_letter_or_park(swit__worker *w, settle_run *run,
 }
 
 /* ------------------------------------------------------------------ */
+/* Given back unhandled */
+
+#define GIVE_BACK_HOLD_MS 250
+
+/* Message it was given back unhandled by an interceptor. A broker that
+ * redelivers gets it back; otherwise, while the host runs, the worker
+ * keeps it (its attempt not counted) and offers it again later, so it
+ * is neither lost until a restart nor holding the commit behind it. */
+static void give_back(swit__worker *w, settle_run *run, const swit__item *it,
+                      const swit_ffi_msg *m)
+{
+  const swit_broker_ops *ops = w->host->ops;
+  swit__retry r = {.due_ms = swit__now_ms() + GIVE_BACK_HOLD_MS,
+                   .item = *it};
+
+  if (((ops->caps & SWIT_CAP_REQUEUE) &&
+       (!ops->redelivers || ops->redelivers(w->host->broker, it->sub->handle))) ||
+      atomic_load(&w->host->state) != SWIT__RUNNING ||
+      __atomic_load_n(&w->ffi.stop, __ATOMIC_RELAXED)) {
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+    return;
+  }
+  if (w->host->icpt.any_carry)
+    swit__icpt_carry_save(w, (uint32_t)(m - w->ffi.msgs), r.carry);
+  if (swit__retry_push(&w->retries, &r) != 0)
+    run_add(w, run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+}
+
+/* ------------------------------------------------------------------ */
 /* Failures */
 
 static void schedule_retry(swit__worker *w, settle_run *run,
@@ -229,7 +266,7 @@ void swit__settle_batch(swit__worker *w, size_t n)
       if (acks) swit__icpt_settled(w, it, SWIT__OUT_ACK);
     }
     else if (m->result == SWIT__RES_GIVE_BACK)
-      run_add(w, &run, it->sub, it->token, SWIT_SETTLE_REQUEUE);
+      give_back(w, &run, it, m);
     else
       settle_failure(w, &run, it, m);
   }

@@ -187,6 +187,7 @@ int swit__subs_add(swit_host_t *h, const swit__subdef *d, swit_handler_cb cb,
   s->ordering = d->ordering;
   s->exactly_once = d->exactly_once;
   s->jetstream = d->jetstream;
+  s->from = d->from;
   s->max_attempts = d->max_attempts;
   s->scfg = swit__config_subscriber(h->cfg, s->group);
   s->ccb = cb;
@@ -226,6 +227,7 @@ int swit__subs_subscribe(swit_host_t *h, swit__sub *s, char *err,
     .exactly_once = s->exactly_once, .jetstream = s->jetstream,
     .dead_letter = s->dead_letter,
     .parking = is_dead_letter_topic(h, s->topic),
+    .from = s->from,
   };
   int rc;
 

@@ -9,6 +9,7 @@
  * timers. The batch arrays are allocated once: the per-message path
  * copies a 64-byte view into the batch and allocates nothing.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,11 +393,31 @@ int swit__workers_start(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
-/* Join t by the deadline d (CLOCK_MONOTONIC); 0 or ETIMEDOUT. */
+#if defined(__SANITIZE_THREAD__)
+#define SWIT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SWIT__TSAN 1
+#endif
+#endif
+
+/* Join t by the deadline d (CLOCK_MONOTONIC); 0 or ETIMEDOUT.
+ * ThreadSanitizer does not intercept pthread_clockjoin_np: it would see
+ * no join, report the worker's last writes as racing with
+ * swit__workers_free and the thread as leaked. Under TSan the same
+ * deadline is kept by polling pthread_tryjoin_np, which it intercepts. */
 static int join_by(pthread_t t, swit__deadline d)
 {
+#ifdef SWIT__TSAN
+  for (;;) {
+    if (pthread_tryjoin_np(t, NULL) == 0) return 0;
+    if (swit__deadline_passed(d)) return ETIMEDOUT;
+    nanosleep(&(struct timespec){0, 1000000L}, NULL);
+  }
+#else
   struct timespec ts = swit__deadline_timespec(d);
   return pthread_clockjoin_np(t, NULL, CLOCK_MONOTONIC, &ts);
+#endif
 }
 
 /* A worker that did not finish: interrupted, then (still stuck after the

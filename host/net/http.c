@@ -1013,7 +1013,12 @@ int swit__http_start(swit__http **out, const char *listen,
   ai = NULL;
   evconnlistener_set_error_cb(s->lis, on_accept_error);
   bound_addr(s);
+  /* *out is published before the loop starts: a handler may read it at
+   * once (the admin reload thread finds the base through h->obs->admin;
+   * ThreadSanitizer, e2e.admin, saw that read race this store). */
+  *out = s;
   if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+    *out = NULL;
     snprintf(err, errlen, "%s: cannot start its thread", opts->what);
     rc = SWIT_E_SYS;
     goto fail;
@@ -1021,7 +1026,6 @@ int swit__http_start(swit__http **out, const char *listen,
   s->started = 1;
   swit__log(log, SWIT_LOG_INFO, "%s listening on %s://%s", opts->what,
             s->tls ? "https" : "http", s->addr);
-  *out = s;
   return 0;
 fail:
   if (ai) evutil_freeaddrinfo(ai);

@@ -15,18 +15,17 @@
  *                count of the subscription's paused_by, the count the
  *                queues' backpressure and the operator's pause use, so
  *                the adapter is paused with the membership kept.
- *   timer        one thread per host, started at registration, half-opens
- *                circuits whose recovery_timeout has passed (which resumes
- *                them for the trial).
+ *   timer        one thread per host (timer.c), started at registration,
+ *                half-opens circuits whose recovery_timeout has passed
+ *                (which resumes them for the trial).
  *
- * Lock order: breaker lock -> sub pause_lock, and breaker lock -> r->mu
- * (the kick); the timer never holds r->mu while it takes a breaker lock.
+ * Lock order: breaker lock -> sub pause_lock, and breaker lock -> the
+ * timer's lock (the kick); the timer's scan runs without its own lock.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "obs/obs.h"
 #include "resil/resil.h"
@@ -50,14 +49,6 @@ typedef struct circ_ws {
 /* ------------------------------------------------------------------ */
 /* Transitions */
 
-static void kick(swit__resil *r)
-{
-  atomic_fetch_add(&r->kicks, 1);
-  pthread_mutex_lock(&r->mu);
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-}
-
 static void circuit_sync(swit__breaker *b, int from, void *ud)
 {
   swit__circuit *c = ud;
@@ -78,7 +69,7 @@ static void circuit_sync(swit__breaker *b, int from, void *ud)
     atomic_fetch_add(&sub->paused_by, want ? 1 : -1);
     swit__sub_reconcile_pause(sub);
   }
-  if (to == SWIT__CB_OPEN && from != to) kick(c->r);
+  if (to == SWIT__CB_OPEN && from != to) swit__rtimer_kick(&c->r->timer);
 }
 
 /* The circuit of `sub` (made on its first message), or NONE. */
@@ -217,38 +208,21 @@ static const swit__icpt_ops circuit_ops = {
 /* ------------------------------------------------------------------ */
 /* The timer: half-opens what is due */
 
-static void *timer_main(void *arg)
+/* Half-open what is due; the earliest time a circuit is due (us), or -1. */
+static int64_t circuit_scan(void *ud, int64_t now_us)
 {
-  swit__resil *r = arg;
+  swit__resil *r = ud;
+  uint32_t max = atomic_load(&r->maxsub);
+  int64_t now = now_us / 1000, next = -1;
 
-  for (;;) {
-    unsigned seen = atomic_load(&r->kicks);
-    uint32_t max = atomic_load(&r->maxsub);
-    int64_t now = swit__now_ms(), next = -1;
-
-    for (uint32_t id = 1; id <= max; id++) {
-      swit__circuit *c = atomic_load(&r->circ[id]);
-      int64_t due;
-      if (!c || c == NONE) continue;
-      due = swit__breaker_tick(&c->b, now);
-      if (due >= 0 && (next < 0 || due < next)) next = due;
-    }
-    pthread_mutex_lock(&r->mu);
-    if (!r->stop && atomic_load(&r->kicks) == seen) {
-      if (next < 0) {
-        pthread_cond_wait(&r->cv, &r->mu);
-      } else {
-        struct timespec ts = {(time_t)(next / 1000),
-                              (long)(next % 1000) * 1000000L};
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-      }
-    }
-    if (r->stop) {
-      pthread_mutex_unlock(&r->mu);
-      return NULL;
-    }
-    pthread_mutex_unlock(&r->mu);
+  for (uint32_t id = 1; id <= max; id++) {
+    swit__circuit *c = atomic_load(&r->circ[id]);
+    int64_t due;
+    if (!c || c == NONE) continue;
+    due = swit__breaker_tick(&c->b, now);
+    if (due >= 0 && (next < 0 || due < next)) next = due;
   }
+  return next < 0 ? -1 : next * 1000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -257,16 +231,12 @@ static void *timer_main(void *arg)
 int swit__resil_new(swit_host_t *h)
 {
   swit__resil *r = calloc(1, sizeof *r);
-  pthread_condattr_t ca;
 
   if (!r) return SWIT_E_NOMEM;
   r->host = h;
   r->circuit_k = -1;
   pthread_mutex_init(&r->mu, NULL);
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&r->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  swit__rtimer_init(&r->timer);
   h->resil = r;
   return 0;
 }
@@ -292,11 +262,10 @@ int swit__circuit_register(swit_host_t *h, char *err, size_t errlen)
   if (!any) return 0;
   if ((k = swit__icpt_add(h, &circuit_ops, r)) < 0) return k;
   r->circuit_k = k;
-  if (pthread_create(&r->timer, NULL, timer_main, r) != 0) {
+  if (swit__rtimer_start(&r->timer, circuit_scan, r) != 0) {
     snprintf(err, errlen, "cannot start the circuit breakers' timer thread");
     return SWIT_E_NOMEM;
   }
-  r->timer_started = 1;
   return 0;
 }
 
@@ -305,13 +274,7 @@ void swit__resil_free(swit_host_t *h)
   swit__resil *r = h->resil;
 
   if (!r) return;
-  if (r->timer_started) {
-    pthread_mutex_lock(&r->mu);
-    r->stop = 1;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    pthread_join(r->timer, NULL);
-  }
+  swit__rtimer_destroy(&r->timer);
   for (size_t id = 1; id <= SWIT__MAX_SUBS; id++) {
     swit__circuit *c = atomic_load(&r->circ[id]);
     if (!c || c == NONE) continue;
@@ -319,9 +282,9 @@ void swit__resil_free(swit_host_t *h)
     free(c);
   }
   swit__named_breakers_free(r);
+  swit__limit_free(r);
   swit__classify_free(r);
   swit__dedup_free(r);
-  pthread_cond_destroy(&r->cv);
   pthread_mutex_destroy(&r->mu);
   free(r);
   h->resil = NULL;
@@ -330,7 +293,7 @@ void swit__resil_free(swit_host_t *h)
 /* ------------------------------------------------------------------ */
 /* /metrics and /admin/status */
 
-static void labels(swit__buf *b, const swit__sub *s)
+void swit__resil_labels(swit__buf *b, const swit__sub *s)
 {
   swit__buf_add(b, "{topic=\"", 8);
   swit__buf_prom(b, s->topic, strlen(s->topic), 1);
@@ -345,7 +308,8 @@ int swit__resil_metrics_render(swit_host_t *h, swit__buf *b)
   uint32_t max = r ? atomic_load(&r->maxsub) : 0;
   uint32_t nn = r ? atomic_load(&r->nnamed) : 0;
 
-  if (swit__classify_render(h, b) || swit__dedup_render(h, b))
+  if (swit__classify_render(h, b) || swit__dedup_render(h, b) ||
+      swit__limit_render(h, b))
     return SWIT_E_NOMEM;
   if (!max && !nn) return 0;
   for (int kind = 0; kind < 3; kind++) {
@@ -366,21 +330,21 @@ int swit__resil_metrics_render(swit_host_t *h, swit__buf *b)
       if (!c || c == NONE) continue;
       if (kind == 0) {
         swit__buf_add(b, "swit_circuit_state", 18);
-        labels(b, c->sub);
+        swit__resil_labels(b, c->sub);
         swit__buf_printf(b, "} %d\n", atomic_load(&c->b.state));
       } else if (kind == 1) {
         const atomic_uint_fast64_t *v[3] = {&c->b.closed, &c->b.opened,
                                             &c->b.half_opened};
         for (int s = 0; s < 3; s++) {
           swit__buf_add(b, "swit_circuit_transitions_total", 30);
-          labels(b, c->sub);
+          swit__resil_labels(b, c->sub);
           swit__buf_printf(b, ",to=\"%s\"} %llu\n",
                            swit__breaker_state_name(s),
                            (unsigned long long)atomic_load(v[s]));
         }
       } else {
         swit__buf_add(b, "swit_circuit_given_back_total", 29);
-        labels(b, c->sub);
+        swit__resil_labels(b, c->sub);
         swit__buf_printf(b, "} %llu\n",
                          (unsigned long long)atomic_load(&c->b.refused));
       }

@@ -14,6 +14,11 @@
  *              half-opens on its own timer thread
  *   dedup.c    deduplication by message id within a window (count and
  *              time), in memory: a duplicate is acked, never handled
+ *   limit.c    intake limits: a token-bucket rate and a concurrency cap
+ *              (bulkhead) per subscription: what is over a limit is held
+ *              (not routed to a worker) and the subscription paused at
+ *              the broker, never a worker made to wait
+ *   timer.c    the timer thread circuit.c and limit.c each run
  *   classify.c error classification: rules map a handler's failure to
  *              retryable, non_retryable (dead-lettered at once) or
  *              critical (fatal: dead-lettered, alerted, opens the circuit)
@@ -95,6 +100,56 @@ void swit__breaker_trip(swit__breaker *b, int64_t now_ms);
 int64_t swit__breaker_tick(swit__breaker *b, int64_t now_ms);
 
 /* ---------------------------------------------------------------------
+ * The timer loop (timer.c): a thread that calls scan(ud, now_us) and
+ * sleeps until the time it returns (monotonic us; -1: until kicked). */
+
+typedef int64_t (*swit__rtimer_scan)(void *ud, int64_t now_us);
+
+typedef struct swit__rtimer {
+  pthread_mutex_t mu;         /* the wait */
+  pthread_cond_t cv;
+  atomic_uint kicks;          /* something changed: scan again */
+  int stop;                   /* under mu */
+  int started;
+  pthread_t thread;
+  swit__rtimer_scan scan;
+  void *ud;
+} swit__rtimer;
+
+void swit__rtimer_init(swit__rtimer *t);
+/* Start the thread; 0 or -1. */
+int swit__rtimer_start(swit__rtimer *t, swit__rtimer_scan scan, void *ud);
+void swit__rtimer_kick(swit__rtimer *t);
+/* Stop and join the thread if started, then free t's lock. */
+void swit__rtimer_destroy(swit__rtimer *t);
+
+/* ---------------------------------------------------------------------
+ * The token bucket of a rate limit (limit.c): `burst` tokens, refilled
+ * at `rate` per second; one token per message admitted. */
+
+typedef struct swit__bucket {
+  double rate, burst;         /* > 0, >= 1 */
+  double tokens;              /* 0..burst */
+  int64_t last_us;            /* tokens were counted at this time */
+} swit__bucket;
+
+/* A full bucket. SWIT_E_INVAL unless rate is in SWIT_CFG_RATE_MIN..1e6
+ * and burst in 1..1e6 (NaN and infinities refused). */
+int swit__bucket_init(swit__bucket *b, double rate, double burst,
+                      int64_t now_us);
+/* Take up to `want` whole tokens at now_us; returns how many. A clock
+ * that goes back refills nothing. */
+size_t swit__bucket_take(swit__bucket *b, int64_t now_us, size_t want);
+/* When the bucket holds one whole token again: now_us if it does, at
+ * most 1 / SWIT_CFG_RATE_MIN s later. */
+int64_t swit__bucket_due(const swit__bucket *b, int64_t now_us);
+
+/* How many of n delivered messages may be routed now: at most `tokens`
+ * (SIZE_MAX: no rate limit) and at most cap - admitted (cap 0: none). */
+size_t swit__limit_room(size_t n, size_t tokens, int64_t cap,
+                        int64_t admitted);
+
+/* ---------------------------------------------------------------------
  * The host's resilience state (h->resil). */
 
 typedef struct swit__circuit swit__circuit;
@@ -110,18 +165,15 @@ typedef struct swit__resil {
   int circuit_k;              /* the circuit interceptor's index, or -1 */
   /* circuits by subscription id (1-based); NULL: not looked at yet */
   swit__circuit *_Atomic circ[SWIT__MAX_SUBS + 1];
-  pthread_mutex_t mu;         /* creation, named breakers, the timer */
-  pthread_cond_t cv;          /* the timer thread waits here */
-  atomic_uint kicks;          /* a circuit opened: the timer looks again */
-  int stop;                   /* under mu */
-  pthread_t timer;
-  int timer_started;          /* under mu */
+  pthread_mutex_t mu;         /* creation, named breakers */
+  swit__rtimer timer;         /* half-opens circuits; kicked when one opens */
   /* swit.breaker(name), by id; set once under mu, read without it */
   swit__named_breaker *_Atomic named[SWIT__NAMED_MAX];
   atomic_uint nnamed;
   atomic_uint maxsub;         /* highest subscription id with a circuit */
   swit__classify *classify;   /* the error rules, or NULL */
   struct swit__dedup *dedup;  /* dedup windows, or NULL */
+  struct swit__limits *limits; /* intake limits, or NULL */
 } swit__resil;
 
 /* The host's resilience state, with no breaker yet (api/host.c). */
@@ -159,6 +211,15 @@ int swit__dedup_register(struct swit_host_s *h, char *err, size_t errlen);
 void swit__dedup_free(swit__resil *r);
 int swit__dedup_render(struct swit_host_s *h, swit__buf *out);
 
+/* Intake limits (limit.c): rate_limit and concurrency per subscription.
+ * Register when any subscriber config sets one; 0 or SWIT_E_*. */
+int swit__limit_register(struct swit_host_s *h, char *err, size_t errlen);
+/* Messages of `sub` taken from the broker and held by its limits (not
+ * routed to a worker yet); 0 without limits. */
+size_t swit__limit_held(struct swit_host_s *h, const swit__sub *sub);
+void swit__limit_free(swit__resil *r);
+int swit__limit_render(struct swit_host_s *h, swit__buf *out);
+
 /* Stop the timer thread and free everything (api/host.c). */
 void swit__resil_free(struct swit_host_s *h);
 
@@ -171,6 +232,9 @@ swit__breaker *swit__named_breaker_get(struct swit_host_s *h, int32_t id);
 const char *swit__named_breaker_name(const swit__breaker *b);
 void swit__named_breakers_free(swit__resil *r);
 
+/* {topic="...",group="..." of a subscription's metric line (the caller
+ * closes the brace). */
+void swit__resil_labels(swit__buf *b, const swit__sub *s);
 /* Their parts of GET /metrics and GET /admin/status (api/admin.c). */
 int swit__resil_metrics_render(struct swit_host_s *h, swit__buf *out);
 /* ,"circuits":[...],"breakers":[...] (appended inside the status object) */

@@ -169,9 +169,18 @@ local ON_OPTS = { group = "string", ordering = "string",
                   max_attempts = "number", dead_letter = "string",
                   exactly_once = "boolean", jetstream = "boolean" }
 
+-- Set only in the config, where the host enforces them for every entry
+-- point (host/resil/limit.c): one limit per subscription, not per handler.
+local CONFIG_ONLY = { concurrency = true, rate_limit = true }
+
 local function check_opts(opts)
   for k, v in pairs(opts) do
     local want = ON_OPTS[k]
+    if CONFIG_ONLY[k] then
+      error(("swit.on: option '%s' is not a handler option: set " ..
+             "messaging.subscribers.<group>.%s in the config (one limit " ..
+             "per subscription, docs/resilience.md)"):format(k, k), 3)
+    end
     if not want then
       error(("swit.on: unknown option '%s' (expected group, ordering, " ..
              "max_attempts, dead_letter, exactly_once, jetstream)")

@@ -58,8 +58,11 @@ static int count_handler(swit_msg_t *m, void *ud)
   }
 }
 
+/* Dead letters reach dlq_handler on any worker: the copies are made under
+ * `lock` (ThreadSanitizer showed two workers writing `error` at once). */
 typedef struct dlq_seen {
   atomic_int calls;
+  pthread_mutex_t lock;
   char error[64], attempts[8], origin[64];
 } dlq_seen;
 
@@ -77,9 +80,11 @@ static void copy_header(const swit_msg_t *m, const char *name, char *out,
 static int dlq_handler(swit_msg_t *m, void *ud)
 {
   dlq_seen *d = ud;
+  pthread_mutex_lock(&d->lock);
   copy_header(m, "x-swit-error", d->error, sizeof d->error);
   copy_header(m, "X-Swit-Attempts", d->attempts, sizeof d->attempts);
   copy_header(m, "x-swit-origin-topic", d->origin, sizeof d->origin);
+  pthread_mutex_unlock(&d->lock);
   atomic_fetch_add(&d->calls, 1);
   return SWIT_ACK;
 }
@@ -163,7 +168,7 @@ static void run_jobs(counter *c, dlq_seen *d, int n)
 static void test_retry_then_ack(void)
 {
   counter c = {.mode = MODE_RETRY_TWICE};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 10);
   CHECK(atomic_load(&c.calls) == 30);    /* 3 attempts each */
@@ -173,7 +178,7 @@ static void test_retry_then_ack(void)
 static void test_exhausted_retries_dead_letter_with_headers(void)
 {
   counter c = {.mode = MODE_RETRY_ALWAYS};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 4);
   CHECK(atomic_load(&c.calls) == 12);
@@ -186,7 +191,7 @@ static void test_exhausted_retries_dead_letter_with_headers(void)
 static void test_reject_dead_letters_at_once(void)
 {
   counter c = {.mode = MODE_REJECT};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
   run_jobs(&c, &d, 5);
   CHECK(atomic_load(&c.calls) == 5);
@@ -207,7 +212,7 @@ static int reject_again(swit_msg_t *m, void *ud)
 static void test_second_dead_lettering_replaces_headers(void)
 {
   counter c = {.mode = MODE_REJECT};
-  dlq_seen d = {0};
+  dlq_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
   swit_host_t *h = new_host(1000, "");
   char err[256];
 
@@ -350,6 +355,39 @@ static void test_duplicate_handler_is_refused(void)
                          sizeof err) == SWIT_E_EXISTS);
   CHECK(strstr(err, "topic 't' has two handlers for group 'g'") != NULL);
   CHECK(swit_host_start(h, err, sizeof err) == 0);
+  swit_host_free(h);
+}
+
+/* swit_host_handle_from: a start outside SWIT_FROM_* is refused at once;
+ * the memory broker, which keeps no history, refuses to start a new
+ * group at the beginning (the start fails, nothing runs); latest and the
+ * default start. */
+static void test_handle_from(void)
+{
+  counter c = {0};
+  char err[256] = "";
+  swit_host_t *h = new_host(1000, "");
+
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, 3, count_handler,
+                              &c, err, sizeof err) == SWIT_E_INVAL);
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, -1, count_handler,
+                              &c, err, sizeof err) == SWIT_E_INVAL);
+  CHECK(strstr(err, "SWIT_FROM_DEFAULT") != NULL);
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY,
+                              SWIT_FROM_BEGINNING, count_handler, &c, err,
+                              sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == SWIT_E_CONFIG);
+  CHECK(strstr(err, "keeps no history") != NULL);
+  swit_host_free(h);
+
+  h = new_host(1000, "");
+  CHECK(swit_host_handle_from(h, "t", NULL, SWIT_ORDER_KEY, SWIT_FROM_LATEST,
+                              count_handler, &c, err, sizeof err) == 0);
+  CHECK(swit_host_start(h, err, sizeof err) == 0);
+  publish_keyed(h, "t", 10);
+  for (int i = 0; i < 5000 && atomic_load(&c.calls) < 10; i++) usleep(1000);
+  CHECK(atomic_load(&c.calls) == 10);
+  CHECK(swit_host_stop(h, 30000) == 0);
   swit_host_free(h);
 }
 
@@ -529,6 +567,7 @@ int main(void)
   test_backpressure_loses_nothing();
   test_stop_drains_in_flight();
   test_duplicate_handler_is_refused();
+  test_handle_from();
   test_lua_and_c_handlers_side_by_side();
   return check_done("host");
 }

@@ -69,6 +69,7 @@ while [ $i -lt 300 ]; do
   echo "$2-$i $s" >>"$2.res"
   i=$((i+1))
 done
+: >"$2.done"
 ]] })
     for _, c in ipairs({ "a", "b", "c", "d" }) do
       os.execute(("cd %s && sh flood.sh %s %s >/dev/null 2>&1 &")
@@ -76,7 +77,17 @@ done
     end
     t.wait_for(p, "out", "got a%-20", 30)   -- mid-flood
     local out, stderr = t.stop(p)
-    os.execute("sleep 0.5")                 -- let every client see the end
+    -- every client saw the end: its loop finished (refused connections
+    -- answer at once), so no answer is still on its way to a .res file
+    for _, c in ipairs({ "a", "b", "c", "d" }) do
+      local done = false
+      for _ = 1, 6000 do                     -- bounded: 60 s
+        done = io.open(flood .. "/" .. c .. ".done") ~= nil
+        if done then break end
+        os.execute("sleep 0.01")
+      end
+      assert.is_true(done, "client " .. c .. " did not finish its 300 requests")
+    end
     local accepted, statuses = {}, {}
     for _, c in ipairs({ "a", "b", "c", "d" }) do
       local f = io.open(flood .. "/" .. c .. ".res")

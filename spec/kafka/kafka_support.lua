@@ -91,11 +91,12 @@ function M.produce(bootstrap, topic, lines, extra)
   return code, err
 end
 
--- Consume a topic from the beginning to its end; `fmt` is kcat's -f.
-function M.consume(bootstrap, topic, fmt, count)
-  return t.sh(("kcat -C -b %s -t %s -o beginning -e -q %s -f %s"):format(
+-- Consume a topic from the beginning to its end; `fmt` is kcat's -f,
+-- `extra` more kcat arguments (e.g. "-X isolation.level=read_committed").
+function M.consume(bootstrap, topic, fmt, count, extra)
+  return t.sh(("kcat -C -b %s -t %s -o beginning -e -q %s %s -f %s"):format(
     t.quote(bootstrap), t.quote(topic), count and ("-c " .. count) or "",
-    t.quote(fmt or "%k\t%s\n")))
+    extra or "", t.quote(fmt or "%k\t%s\n")))
 end
 
 -- A group's committed offsets: { [partition] = offset } (-1001: none).

@@ -12,6 +12,11 @@
 -- ("<topic> [<partition>] commits offset <n> in a transaction"), and the
 -- outputs are read with kcat (read_uncommitted): aborted copies may
 -- appear there, told apart by an `attempt` header the handlers set.
+--
+-- The SIGKILL case checks through independent clients (kcat with
+-- isolation.level=read_committed, kafka_committed) what survives a kill
+-- inside an open transaction and a restart; what the mock hides from
+-- that check is said there and in docs/brokers/kafka.md.
 local k = require "spec.kafka.kafka_support"
 local t = k.t
 
@@ -106,22 +111,21 @@ describe("kafka #kafka transactions", function()
     local c = start("x", n, { on = ", exactly_once = true", spread = true })
     local p = c.p
     finally(function() p:clean() end)
-    assert.truthy(p:wait(function()
-      local _, got = outputs(c.bs, c.output)
-      return got >= n
-    end, 90), p:err())
-    k.sleep(1)
-    local out, total = outputs(c.bs, c.output)
-    assert.equal(n, total)
-    for i = 0, n - 1 do assert.same({ 1 }, out[tostring(i)]) end
-
     -- the offsets sent with the transactions reach the end of every
-    -- input partition
+    -- input partition: every transaction is done, no output is to come
     local code, parts = k.consume(c.bs, c.input, "%p\n")
     assert.equal(0, code)
     local ends = {}
     for q in parts:gmatch("%d+") do ends[tonumber(q)] = (ends[tonumber(q)] or 0) + 1 end
+    assert.truthy(p:wait(function(q)
+      local last = last_offsets(q:err(), c.input)
+      for part, e in pairs(ends) do if last[part] ~= e then return false end end
+      return select(2, outputs(c.bs, c.output)) >= n
+    end, 90), p:err())
     assert.same(ends, last_offsets(p:err(), c.input))
+    local out, total = outputs(c.bs, c.output)
+    assert.equal(n, total)
+    for i = 0, n - 1 do assert.same({ 1 }, out[tostring(i)]) end
     assert.truthy(metric(p, "swit_transactions_total", 'result="commit"') > 0)
     assert.equal(0, metric(p, "swit_transactions_total", 'result="abort"'))
     stop(p)
@@ -205,5 +209,94 @@ swit.on("t", { ordering = "key" }, function() end)
     os.execute("rm -rf " .. t.quote(dir))
     assert.equal(0, rc, err)
     assert.matches("topic 't' group 'kspec' %(Lua, ordering partition, exactly_once, ", err)
+  end)
+
+  -- Run 1 republishes each input (header run=1) in transactions of 16
+  -- messages; the handler of input `hold` publishes, then blocks, so the
+  -- SIGKILL lands inside an open transaction that already sent records.
+  -- Run 2 (same group, same transactional.id) republishes with run=2.
+  -- What a real cluster would show: the killed transaction aborted (run 2
+  -- fences its transactional.id), run 2 resuming at the last committed
+  -- transaction's offset, and so each input exactly once in the
+  -- read_committed output. The mock (librdkafka 2.0.2) stores no
+  -- transactional offset, so run 2 starts again at offset 0, and writes
+  -- no transaction markers, so read_committed sees the killed
+  -- transaction's records. Asserted here instead, all read by clients
+  -- other than swit: every input has exactly one run-2 copy (nothing lost
+  -- across the kill, no duplicate within a run); the run-1 copies are
+  -- exactly inputs 0..hold, once each (the kill came after `hold`
+  -- published and before the rest of its batch ran); and the two mock
+  -- facts above, so this test fails, to be tightened, on a mock that
+  -- stores them.
+  it("survives SIGKILL inside a transaction: each input once per run, nothing lost", function()
+    local n, hold = 200, 100
+    local bs, P = k.bootstrap(), k.prefix("kill")
+    local input, output, group = P .. "in", P .. "out", P .. "g"
+    produce(bs, input, 0, n - 1, 0)
+    local yaml = k.config(bs, { server = ", log: {level: debug}", extra = "  batch_size: 16\n" })
+    local function script(run)
+      return ([[
+local swit = require "swit"
+swit.on(%q, { group = %q, exactly_once = true }, function(msg)
+  local i = tonumber(msg:payload())
+  assert(swit.publish(%q, msg:payload(), { key = msg:key(), headers = { run = "%d" } }))
+  if %d == 1 and i == %d then
+    io.write("holding ", i, "\n")
+    io.flush()
+    local deadline = os.time() + 120     -- the test kills the process first
+    while os.time() < deadline do os.execute("sleep 0.05") end
+  end
+end)
+]]):format(input, group, output, run, run, hold)
+    end
+    -- { [run] = { [input] = copies } } and the number of copies, as a
+    -- read_committed consumer sees the output topic
+    local function copies()
+      local code, out, err = k.consume(bs, output, "%s %h\n", nil,
+                                       "-X isolation.level=read_committed")
+      assert.equal(0, code, err)
+      local res, total = { {}, {} }, 0
+      for i, r in out:gmatch("(%d+) [^\n]*run=(%d)") do
+        local m = res[tonumber(r)]
+        m[tonumber(i)] = (m[tonumber(i)] or 0) + 1
+        total = total + 1
+      end
+      return res, total
+    end
+
+    local p1 = k.spawn(yaml, script(1))
+    finally(function() p1:clean() end)
+    -- hold's handler published (its record is on the cluster) and blocks
+    assert.truthy(p1:wait(function(q)
+      return q:out():find("holding " .. hold, 1, true) and (copies()[1][hold] or 0) > 0
+    end, 90), p1:err())
+    local committed = last_offsets(p1:err(), input)[0]
+    assert.truthy(committed and committed > 0 and committed <= hold,
+                  "no transaction committed before the held one:\n" .. p1:err())
+    p1:signal("KILL")
+    assert.equal(137, p1:finish(30))
+    p1:clean()
+
+    local p2 = k.spawn(yaml, script(2))
+    finally(function() p2:clean() end)
+    assert.truthy(p2:wait(function()
+      local got = copies()[2]
+      for i = 0, n - 1 do if not got[i] then return false end end
+      return true
+    end, 120), p2:err())
+    stop(p2)
+
+    local got, total = copies()
+    for i = 0, n - 1 do
+      assert.equal(1, got[2][i], "run-2 copies of input " .. i)
+      assert.equal(i <= hold and 1 or nil, got[1][i], "run-1 copies of input " .. i)
+    end
+    assert.equal(n + hold + 1, total)
+    -- the mock facts that keep the exactly-once across the restart from
+    -- being shown: no stored transactional offset (run 2 started at 0)...
+    assert.same({ [0] = -1001 }, k.committed(bs, group, input, 1))
+    -- ...and the killed transaction's records (inputs committed..hold of
+    -- run 1, which a real cluster aborts) visible to read_committed
+    for i = committed, hold do assert.equal(1, got[1][i]) end
   end)
 end)

@@ -11,6 +11,11 @@ local M = {}
 
 M.bin = os.getenv("SWIT_TEST_BIN") or "build/swit"
 M.root = os.getenv("SWIT_TEST_ROOT") or "."
+-- True in a ThreadSanitizer build: ctest sets TSAN_OPTIONS for every test
+-- there (swit_tsan_env in CMakeLists.txt), and only there. Instrumented
+-- code runs 5 to 40 times slower; a spec that waits on CPU-bound work
+-- waits longer under TSan and says so where it does.
+M.tsan = (os.getenv("TSAN_OPTIONS") or "") ~= ""
 local tmp_root = os.getenv("SWIT_TEST_TMP") or "/tmp"
 
 local function read(path)

@@ -79,6 +79,16 @@ enum {
   SWIT_ORDER_PARTITION = 2 /* the broker's partition: strict partition order */
 };
 
+/* Where a new group starts reading (swit_host_handle_from). A group that
+ * already has a position on the broker resumes from it. */
+enum {
+  SWIT_FROM_DEFAULT = 0,   /* the broker's own default: Kafka and JetStream
+                              the oldest message kept, core NATS and
+                              RabbitMQ what is published after subscribing */
+  SWIT_FROM_BEGINNING = 1, /* the oldest message the broker keeps */
+  SWIT_FROM_LATEST = 2     /* what is published after subscribing */
+};
+
 typedef struct swit_host_s swit_host_t;
 typedef struct swit_ffi_msg swit_msg_t; /* opaque: use the accessors */
 
@@ -150,6 +160,17 @@ SWIT_API int swit_host_handle(swit_host_t *h, const char *topic,
                               const char *group, int ordering,
                               swit_handler_cb cb, void *ud, char *err,
                               size_t errlen);
+
+/* swit_host_handle, saying where a new group starts (SWIT_FROM_*; what
+ * swit tail --from maps to). SWIT_E_INVAL for another value. A broker
+ * that keeps no history for a new subscriber (core NATS, RabbitMQ, the
+ * memory broker) refuses SWIT_FROM_BEGINNING when swit_host_start
+ * subscribes (SWIT_E_CONFIG, err names the broker); Kafka subscriptions
+ * of one group share its start. */
+SWIT_API int swit_host_handle_from(swit_host_t *h, const char *topic,
+                                   const char *group, int ordering, int from,
+                                   swit_handler_cb cb, void *ud, char *err,
+                                   size_t errlen);
 
 /* Make h a client of its config's broker, for tools such as `swit
  * publish` and `swit tail`: it loads no scripts, starts neither the admin

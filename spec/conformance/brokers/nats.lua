@@ -8,5 +8,6 @@ return {
   idle = "300ms",
   -- core NATS delivers at most once: a stop counts what it drops
   lost = { "(%d+) message%(s%) dropped by the client as a slow consumer",
-           "(%d+) given back or arriving at shutdown are dropped" },
+           "(%d+) given back or arriving at shutdown are dropped",
+           "(%d+) message%(s%) given back after it closed were dropped" },
 }

@@ -9,4 +9,6 @@ return {
   idle = "500ms",
   -- what a stop gives back is delivered again to the group
   redelivers = true,
+  -- a new group can start at what was published before it came
+  history = true,
 }
