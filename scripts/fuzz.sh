@@ -14,7 +14,7 @@ build=${1:-build-fuzz}
 secs=${2:-20}
 shift $(( $# < 2 ? $# : 2 ))
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_config fuzz_json fuzz_trace fuzz_serialize)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_config fuzz_json fuzz_trace fuzz_serialize fuzz_http)
 
 mkdir -p "$build/fuzz-artifacts"
 for h in "${harnesses[@]}"; do

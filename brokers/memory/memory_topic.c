@@ -326,7 +326,9 @@ static int slot_fill(mem_slot *s, const mem_topic *t, const swit_msg_view *m,
     s->cap = need;
   }
   swit_header *h = m->nheaders ? (swit_header *)(void *)s->buf : NULL;
-  char *p = s->buf + harr;
+  /* an empty message (no key, payload or headers) in a new slot has no
+   * buffer: no pointer arithmetic on NULL (found by fuzz_http) */
+  char *p = need ? s->buf + harr : NULL;
   swit_msg_view *v = &s->view;
   v->topic = t->name;
   v->topic_len = t->name_len;

@@ -114,6 +114,7 @@ struct swit__http {
   struct event_base *base;
   struct evconnlistener *lis;
   struct event *resume;         /* re-enables the listener after back-off */
+  struct event *halt;           /* made active by halt: breaks the loop */
   pthread_t thread;
   int started;
   swit__http_opts o;
@@ -140,6 +141,17 @@ static void *loop(void *arg)
   swit__http *s = arg;
   event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY);
   return NULL;
+}
+
+/* event_base_loopbreak from another thread is lost when it comes before
+ * the loop has started (event_base_loop clears the flag as it starts):
+ * halt makes this event active instead, which a loop not started yet
+ * still runs first thing, and the break comes from inside the loop. */
+static void on_halt(evutil_socket_t fd, short what, void *arg)
+{
+  swit__http *s = arg;
+  (void)fd, (void)what;
+  event_base_loopbreak(s->base);
 }
 
 static void count(swit__ctr *c)
@@ -810,30 +822,33 @@ static struct bufferevent *new_bev(swit__http *s, evutil_socket_t fd)
   return bev;
 }
 
-static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
-                      struct sockaddr *sa, int salen, void *arg)
+/* Room for one more connection: at the cap, the oldest sheddable
+ * connection is closed. 0, or -1 when every slot is handling a request
+ * (the new connection is to be closed); either counts in conns_shed. */
+static int make_room(swit__http *s)
 {
-  swit__http *s = arg;
-  conn *c;
+  conn *victim;
 
-  (void)lis;
-  s->backoff_ms = BACKOFF_MIN_MS;
-  if (s->nconns >= s->o.max_conns) {
-    conn *victim = sheddable(s);
-    count(s->o.conns_shed);
-    if (!victim) {
-      evutil_closesocket(fd);
-      return;
-    }
-    conn_free(victim);
-  }
-  if (!(c = calloc(1, sizeof *c)) || !(c->bev = new_bev(s, fd))) {
-    free(c);
-    evutil_closesocket(fd);
-    return;
+  if (s->nconns < s->o.max_conns) return 0;
+  count(s->o.conns_shed);
+  if (!(victim = sheddable(s))) return -1;
+  conn_free(victim);
+  return 0;
+}
+
+/* A connection over bev, which it owns from here on: bev is freed when
+ * this fails (out of memory). */
+static int add_conn(swit__http *s, struct bufferevent *bev, const char *peer)
+{
+  conn *c = calloc(1, sizeof *c);
+
+  if (!c) {
+    bufferevent_free(bev);
+    return -1;
   }
   c->s = s;
-  format_peer(sa, salen, c->peer, sizeof c->peer);
+  c->bev = bev;
+  snprintf(c->peer, sizeof c->peer, "%s", peer);
   c->reserved = s->o.reserve && s->nconns >= s->o.max_conns - s->o.reserve;
   c->prev = s->last;
   if (s->last) s->last->next = c;
@@ -844,6 +859,39 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
   bufferevent_setwatermark(c->bev, EV_READ, 0, READ_CAP);
   set_idle_timeout(c, 1);
   bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+  return 0;
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+  swit__http *s = arg;
+  struct bufferevent *bev;
+  char peer[64];
+
+  (void)lis;
+  s->backoff_ms = BACKOFF_MIN_MS;
+  if (make_room(s) != 0 || !(bev = new_bev(s, fd))) {
+    evutil_closesocket(fd);
+    return;
+  }
+  format_peer(sa, salen, peer, sizeof peer);
+  add_conn(s, bev, peer);
+}
+
+int swit__http_attach(swit__http *s, struct bufferevent *bev,
+                      const char *peer)
+{
+  if (make_room(s) != 0) {
+    bufferevent_free(bev);
+    return -1;
+  }
+  return add_conn(s, bev, peer);
+}
+
+size_t swit__http_conns(const swit__http *s)
+{
+  return s->nconns;
 }
 
 /* ------------------------------------------------------------------ */
@@ -942,7 +990,8 @@ int swit__http_start(swit__http **out, const char *listen,
   if ((rc = tls_context(opts, &s->tls, err, errlen))) goto fail;
   s->base = event_base_new();
   s->resume = s->base ? evtimer_new(s->base, resume_accept, s) : NULL;
-  if (!s->resume) {
+  s->halt = s->base ? event_new(s->base, -1, 0, on_halt, s) : NULL;
+  if (!s->resume || !s->halt) {
     snprintf(err, errlen, "%s: cannot create an event base", opts->what);
     rc = SWIT_E_SYS;
     goto fail;
@@ -987,7 +1036,7 @@ fail:
 void swit__http_halt(swit__http *s)
 {
   if (!s || !s->started) return;
-  event_base_loopbreak(s->base);
+  event_active(s->halt, EV_TIMEOUT, 0);
   pthread_join(s->thread, NULL);
   s->started = 0;
 }
@@ -1006,6 +1055,7 @@ void swit__http_stop(swit__http *s)
   }
   if (s->lis) evconnlistener_free(s->lis);
   if (s->resume) event_free(s->resume);
+  if (s->halt) event_free(s->halt);
   if (s->base) event_base_free(s->base);
   SSL_CTX_free(s->tls);
   free(s);

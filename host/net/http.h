@@ -20,6 +20,7 @@
 
 struct event_base;
 struct swit__logger;
+struct bufferevent;
 
 typedef struct swit__http_req swit__http_req;
 typedef void (*swit__http_cb)(swit__http_req *req, void *ud);
@@ -64,6 +65,18 @@ void swit__http_halt(swit__http *s);
 /* Stop the loop, join the thread, free (requests still waiting for an
  * answer go with their connections). Accepts NULL. */
 void swit__http_stop(swit__http *s);
+/* Serve one connection over bev, made on s's event_base (a
+ * bufferevent_pair end, a socket), as if accepted: the connection cap
+ * applies, and bev is the server's from here on (freed with the
+ * connection, or at once when this fails: -1). `peer` names it
+ * ("address:port", the audit log). On the server thread, or while the
+ * server is halted and the caller runs its base (spec/fuzz/fuzz_http.c
+ * feeds bytes through the parser this way, without sockets). */
+int swit__http_attach(swit__http *s, struct bufferevent *bev,
+                      const char *peer);
+/* Open connections (the same rule as attach: the server thread, or a
+ * halted server). */
+size_t swit__http_conns(const swit__http *s);
 /* "127.0.0.1:9090" as bound. */
 const char *swit__http_addr(const swit__http *s);
 /* The server's event_base: other threads may hand it work

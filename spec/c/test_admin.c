@@ -473,6 +473,38 @@ static void *twin_post(void *arg)
   return NULL;
 }
 
+static void never_called(swit__http_req *req, void *ud)
+{
+  (void)ud;
+  swit__http_json_error(req, 500, "no request was sent");
+}
+
+/* A server stopped right after it started: the stop came before the
+ * server thread had entered its loop, event_base_loopbreak was lost
+ * (event_base_loop clears it as it starts) and the join hung for good
+ * (found by spec/fuzz/fuzz_http.c, which halts both servers at once). */
+static void it_stops_a_server_just_started(void)
+{
+  const swit__logger quiet = {.level = SWIT_LOG_ERROR};
+  const swit__http_opts opts = {.what = "quick", .max_body = 16,
+                                .max_conns = 1};
+  char err[256];
+  int stopped = 0;
+
+  for (int i = 0; i < 200; i++) {
+    swit__http *s = NULL;
+    if (swit__http_start(&s, "127.0.0.1:0", &opts, never_called, NULL,
+                         &quiet, err, sizeof err) != 0) {
+      fprintf(stderr, "admin: %s\n", err);
+      break;
+    }
+    swit__http_halt(s);            /* hung here */
+    swit__http_stop(s);
+    stopped++;
+  }
+  CHECK(stopped == 200);
+}
+
 static void it_serves_two_hosts_in_one_process(void)
 {
   static const char twin_yaml[] =
@@ -537,6 +569,7 @@ int main(void)
   it_survives_malformed_requests(adm, ing);
   it_refuses_oversized_bodies_in_json(adm, ing);
   it_serves_two_hosts_in_one_process();
+  it_stops_a_server_just_started();
   CHECK(swit_host_stop(h, 5000) == 0);
   CHECK(status_of(adm, "GET", "/readyz", NULL) == 503);  /* stopped */
   swit_host_free(h);

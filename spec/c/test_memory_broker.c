@@ -347,6 +347,27 @@ static void test_copies_key_and_headers(void)
   it("copies key, payload and headers during publish");
 }
 
+/* No key, no payload, no headers into a slot never used: nothing to
+ * copy and no buffer (UBSan under clang saw NULL + 0 here). */
+static void test_empty_message(void)
+{
+  swit_broker *b = broker_new(10000, 1 << 20);
+  collector c;
+  collector_init(&c);
+  void *h = subscribe(&c, b, "t", "g");
+  swit_msg_view m = { .topic = "t", .topic_len = 1, .payload = "" };
+  char err[256] = "";
+  CHECK_RC(ops->publish(b, &m, 1, NULL, NULL, err, sizeof err), 0, err);
+  CHECK(wait_count(&c, 1, 5000));
+  const swit_msg_view *v = item_at(&c, 0).msg;
+  CHECK(v->payload_len == 0 && v->payload && v->key_len == 0 &&
+        v->nheaders == 0);
+  CHECK_RC(settle_range(b, h, &c, 0, 1, SWIT_SETTLE_ACK), 0, "settle");
+  ops->destroy(b);
+  collector_free(&c);
+  it("keeps an empty message (no key, payload or headers)");
+}
+
 static void test_every_group_gets_every_message(void)
 {
   swit_broker *b = broker_new(10000, 1 << 20);
@@ -1073,6 +1094,7 @@ int main(void)
 {
   test_delivers_in_publish_order();
   test_copies_key_and_headers();
+  test_empty_message();
   test_every_group_gets_every_message();
   test_members_split_messages();
   test_paused_member_share_goes_to_others();
