@@ -25,8 +25,20 @@ typedef struct swit__testrec {
   pthread_mutex_t lock;
   char *buf;                  /* encoded records [head, len) */
   size_t head, len, cap;
+  uint64_t base;              /* the stream position of buf[0] */
+  struct pend {               /* publishes in flight: their records are */
+    uint64_t at;              /* kept from before the broker is called  */
+    size_t len;               /* (a delivery may settle before it       */
+  } *pend;                    /* returns) and held back from take until */
+  size_t npend, pcap;         /* publish_after says whether it counted  */
   int overflow;               /* a record was not kept (TESTREC_MAX) */
 } swit__testrec;
+
+/* This thread's publish in flight: its recorder and stream position. */
+static _Thread_local struct {
+  swit__testrec *t;
+  uint64_t at;
+} inflight;
 
 /* One record being encoded: fields appended to a local growable buffer,
  * then moved into the recorder as a whole. */
@@ -36,24 +48,30 @@ typedef struct rec {
   int oom;
 } rec;
 
-static void rec_put(rec *r, const char *s, size_t n)
+static int rec_grow(rec *r, size_t need)
 {
-  char num[24];
-  int k = snprintf(num, sizeof num, "%zu:", n);
-  size_t need = r->len + (size_t)k + n;
-
-  if (r->oom) return;
+  if (r->oom) return -1;
   if (need > r->cap) {
     size_t cap = r->cap ? r->cap : 256;
     while (cap < need) cap *= 2;
     char *p = realloc(r->p, cap);
     if (!p) {
       r->oom = 1;
-      return;
+      return -1;
     }
     r->p = p;
     r->cap = cap;
   }
+  return 0;
+}
+
+static void rec_put(rec *r, const char *s, size_t n)
+{
+  char num[24];
+  int k = snprintf(num, sizeof num, "%zu:", n);
+  size_t need = r->len + (size_t)k + n;
+
+  if (rec_grow(r, need) < 0) return;
   memcpy(r->p + r->len, num, (size_t)k);
   memcpy(r->p + r->len + k, s, n);
   r->len = need;
@@ -73,41 +91,106 @@ static void rec_headers(rec *r, const swit_header *hv, uint32_t n)
   }
 }
 
-/* Move r into the recorder: "<nfields>:" then its fields. */
-static void rec_commit(swit__testrec *t, rec *r)
+/* Finish record r into the batch b: "<nfields>:" then its fields. */
+static void rec_end(rec *b, rec *r)
 {
   char num[24];
   int k = snprintf(num, sizeof num, "%zu:", r->nfields);
-  size_t need = (size_t)k + r->len;
 
-  pthread_mutex_lock(&t->lock);
-  if (t->head && t->head == t->len) t->head = t->len = 0;
-  if (r->oom || t->overflow || t->len - t->head + need > TESTREC_MAX) {
-    t->overflow = 1;
-  } else {
-    if (t->head && t->len + need > t->cap) {       /* compact first */
-      memmove(t->buf, t->buf + t->head, t->len - t->head);
-      t->len -= t->head;
-      t->head = 0;
-    }
-    if (t->len + need > t->cap) {
-      size_t cap = t->cap ? t->cap : 4096;
-      while (cap < t->len + need) cap *= 2;
-      char *p = realloc(t->buf, cap);
-      if (!p) {
-        t->overflow = 1;
-        goto out;
-      }
-      t->buf = p;
-      t->cap = cap;
-    }
-    memcpy(t->buf + t->len, num, (size_t)k);
-    memcpy(t->buf + t->len + k, r->p, r->len);
-    t->len += need;
+  if (r->oom) b->oom = 1;
+  if (rec_grow(b, b->len + (size_t)k + r->len) == 0) {
+    memcpy(b->p + b->len, num, (size_t)k);
+    memcpy(b->p + b->len + k, r->p, r->len);
+    b->len += (size_t)k + r->len;
   }
+  free(r->p);
+  *r = (rec){0};
+}
+
+/* Move the finished records b into the recorder; with `pending`, as a
+ * publish in flight (this thread's, until publish_after). */
+static void rec_store(swit__testrec *t, rec *b, int pending)
+{
+  pthread_mutex_lock(&t->lock);
+  if (t->head && t->head == t->len) {
+    t->base += t->len;
+    t->head = t->len = 0;
+  }
+  if (b->oom || t->overflow || t->len - t->head + b->len > TESTREC_MAX ||
+      (pending && t->npend == t->pcap && t->pcap >= 4096)) {
+    t->overflow = 1;
+    goto out;
+  }
+  if (pending && t->npend == t->pcap) {
+    size_t cap = t->pcap ? t->pcap * 2 : 8;
+    struct pend *p = realloc(t->pend, cap * sizeof *p);
+    if (!p) {
+      t->overflow = 1;
+      goto out;
+    }
+    t->pend = p;
+    t->pcap = cap;
+  }
+  if (t->head && t->len + b->len > t->cap) {         /* compact first */
+    memmove(t->buf, t->buf + t->head, t->len - t->head);
+    t->base += t->head;
+    t->len -= t->head;
+    t->head = 0;
+  }
+  if (t->len + b->len > t->cap) {
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap < t->len + b->len) cap *= 2;
+    char *p = realloc(t->buf, cap);
+    if (!p) {
+      t->overflow = 1;
+      goto out;
+    }
+    t->buf = p;
+    t->cap = cap;
+  }
+  if (pending) {
+    t->pend[t->npend++] = (struct pend){t->base + t->len, b->len};
+    inflight.t = t;
+    inflight.at = t->base + t->len;
+  }
+  memcpy(t->buf + t->len, b->p, b->len);
+  t->len += b->len;
 out:
   pthread_mutex_unlock(&t->lock);
-  free(r->p);
+  free(b->p);
+}
+
+/* This thread's publish finished: its records count (rc 0) or go. The
+ * records after them move down; none was taken (take stops at the
+ * first pending one). */
+static void rec_settle_pending(swit__testrec *t, int rc)
+{
+  size_t k;
+
+  if (inflight.t != t) return;
+  inflight.t = NULL;
+  pthread_mutex_lock(&t->lock);
+  for (k = 0; k < t->npend && t->pend[k].at != inflight.at; k++) {}
+  if (k < t->npend) {
+    struct pend d = t->pend[k];
+    t->pend[k] = t->pend[--t->npend];
+    if (rc) {
+      size_t i = (size_t)(d.at - t->base);
+      memmove(t->buf + i, t->buf + i + d.len, t->len - i - d.len);
+      t->len -= d.len;
+      for (size_t j = 0; j < t->npend; j++)
+        if (t->pend[j].at > d.at) t->pend[j].at -= d.len;
+    }
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
+static void rec_commit(swit__testrec *t, rec *r)
+{
+  rec b = {0};
+
+  rec_end(&b, r);
+  rec_store(t, &b, 0);
 }
 
 static const char *const kinds[] = {"ack", "retry", "dead", "requeue",
@@ -155,13 +238,25 @@ static void on_settled(void *ws, swit__worker *w, const swit__item *it,
   rec_commit(t, &r);
 }
 
-static void on_publish_after(void *hs, const swit_msg_view *m, size_t n,
-                             int rc, uint64_t us)
+/* The records of a publish are kept before the broker is called, so a
+ * delivery that settles before the publish returns comes after them;
+ * they are held back from take until publish_after: kept if the broker
+ * took the messages, removed if not. The recorder is the innermost
+ * interceptor: every other one accepted the publish already. */
+static const swit_msg_view *on_publish_before(void *hs,
+                                              const swit_msg_view *m,
+                                              size_t n,
+                                              const swit__pub_info *pi,
+                                              int *rc, char *err,
+                                              size_t errlen)
 {
   swit__testrec *t = hs;
+  rec b = {0};
 
-  (void)us;
-  if (rc) return;
+  (void)pi;
+  (void)rc;
+  (void)err;
+  (void)errlen;
   for (size_t i = 0; i < n; i++) {
     rec r = {0};
     rec_str(&r, "publish");
@@ -174,14 +269,26 @@ static void on_publish_after(void *hs, const swit_msg_view *m, size_t n,
     rec_str(&r, "");
     rec_str(&r, m[i].key ? "1" : "0");
     rec_headers(&r, m[i].headers, m[i].nheaders);
-    rec_commit(t, &r);
+    rec_end(&b, &r);
   }
+  if (n) rec_store(t, &b, 1);
+  return m;
+}
+
+static void on_publish_after(void *hs, const swit_msg_view *m, size_t n,
+                             int rc, uint64_t us)
+{
+  (void)m;
+  (void)n;
+  (void)us;
+  rec_settle_pending(hs, rc);
 }
 
 static const swit__icpt_ops testrec_ops = {
   .name = "test",
   .flags = SWIT__ICPT_F_SETTLED_ACKS,
   .settled = on_settled,
+  .publish_before = on_publish_before,
   .publish_after = on_publish_after,
 };
 
@@ -249,14 +356,19 @@ int swit_host_test_mode(swit_host_t *h, unsigned flags, char *err,
 int swit_host_test_take(swit_host_t *h, char *buf, size_t cap, size_t *len)
 {
   swit__testrec *t;
-  size_t out = 0;
+  size_t out = 0, limit;
   int n = 0;
 
   if (len) *len = 0;
   if (!h || !buf) return SWIT_E_INVAL;
   if (!(t = h->testrec)) return SWIT_E_STATE;
   pthread_mutex_lock(&t->lock);
-  while (t->head < t->len && n < 1 << 20) {
+  limit = t->len;                     /* up to the first publish in flight */
+  for (size_t k = 0; k < t->npend; k++) {
+    size_t at = (size_t)(t->pend[k].at - t->base);
+    if (at < limit) limit = at;
+  }
+  while (t->head < limit && n < 1 << 20) {
     /* a record's size: its count, then each "<len>:<bytes>" */
     const char *p = t->buf + t->head, *end = t->buf + t->len;
     size_t nf = strtoul(p, NULL, 10), size;
@@ -314,6 +426,7 @@ void swit__testrec_free(swit_host_t *h)
   if (!t) return;
   pthread_mutex_destroy(&t->lock);
   free(t->buf);
+  free(t->pend);
   free(t);
   h->testrec = NULL;
 }
