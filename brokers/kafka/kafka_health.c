@@ -49,9 +49,10 @@ void swit__kafka_state(kbroker *b, swit_conn_state s, const char *detail)
 {
   pthread_mutex_lock(&b->state_mu);
   if (b->state != s || detail) {
+    size_t dl = detail ? strnlen(detail, sizeof b->state_detail - 1) : 0;
     b->state = s;
-    snprintf(b->state_detail, sizeof b->state_detail, "%s",
-             detail ? detail : "");
+    memcpy(b->state_detail, detail ? detail : "", dl);   /* cut to fit */
+    b->state_detail[dl] = '\0';
     if (s == SWIT_CONN_CONNECTED)
       b->attempt = 0;
     if (b->env.set_state)
