@@ -125,6 +125,12 @@ typedef struct swit_cfg_dedup {
   int64_t window_ms;        /* "10m": how long an id is remembered */
 } swit_cfg_dedup;
 
+/* messaging.subscribers.<name>.dead_letter (core/settle.c) */
+typedef struct swit_cfg_dead_letter {
+  int include_metadata;     /* true: the x-swit-* headers */
+  int64_t ttl_ms;           /* 0: the copies never expire */
+} swit_cfg_dead_letter;
+
 /* messaging.subscribers.<name>.rate_limit (host/resil/limit.c); a rate
  * set in the file is at least SWIT_CFG_RATE_MIN */
 #define SWIT_CFG_RATE_MIN 0.001
@@ -146,6 +152,7 @@ typedef struct swit_cfg_subscriber {
   swit_cfg_breaker circuit_breaker;
   swit_cfg_errors errors;
   swit_cfg_dedup dedup;
+  swit_cfg_dead_letter dead_letter;
 } swit_cfg_subscriber;
 
 typedef struct swit_cfg_reconnect {

@@ -128,6 +128,20 @@ static const swit_cfg_field dedup_fields[] = {
   { .name = NULL }
 };
 
+#define DL(f) offsetof(swit_cfg_dead_letter, f)
+static const swit_cfg_field dead_letter_fields[] = {
+  { .name = "include_metadata", .type = SWIT_CFG_BOOL,
+    .offset = DL(include_metadata), .dflt = "true",
+    .desc = "Dead letters carry x-swit-error, x-swit-attempts and "
+            "x-swit-origin-topic (`swit dlq replay` needs the last)" },
+  { .name = "ttl", .type = SWIT_CFG_DURATION, .offset = DL(ttl_ms),
+    .dflt = "0", .min = 0, .max = 365 * 24 * MS_H,
+    .desc = "Dead letters expire after this long in the broker (0 = never); "
+            "only brokers that expire single messages (rabbitmq): "
+            "others refuse it at start" },
+  { .name = NULL }
+};
+
 #define RL(f) offsetof(swit_cfg_rate, f)
 static const swit_cfg_field rate_fields[] = {
   { .name = "rate", .type = SWIT_CFG_DOUBLE, .offset = RL(rate),
@@ -194,6 +208,11 @@ const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "dedup", .type = SWIT_CFG_SECTION,
     .offset = offsetof(swit_cfg_subscriber, dedup), .fields = dedup_fields,
     .desc = "Deduplication by message id, in memory (docs/resilience.md)" },
+  { .name = "dead_letter", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_subscriber, dead_letter),
+    .fields = dead_letter_fields,
+    .desc = "What the dead-letter copies carry and how long they live "
+            "(docs/resilience.md)" },
   { .name = NULL }
 };
 
