@@ -533,8 +533,11 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
     int os = atomic_load(&h->on_start_done);
 
     if (atomic_load(&h->state) != SWIT__RUNNING) return SWIT_E_STATE;
+    /* a broker that lives in this process may hold accepted messages it
+     * has not handed over yet: they are not idle time either */
     if (os != 0 && atomic_load(&h->inflight) == 0 &&
-        now - atomic_load(&h->last_activity_ms) >= idle_ms)
+        now - atomic_load(&h->last_activity_ms) >= idle_ms &&
+        (!h->ops->undelivered || h->ops->undelivered(h->broker) == 0))
       return os < 0 ? SWIT_E_SCRIPT : 0;
     if (timeout_ms >= 0 && now - start >= timeout_ms) return SWIT_E_TIMEDOUT;
     swit__sleep_ms(5);
