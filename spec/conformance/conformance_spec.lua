@@ -280,6 +280,51 @@ end)
     assert.matches("0 replayed from", err)
   end)
 
+  -- rate_limit (docs/resilience.md, "Intake limits"): a flood published
+  -- at once is let in no faster than the token bucket allows: the last of
+  -- N starts no earlier than (N - burst) / rate after the flood began (a
+  -- bound a slow machine cannot break; the rate measured between the
+  -- first and the last start is printed for the notes, never asserted),
+  -- and each message is handled once.
+  it("lets a flood in at the subscription's rate_limit, losing nothing", function()
+    local N, rate, burst = 60, 50, 5
+    local code, out, err = run(([[
+local swit = require "swit"
+local ffi = require "ffi"
+pcall(ffi.cdef, "struct conf_ts { long s, ns; }; int clock_gettime(int, struct conf_ts *);")
+local ts = ffi.new("struct conf_ts")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.s) * 1000000 + math.floor(tonumber(ts.ns) / 1000)
+end
+swit.on(P .. "rl", function(msg) print(("+ %%s %%d"):format(msg:payload(), now_us())) end)
+swit.on_start(function()
+  print(("t0 %%d"):format(now_us()))
+  for i = 1, %d do assert(swit.publish(P .. "rl", tostring(i), { key = "k" .. i %% 7 })) end
+end)
+]]):format(N), 2, ("rate_limit: {rate: %d, burst: %d}"):format(rate, burst))
+    assert.equal(0, code, err)
+    local t0, first, last, seen = nil, nil, 0, {}
+    for _, line in ipairs(t.lines(out)) do
+      local kind, a, b = line:match("^(%S+) (%d+) ?(%d*)$")
+      if kind == "t0" then t0 = tonumber(a) end
+      if kind == "+" then
+        seen[a] = (seen[a] or 0) + 1
+        local us = tonumber(b)
+        if not first or us < first then first = us end
+        if us > last then last = us end
+      end
+    end
+    for i = 1, N do assert.equal(1, seen[tostring(i)], "message " .. i .. ": " .. out) end
+    assert.is_not_nil(t0, out)
+    assert.is_true(last - t0 >= (N - burst) / rate * 1e6,
+                   ("the last start %d us after the flood"):format(last - t0))
+    -- the first `burst` start at once; the rest come at the rate
+    io.stderr:write(("\n[%s] rate_limit %d/s, burst %d: measured %.2f/s " ..
+                     "(N - burst over first to last start)\n"):format(name,
+                     rate, burst, (N - burst) / ((last - first) / 1e6)))
+  end)
+
   -- Deduplication (docs/resilience.md): the same ids published again after
   -- the first copies were handled are acked unhandled. One key, so one
   -- worker sees the copies in order and the first copies are finished
