@@ -453,6 +453,7 @@ static int start_locked(swit_host_t *h, char *err, size_t errlen)
   int rc;
 
   if ((rc = messaging_enabled(h, err, errlen))) return rc;
+  if ((rc = swit__dedup_start(h, err, errlen))) return rc; /* its files */
   if ((rc = swit__workers_create(h, err, errlen))) return rc;
   if ((rc = connect_broker(h, err, errlen))) return rc;
   if ((rc = first_generation(h, err, errlen))) return rc;

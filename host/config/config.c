@@ -416,6 +416,34 @@ static int check_limits(swit_cfg_ctx *ctx, swit_config *cfg)
   return 0;
 }
 
+/* messaging.subscribers.<name>.dedup: store sqlite needs a path (made
+ * absolute against base_dir; created at start), store memory takes
+ * none. */
+static int check_dedup(swit_cfg_ctx *ctx, swit_config *cfg)
+{
+  const swit_cfg_named *nm = &cfg->messaging.subscribers;
+  char key[SWIT__CONFIG_KEYMAX];
+
+  for (size_t i = 0; i < nm->n; i++) {
+    swit_cfg_dedup *d = &((swit_cfg_subscriber *)nm->elems + i)->dedup;
+    int sqlite = d->store == SWIT_DEDUP_SQLITE;
+    snprintf(key, sizeof key, "messaging.subscribers.%s.dedup.%s",
+             nm->names[i], sqlite && !is_set(d->path) ? "store" : "path");
+    if (sqlite && !is_set(d->path))
+      return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                               "store sqlite needs dedup.path (the SQLite "
+                               "file)");
+    if (!sqlite && is_set(d->path))
+      return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                               "only with dedup.store: sqlite");
+    if (sqlite) {
+      int rc = resolve_file(ctx, cfg->base_dir, &d->path, key, 0);
+      if (rc < 0) return rc;
+    }
+  }
+  return 0;
+}
+
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
   int rc = check_brokers(ctx, swit__config_fields, "",
@@ -435,6 +463,8 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
     rc = check_scripts(ctx, cfg);
   if (rc == 0)
     rc = check_limits(ctx, cfg);
+  if (rc == 0)
+    rc = check_dedup(ctx, cfg);
   if (rc == 0)
     rc = keep_security(ctx, cfg);
   cfg->messaging.broker.type_mark =

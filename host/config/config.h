@@ -123,7 +123,11 @@ typedef struct swit_cfg_dedup {
   char *header;             /* "x-swit-id": the message id's header */
   int64_t window_size;      /* 10000: ids remembered per subscription */
   int64_t window_ms;        /* "10m": how long an id is remembered */
+  int store;                /* SWIT_DEDUP_MEMORY */
+  char *path;               /* store sqlite: the file (resolved), else "" */
 } swit_cfg_dedup;
+
+enum { SWIT_DEDUP_MEMORY, SWIT_DEDUP_SQLITE };
 
 /* messaging.subscribers.<name>.dead_letter (core/settle.c) */
 typedef struct swit_cfg_dead_letter {

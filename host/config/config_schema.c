@@ -112,6 +112,7 @@ static const swit_cfg_field errors_fields[] = {
 };
 
 #define DD(f) offsetof(swit_cfg_dedup, f)
+static const char *const dedup_stores[] = {"memory", "sqlite", NULL};
 static const swit_cfg_field dedup_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = DD(enabled),
     .dflt = "false", .desc = "Ack without handling a message whose id was "
@@ -125,6 +126,13 @@ static const swit_cfg_field dedup_fields[] = {
   { .name = "window", .type = SWIT_CFG_DURATION, .offset = DD(window_ms),
     .dflt = "10m", .min = 1, .max = 7 * 24 * MS_H,
     .desc = "How long a handled id is remembered" },
+  { .name = "store", .type = SWIT_CFG_ENUM, .offset = DD(store),
+    .dflt = "memory", .choices = dedup_stores,
+    .desc = "memory (lost at exit), or sqlite: kept in `path` across "
+            "restarts and shared by the processes using the file" },
+  { .name = "path", .type = SWIT_CFG_STR, .offset = DD(path), .dflt = "",
+    .desc = "store sqlite: the SQLite file (created; relative to the "
+            "config file); refused with store memory" },
   { .name = NULL }
 };
 

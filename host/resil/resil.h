@@ -208,6 +208,9 @@ int swit__dedup_seen(swit__dedup_set *d, uint64_t h, int64_t now_ms);
 void swit__dedup_add(swit__dedup_set *d, uint64_t h, int64_t now_ms);
 /* Register when any subscriber config enables dedup; 0 or SWIT_E_*. */
 int swit__dedup_register(struct swit_host_s *h, char *err, size_t errlen);
+/* Open the SQLite files of dedup.store: sqlite (api/host.c, at start);
+ * 0 or SWIT_E_CONFIG with err naming the key. */
+int swit__dedup_start(struct swit_host_s *h, char *err, size_t errlen);
 void swit__dedup_free(swit__resil *r);
 int swit__dedup_render(struct swit_host_s *h, swit__buf *out);
 
