@@ -171,6 +171,7 @@ static int host_create(swit_host_t **out, swit_config *cfg, char *err,
   if ((rc = swit__limit_register(h, err, errlen))) goto fail;
   if ((rc = swit__dedup_register(h, err, errlen))) goto fail;
   if ((rc = swit__circuit_register(h, err, errlen))) goto fail;
+  if ((rc = swit__pubcirc_register(h, err, errlen))) goto fail;
   if ((rc = swit__classify_register(h, err, errlen))) goto fail;
   if ((rc = swit__trace_register(h))) goto fail;
   if ((rc = swit__sec_new(h, err, errlen))) goto fail; /* when configured */
@@ -525,6 +526,15 @@ int swit_host_start(swit_host_t *h, char *err, size_t errlen)
 /* ------------------------------------------------------------------ */
 /* Idle, stop, free */
 
+static int any_paused(swit_host_t *h)
+{
+  size_t n = h->subs ? __atomic_load_n(&h->nsubs, __ATOMIC_ACQUIRE) : 0;
+
+  for (size_t i = 0; i < n; i++)
+    if (atomic_load(&h->subs[i]->paused_by) > 0) return 1;
+  return 0;
+}
+
 int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 {
   int64_t start = swit__now_ms();
@@ -535,10 +545,12 @@ int swit_host_wait_idle(swit_host_t *h, int idle_ms, int timeout_ms)
 
     if (atomic_load(&h->state) != SWIT__RUNNING) return SWIT_E_STATE;
     /* a broker that lives in this process may hold accepted messages it
-     * has not handed over yet: they are not idle time either */
+     * has not handed over yet: they are not idle time either, unless a
+     * subscription is paused (an open circuit: they wait for it) */
     if (os != 0 && atomic_load(&h->inflight) == 0 &&
         now - atomic_load(&h->last_activity_ms) >= idle_ms &&
-        (!h->ops->undelivered || h->ops->undelivered(h->broker) == 0))
+        (!h->ops->undelivered || any_paused(h) ||
+         h->ops->undelivered(h->broker) == 0))
       return os < 0 ? SWIT_E_SCRIPT : 0;
     if (timeout_ms >= 0 && now - start >= timeout_ms) return SWIT_E_TIMEDOUT;
     swit__sleep_ms(5);

@@ -92,14 +92,8 @@ typedef struct swit_cfg_named {
 /* ---------------------------------------------------------------------
  * The configuration (keys of seed-design.md plus `lua`) */
 
-typedef struct swit_cfg_publisher {
-  int64_t retry_attempts;   /* 3 */
-  int64_t retry_delay_ms;   /* "1s" */
-  int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
-  int transactional;        /* false: subscriptions of the group run exactly_once */
-} swit_cfg_publisher;
-
-/* messaging.subscribers.<name>.circuit_breaker (host/resil/circuit.c) */
+/* messaging.subscribers.<name>.circuit_breaker (host/resil/circuit.c),
+ * messaging.publishers.default.circuit_breaker (host/resil/pubcirc.c) */
 typedef struct swit_cfg_breaker {
   int enabled;              /* false */
   int64_t failure_threshold;/* 5: failures in a row that open it, 0 = off */
@@ -109,6 +103,14 @@ typedef struct swit_cfg_breaker {
   int64_t min_calls;        /* 10: outcomes in the window before the rate counts */
   int64_t window_ms;        /* "60s": the failure-rate window */
 } swit_cfg_breaker;
+
+typedef struct swit_cfg_publisher {
+  int64_t retry_attempts;   /* 3 */
+  int64_t retry_delay_ms;   /* "1s" */
+  int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
+  int transactional;        /* false: subscriptions of the group run exactly_once */
+  swit_cfg_breaker circuit_breaker; /* per publish target (resil/pubcirc.c) */
+} swit_cfg_publisher;
 
 /* messaging.subscribers.<name>.errors (host/resil/classify.c) */
 typedef struct swit_cfg_errors {

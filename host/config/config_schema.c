@@ -39,6 +39,35 @@
 /* ---------------------------------------------------------------------
  * Named publishers and subscribers */
 
+
+#define CB(f) offsetof(swit_cfg_breaker, f)
+static const swit_cfg_field breaker_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = CB(enabled),
+    .dflt = "false", .desc = "Open the circuit when calls keep failing "
+                             "(a subscription's handler: pause it; a "
+                             "publish target's publishes: refuse them)" },
+  { .name = "failure_threshold", .type = SWIT_CFG_INT,
+    .offset = CB(failure_threshold), .dflt = "5", .min = 0, .max = 1000000,
+    .desc = "Failures in a row that open it (0 = the rate alone)" },
+  { .name = "success_threshold", .type = SWIT_CFG_INT,
+    .offset = CB(success_threshold), .dflt = "2", .min = 1, .max = 10000,
+    .desc = "Half-open: trial calls let through (messages handled or "
+            "published), all of which must succeed to close it" },
+  { .name = "recovery_timeout", .type = SWIT_CFG_DURATION,
+    .offset = CB(recovery_ms), .dflt = "30s", .min = 1, .max = 24 * MS_H,
+    .desc = "Time open before the half-open trial" },
+  { .name = "failure_rate", .type = SWIT_CFG_DOUBLE,
+    .offset = CB(failure_rate), .dflt = "0", .min = 0, .max = 1,
+    .desc = "Share of failures within `window` that opens it (0 = off)" },
+  { .name = "min_calls", .type = SWIT_CFG_INT, .offset = CB(min_calls),
+    .dflt = "10", .min = 1, .max = 1000000,
+    .desc = "Outcomes within `window` before failure_rate applies" },
+  { .name = "window", .type = SWIT_CFG_DURATION, .offset = CB(window_ms),
+    .dflt = "60s", .min = 10, .max = 24 * MS_H,
+    .desc = "The failure-rate window (counted in ten slices)" },
+  { .name = NULL }
+};
+
 const swit_cfg_field swit__publisher_fields[] = {
   { .name = "retry_attempts", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_publisher, retry_attempts), .dflt = "3",
@@ -61,33 +90,11 @@ const swit_cfg_field swit__publisher_fields[] = {
             "of every group) run exactly_once: what their handlers publish "
             "commits with the consumed offsets in a broker transaction "
             "(Kafka)" },
-  { .name = NULL }
-};
-
-#define CB(f) offsetof(swit_cfg_breaker, f)
-static const swit_cfg_field breaker_fields[] = {
-  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = CB(enabled),
-    .dflt = "false", .desc = "Open the circuit (pause the subscription) when "
-                             "its handler keeps failing" },
-  { .name = "failure_threshold", .type = SWIT_CFG_INT,
-    .offset = CB(failure_threshold), .dflt = "5", .min = 0, .max = 1000000,
-    .desc = "Failures in a row that open it (0 = the rate alone)" },
-  { .name = "success_threshold", .type = SWIT_CFG_INT,
-    .offset = CB(success_threshold), .dflt = "2", .min = 1, .max = 10000,
-    .desc = "Half-open: trial messages let through, all of which must "
-            "succeed to close it" },
-  { .name = "recovery_timeout", .type = SWIT_CFG_DURATION,
-    .offset = CB(recovery_ms), .dflt = "30s", .min = 1, .max = 24 * MS_H,
-    .desc = "Time open before the half-open trial" },
-  { .name = "failure_rate", .type = SWIT_CFG_DOUBLE,
-    .offset = CB(failure_rate), .dflt = "0", .min = 0, .max = 1,
-    .desc = "Share of failures within `window` that opens it (0 = off)" },
-  { .name = "min_calls", .type = SWIT_CFG_INT, .offset = CB(min_calls),
-    .dflt = "10", .min = 1, .max = 1000000,
-    .desc = "Outcomes within `window` before failure_rate applies" },
-  { .name = "window", .type = SWIT_CFG_DURATION, .offset = CB(window_ms),
-    .dflt = "60s", .min = 10, .max = 24 * MS_H,
-    .desc = "The failure-rate window (counted in ten slices)" },
+  { .name = "circuit_breaker", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_publisher, circuit_breaker),
+    .fields = breaker_fields, .default_only = 1,
+    .desc = "A circuit breaker per publish target (topic): while open, "
+            "publishes to it fail at once (docs/resilience.md)" },
   { .name = NULL }
 };
 
