@@ -128,7 +128,8 @@ static int check_server_tls(const char *listen, const swit_cfg_server_tls *t,
                             const char *key, char *err, size_t errlen)
 {
   const swit__http_opts o = {.tls_cert = t->cert_file,
-                             .tls_keyfile = t->key_file, .tls_key = key};
+                             .tls_keyfile = t->key_file, .tls_key = key,
+                             .tls_client_ca = t->client_ca_file};
 
   if (!listen || !*listen || strcmp(listen, "off") == 0) return 0;
   return swit__http_tls_check(&o, err, errlen);

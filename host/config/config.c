@@ -261,21 +261,29 @@ static int check_tls(swit_cfg_ctx *ctx, swit_config *cfg)
                            "%s must be set too", names[1 - i]);
 }
 
-/* server.<srv>.tls: both files or neither, each resolved and readable. */
+/* server.<srv>.tls: both files or neither, each resolved and readable;
+ * client_ca_file (resolved, readable) only with them. */
 static int check_server_tls(swit_cfg_ctx *ctx, swit_config *cfg,
                             const char *srv, swit_cfg_server_tls *tls)
 {
-  static const char *const names[] = { "cert_file", "key_file" };
-  char **files[] = { &tls->cert_file, &tls->key_file };
+  static const char *const names[] = { "cert_file", "key_file",
+                                       "client_ca_file" };
+  char **files[] = { &tls->cert_file, &tls->key_file, &tls->client_ca_file };
   char key[SWIT__CONFIG_KEYMAX];
   size_t i;
   int rc;
 
-  for (i = 0; i < 2; i++) {
+  for (i = 0; i < 3; i++) {
     snprintf(key, sizeof key, "server.%s.tls.%s", srv, names[i]);
     if (is_set(*files[i]) &&
         (rc = resolve_file(ctx, cfg->base_dir, files[i], key, 1)) < 0)
       return rc;
+  }
+  if (is_set(*files[2]) && !is_set(*files[0])) {
+    snprintf(key, sizeof key, "server.%s.tls.client_ca_file", srv);
+    return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                             "needs cert_file and key_file (mutual TLS is "
+                             "HTTPS first)");
   }
   if (is_set(*files[0]) == is_set(*files[1]))
     return 0;

@@ -180,6 +180,7 @@ enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
 typedef struct swit_cfg_server_tls {
   char *cert_file;          /* PEM chain, the server's certificate first */
   char *key_file;           /* PEM private key */
+  char *client_ca_file;     /* mTLS: the CAs of client certificates, or "" */
 } swit_cfg_server_tls;
 
 typedef struct swit_config {

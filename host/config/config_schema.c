@@ -481,6 +481,11 @@ static const swit_cfg_field server_tls_fields[] = {
   { .name = "key_file", .type = SWIT_CFG_STR,
     .offset = offsetof(swit_cfg_server_tls, key_file),
     .desc = "Private key of cert_file (PEM), relative to the config file" },
+  { .name = "client_ca_file", .type = SWIT_CFG_STR,
+    .offset = offsetof(swit_cfg_server_tls, client_ca_file),
+    .desc = "Mutual TLS: CA certificates (PEM) a client's certificate must "
+            "chain to; a client without one is refused in the handshake. "
+            "Needs cert_file" },
   { .name = NULL }
 };
 
