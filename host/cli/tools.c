@@ -8,7 +8,10 @@
  *       one message, or one per line of F (- = stdin); each publish
  *       waits as messaging.publishers.default says, then everything is
  *       flushed to the broker (swit_host_flush); the count goes to stderr;
- *       the first failure stops with exit 1.
+ *       the first failure stops with exit 1. With --json each line of F
+ *       is an object as `swit tail --json` prints (jsonl.c): key, headers
+ *       and payload byte for byte; a line that is not one stops with
+ *       exit 2.
  *   swit tail CONFIG TOPIC [--group G] [--from beginning|latest]
  *                          [--count N] [--json]
  *       prints every message that arrives, one line each, until SIGINT,
@@ -153,14 +156,17 @@ typedef struct pub_args {
   const char *headers[2 * MAX_HEADERS + 1];   /* name, value, ..., NULL */
   char *owned[MAX_HEADERS];
   size_t nh;
+  int json;                                   /* --json: lines are objects */
 } pub_args;
 
-static int publish_one(swit_host_t *h, const pub_args *a, const char *p,
-                       size_t len, uint64_t *n)
+/* One message to a->topic; exit 1 with the reason when it fails. */
+static int send_one(swit_host_t *h, const pub_args *a, const char *key,
+                    size_t klen, const char *p, size_t len,
+                    const char *const *headers, uint64_t *n)
 {
   char err[1024];
-  int rc = swit_host_publish(h, a->topic, a->key, a->key ? strlen(a->key) : 0,
-                             p, len, a->headers, NULL, err, sizeof err);
+  int rc = swit_host_publish(h, a->topic, key, klen, p, len, headers, NULL,
+                             err, sizeof err);
   if (rc) {
     fprintf(stderr, "swit: publish to '%s' (message %" PRIu64 "): %s\n",
             a->topic, *n + 1, err);
@@ -168,6 +174,32 @@ static int publish_one(swit_host_t *h, const pub_args *a, const char *p,
   }
   (*n)++;
   return 0;
+}
+
+static int publish_one(swit_host_t *h, const pub_args *a, const char *p,
+                       size_t len, uint64_t *n)
+{
+  return send_one(h, a, a->key, a->key ? strlen(a->key) : 0, p, len,
+                  a->headers, n);
+}
+
+/* One --json line: exit 2 for a line that is not a message (the ones
+ * before it were published), else as publish_one. */
+static int publish_json(swit_host_t *h, const pub_args *a, char *line,
+                        size_t len, uint64_t *n)
+{
+  swit__jsonl_msg m;
+  const char *why;
+  size_t at;
+
+  if (swit__jsonl_parse(line, len, &m, &why, &at)) {
+    fprintf(stderr, "swit: publish --json: line %" PRIu64 ", byte %zu: %s "
+            "(%" PRIu64 " message(s) published before it)\n", *n + 1, at, why,
+            *n);
+    return EXIT_USAGE;
+  }
+  return send_one(h, a, m.key, m.key_len, m.payload, m.payload_len,
+                  m.headers, n);
 }
 
 static int parse_publish(int argc, char **argv, pub_args *a)
@@ -186,6 +218,8 @@ static int parse_publish(int argc, char **argv, pub_args *a)
       a->key = argv[++i];
     } else if (!strcmp(o, "--file")) {
       a->file = argv[++i];
+    } else if (!strcmp(o, "--json")) {
+      a->json = 1;
     } else if (!strcmp(o, "--header")) {
       const char *nv = argv[++i], *eq = strchr(nv, '=');
       char *name;
@@ -210,6 +244,12 @@ static int parse_publish(int argc, char **argv, pub_args *a)
     } else {
       return -1;
     }
+  }
+  if (a->json && (!a->file || a->key || a->nh)) {
+    fail("publish: --json reads key, headers and payload from each line of "
+         "--file F (or -): %s%s", a->file ? "not with --key or --header"
+                                          : "give --file", "");
+    return -2;
   }
   if (!a->payload == !a->file) {
     fail("publish: give a PAYLOAD or --file F (- for stdin), not %s%s",
@@ -249,7 +289,8 @@ int swit__cli_publish(int argc, char **argv)
       }
       while (f && code == 0 && (len = getline(&line, &cap, f)) >= 0) {
         if (len && line[len - 1] == '\n') len--;
-        code = publish_one(h, &a, line, (size_t)len, &n);
+        if (a.json) code = publish_json(h, &a, line, (size_t)len, &n);
+        else code = publish_one(h, &a, line, (size_t)len, &n);
         if ((n & 255) == 0) progress_show(&pg, "published", n, 0, 0, NULL);
       }
       progress_end(&pg);
@@ -269,7 +310,8 @@ int swit__cli_publish(int argc, char **argv)
   }
   for (size_t i = 0; i < a.nh; i++) free(a.owned[i]);
   if (rc == -1) fputs("usage: swit publish CONFIG TOPIC [--key K] "
-                      "[--header N=V]... PAYLOAD | --file F|-\n", stderr);
+                      "[--header N=V]... PAYLOAD | --file F|- [--json]\n",
+                      stderr);
   return rc ? EXIT_USAGE : code;
 }
 
