@@ -57,6 +57,31 @@ static void on_connected(natsConnection *nc, void *ud)
              detail);
 }
 
+/* Why the last connect attempt failed (cnats' text, e.g. an
+ * authorization violation) and the keys that decide it; "" when cnats
+ * kept no reason. A failed TLS handshake reaches us only as "no server
+ * available" (cnats keeps the handshake's error to itself), so with TLS
+ * on that text points at the TLS keys. */
+static void last_reason(const nats_broker *b, natsConnection *nc, char *buf,
+                        size_t len)
+{
+  const char *text = NULL, *keys = "";
+  natsStatus s;
+  buf[0] = '\0';
+  if (!nc || (s = natsConnection_GetLastError(nc, &text)) == NATS_OK ||
+      !text || !*text)
+    return;
+  if (strstr(text, "uthoriz") || strstr(text, "uthentic"))
+    keys = " (check messaging.broker.config user/password, token, nkey, "
+           "creds_file or messaging.security.authentication)";
+  else if (strstr(text, "SSL") || strstr(text, "TLS") ||
+           strstr(text, "ertificate") ||
+           (b->env.tls.enabled && s == NATS_NO_SERVER))
+    keys = " (check messaging.security.transport.tls and "
+           "messaging.broker.config.tls_hostname)";
+  snprintf(buf, len, ": %s%s", text, keys);
+}
+
 /* Report the loss once, from whichever of the disconnected callback and
  * the first reconnect delay cnats runs first. */
 static void report_lost(nats_broker *b)
@@ -83,14 +108,14 @@ static void on_reconnected(natsConnection *nc, void *ud)
 static void on_closed(natsConnection *nc, void *ud)
 {
   nats_broker *b = ud;
-  (void)nc;
   if (atomic_load(&b->closing)) {
     swit__nats_report(b, SWIT_CONN_DISCONNECTED, NULL);
   } else {
-    char detail[400];
+    char detail[800], why[400];
+    last_reason(b, nc, why, sizeof why);
     snprintf(detail, sizeof detail, "connection to %s closed: reconnect "
-             "attempts exhausted (messaging.broker.reconnect.max_attempts)",
-             b->servers_text);
+             "attempts exhausted (messaging.broker.reconnect.max_attempts)%s",
+             b->servers_text, why);
     swit__nats_report(b, SWIT_CONN_FAILED, detail);
   }
   pthread_mutex_lock(&b->closed_mu);
@@ -105,13 +130,13 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *ud)
   int64_t d = b->env.backoff_ms
                   ? b->env.backoff_ms(b->env.host_ud, (uint32_t)attempts)
                   : 1000;
-  char detail[400];
-  (void)nc;
+  char detail[800], why[400];
   if (d < 0)
     return 0; /* cnats stops at MaxReconnect, then on_closed: failed */
   report_lost(b);
-  snprintf(detail, sizeof detail, "cannot reach %s (attempt %d); next try "
-           "in %lld ms", b->servers_text, attempts, (long long)d);
+  last_reason(b, nc, why, sizeof why);
+  snprintf(detail, sizeof detail, "cannot reach %s (attempt %d)%s; next "
+           "try in %lld ms", b->servers_text, attempts, why, (long long)d);
   swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
   return d;
 }
@@ -422,7 +447,7 @@ static int js_context(nats_broker *b, char *err, size_t errlen)
 
 int swit__nats_open(nats_broker *b, char *err, size_t errlen)
 {
-  char detail[600], why[300];
+  char detail[800], why[400];
   swit__nats_report(b, SWIT_CONN_CONNECTING, b->servers_text);
   atomic_store(&b->lost, 1); /* until connected: backing off, not lost */
   natsStatus s = natsConnection_Connect(&b->nc, b->opts);
@@ -433,8 +458,9 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
                       swit__nats_errtext(s));
   }
   if (s == NATS_NOT_YET_CONNECTED) {
-    snprintf(detail, sizeof detail, "cannot reach %s; retrying in the "
-             "background", b->servers_text);
+    last_reason(b, b->nc, why, sizeof why);
+    snprintf(detail, sizeof detail, "cannot reach %s%s; retrying in the "
+             "background", b->servers_text, why);
     swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
   } else {
     char url[256];
