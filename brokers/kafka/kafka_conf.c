@@ -243,6 +243,27 @@ static int set_security(kconf *kc, const swit_broker_env *env,
   return rc;
 }
 
+/* rd_kafka_new's refusal ("ssl.ca.location failed: ...") as an error
+ * naming the swit key that sets the property it names; other text names
+ * messaging.broker.config, where the rest of the properties come from. */
+int swit__kafka_new_fail(const char *text, char *err, size_t errlen)
+{
+  static const struct { const char *prop, *key; } map[] = {
+    { "ssl.ca.location", TLSK "ca_file" },
+    { "ssl.certificate.location", TLSK "cert_file" },
+    { "ssl.key.location", TLSK "key_file" },
+    { "ssl", TLSK "enabled" },
+    { "sasl", AUTHK "mechanism" },
+    { "security.protocol", TLSK "enabled" },
+  };
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (strncmp(text, map[i].prop, strlen(map[i].prop)) == 0)
+      return swit__fail(err, errlen, SWIT_E_CONFIG, "%s (or messaging.broker."
+                        "config.%s): %s", map[i].key, map[i].prop, text);
+  return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker.config: %s",
+                    text);
+}
+
 /* ---------------------------------------------------------------------
  * The user's keys */
 
