@@ -4,7 +4,8 @@
 -- client certificates required, users with passwords, an NKEY user, and a
 -- second server that takes a token. The certificates are made here with
 -- openssl (a CA, a server certificate for localhost/127.0.0.1, a client
--- certificate, an expired one, one for another host, an unrelated CA);
+-- certificate, an expired one, one for another host (served by a third
+-- server), an unrelated CA);
 -- the NKEY (ed25519 by openssl, encoded here as nkeys does: base32 with a
 -- prefix byte and a CRC16). Every wait is bounded; the servers are
 -- stopped in teardown.
@@ -183,7 +184,7 @@ local function refused(cfg)
 end
 
 describe("NATS transport security #nats", function()
-  local dir, main, tok, nkey_pub
+  local dir, main, tok, wrong, nkey_pub
   setup(function()
     dir = make_certs()
     local seed
@@ -199,6 +200,7 @@ describe("NATS transport security #nats", function()
   ]
 ]]):format(nkey_pub))
     tok = start_server(dir, "tok", "server", '  token: "tok-s3cret"')
+    wrong = start_server(dir, "wrong", "wrong", '  users: [{user: alice, password: "pw-alice"}]')
   end)
   teardown(function()
     for _, pid in ipairs(servers) do os.execute(("kill %d 2>/dev/null"):format(pid)) end
@@ -239,6 +241,10 @@ describe("NATS transport security #nats", function()
     works(yaml(tok.port, tls_block(dir), 'token: "tok-s3cret"'))
   end)
 
+  it("checks an IP endpoint against the certificate's IP address", function()
+    works(yaml(main.port, tls_block(dir), 'user: alice, password: "pw-alice"', "127.0.0.1"))
+  end)
+
   it("an explicit tls_hostname that the certificate carries", function()
     works(yaml(main.port, tls_block(dir), 'user: alice, password: "pw-alice", tls_hostname: localhost',
                "127.0.0.1"))
@@ -258,7 +264,17 @@ describe("NATS transport security #nats", function()
     assert.truthy(err:find("messaging.security.transport.tls", 1, true), err)
   end)
 
-  it("refuses a server certificate for another host", function()
+  it("refuses a server whose certificate is for another host", function()
+    for _, host in ipairs({ "localhost", "127.0.0.1" }) do
+      local code, err = refused(yaml(wrong.port, tls_block(dir), 'user: alice, password: "pw-alice"', host))
+      assert.equal(2, code, host .. ": " .. err)
+      assert.truthy(err:find("messaging.security.transport.tls", 1, true), err)
+    end
+    -- the same server, told the name its certificate carries
+    works(yaml(wrong.port, tls_block(dir), 'user: alice, password: "pw-alice", tls_hostname: wrong.example'))
+  end)
+
+  it("refuses a tls_hostname the server's certificate does not carry", function()
     local code, err = refused(yaml(main.port, tls_block(dir), 'user: alice, password: "pw-alice", tls_hostname: wrong.other'))
     assert.equal(2, code, err)
     assert.truthy(err:find("messaging.security.transport.tls", 1, true), err)
