@@ -104,6 +104,11 @@ end
 
 local servers = {}
 
+local function alive(pid)
+  local r = os.execute(("kill -0 %d 2>/dev/null"):format(pid))
+  return r == 0 or r == true
+end
+
 local function start_server(dir, name, cert, auth)
   for _ = 1, 5 do
     local _, out = t.sh(q(t.root .. "/scripts/free-port.sh"))
@@ -205,8 +210,7 @@ describe("NATS transport security #nats", function()
   teardown(function()
     for _, pid in ipairs(servers) do os.execute(("kill %d 2>/dev/null"):format(pid)) end
     for _, pid in ipairs(servers) do
-      N.wait(function() return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) ~= 0
-                         and os.execute(("kill -0 %d 2>/dev/null"):format(pid)) ~= true end, 10)
+      N.wait(function() return not alive(pid) end, 10)
     end
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)
