@@ -8,7 +8,9 @@
 # Variables: BUILD (build directory), SANITIZE (e.g. address,undefined),
 # TYPE (CMake build type), TESTS and EXCLUDE (ctest -R and -E regexes:
 # only those tests, all but those), PREFIX, DESTDIR. `make bench` prints the
-# benchmark figures. `make fuzz` builds the libFuzzer harnesses with clang
+# benchmark figures. `make examples` runs the example of each broker
+# (examples/kafka, rabbitmq, nats, jetstream) against the servers the
+# suite starts (ctest -R '^example\.'). `make fuzz` builds the libFuzzer harnesses with clang
 # in FUZZ_BUILD and runs each on its seed corpus for FUZZ_SECONDS
 # (scripts/fuzz.sh).
 BUILD ?= build
@@ -20,7 +22,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test bench deps build install fuzz
+.PHONY: run test bench deps build install fuzz examples
 
 run: build
 	$(BUILD)/swit run examples/quickstart/swit.yaml --exit-when-idle
@@ -28,6 +30,9 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(if $(TESTS),-R '$(TESTS)') \
 	  $(if $(EXCLUDE),-E '$(EXCLUDE)')
+
+examples: build
+	cd $(BUILD) && ctest --output-on-failure -R '^example\.'
 
 bench: build
 	$(BUILD)/bench/bench_pipeline

@@ -13,12 +13,13 @@ set -euo pipefail
 RUNTIME=(
   libluajit-5.1-2 libyaml-0-2 libevent-2.1-7 libevent-pthreads-2.1-7
   libevent-openssl-2.1-7
-  librdkafka1 librabbitmq4 libnats3.4 libssl3 lua-cjson ca-certificates
+  librdkafka1 librabbitmq4 libnats3.4 libssl3 libsqlite3-0 lua-cjson
+  ca-certificates
 )
 BUILD=(
   build-essential cmake pkg-config git curl
   luajit libluajit-5.1-dev libyaml-dev libevent-dev libssl-dev
-  librdkafka-dev librabbitmq-dev libnats-dev lua-cjson
+  librdkafka-dev librabbitmq-dev libnats-dev libsqlite3-dev lua-cjson
 )
 # systemd is here for systemd-analyze (the test packaging.systemd), openssl
 # for the certificates the TLS specs make, clang for `make fuzz`.

@@ -573,7 +573,7 @@ static int rmq_flush(swit_broker *b, int timeout_ms)
 
 const swit_broker_ops swit_broker_rabbitmq = {
   .name = "rabbitmq",
-  .caps = SWIT_CAP_REQUEUE | SWIT_CAP_CONFIRM,
+  .caps = SWIT_CAP_REQUEUE | SWIT_CAP_CONFIRM | SWIT_CAP_TTL,
   .config_fields = swit__rabbitmq_config_fields,
   .settings_size = sizeof(swit_rabbitmq_settings),
   .create = rmq_create,

@@ -119,6 +119,7 @@ struct rmq_pub {
   int failed;           /* finished without a confirm */
   int mandatory;        /* published mandatory (swit_publish_opts) */
   int returned;         /* a basic.return may be this one's: fail it */
+  char expiration[24];  /* swit_publish_opts.ttl_ms, in the props */
   amqp_bytes_t rkey, body;
   amqp_basic_properties_t props;
   amqp_table_entry_t *entries;

@@ -36,6 +36,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -224,8 +225,15 @@ int swit__rmq_publish(rmq_broker *b, const swit_msg_view *msgs, size_t n,
   }
   if ((rc = fill_all(b, &recs, msgs, err, errlen)))
     goto fail;
-  for (rmq_pub *r = recs.head; r; r = r->next)
+  for (rmq_pub *r = recs.head; r; r = r->next) {
     r->mandatory = o && o->mandatory;
+    if (o && o->ttl_ms > 0) {      /* per-message TTL: it wins over a header */
+      int k = snprintf(r->expiration, sizeof r->expiration, "%lld",
+                       (long long)o->ttl_ms);
+      r->props.expiration = (amqp_bytes_t){ (size_t)k, r->expiration };
+      r->props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    }
+  }
   if (ids && !(t = calloc(1, sizeof *t + n * sizeof *t->ids))) {
     rc = swit__fail(err, errlen, SWIT_E_NOMEM, "publish: out of memory");
     goto fail;

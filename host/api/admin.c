@@ -278,6 +278,7 @@ int swit__admin_start(swit_host_t *h, char *err, size_t errlen)
     .tls_cert = h->cfg->server.admin.tls.cert_file,
     .tls_keyfile = h->cfg->server.admin.tls.key_file,
     .tls_key = "server.admin.tls",
+    .tls_client_ca = h->cfg->server.admin.tls.client_ca_file,
   };
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;

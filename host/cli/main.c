@@ -41,6 +41,8 @@ static const char usage[] =
   "                 [--count N] [--json]\n"
   "       swit bench CONFIG TOPIC [--rate R] [--messages N] [--size B]\n"
   "                  [--timeout SECONDS]\n"
+  "       swit dlq replay CONFIG DLQ_TOPIC [--group G] [--to TOPIC] [--max N]\n"
+  "                 [--idle S] [--timeout S]\n"
   "       swit test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
   "       swit config-reference\n"
   "       swit --version | --help\n";
@@ -86,6 +88,17 @@ static const char help[] =
   "                  of its own; print lost, duplicated, msg/s and latency\n"
   "                  percentiles. Exit 1 if any was lost or duplicated or\n"
   "                  S seconds (default 30) after the last send.\n"
+  "  dlq replay CONFIG DLQ_TOPIC [--group G] [--to TOPIC] [--max N]\n"
+  "             [--idle S] [--timeout S]\n"
+  "                  publish each dead letter of DLQ_TOPIC again to its\n"
+  "                  x-swit-origin-topic (or TOPIC), without the headers\n"
+  "                  the dead-lettering added, so it starts at attempt 1;\n"
+  "                  ack it once that publish is accepted. One it cannot\n"
+  "                  replay is rejected to DLQ_TOPIC.dlq with the reason.\n"
+  "                  Stops after N messages, S seconds (default 10) with\n"
+  "                  none arriving, or --timeout (default 300, exit 1).\n"
+  "                  Group: default swit-dlq-replay; on RabbitMQ give the\n"
+  "                  group that dead-lettered them (its parking queue).\n"
   "  test [--config CONFIG] [BUSTED-OPTION]... [PATH]...\n"
   "                  run busted specs (PATH: files or directories, default\n"
   "                  ./spec) that drive CONFIG's handlers in-process with\n"
@@ -320,14 +333,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     return swit__cli_publish(argc, argv);
   }
-  if (argc >= 2 && (!strcmp(argv[1], "tail") || !strcmp(argv[1], "bench"))) {
+  if (argc >= 2 && (!strcmp(argv[1], "tail") || !strcmp(argv[1], "bench") ||
+                    !strcmp(argv[1], "dlq"))) {
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
-    return argv[1][0] == 't' ? swit__cli_tail(argc, argv, &sigs)
-                             : swit__cli_bench(argc, argv, &sigs);
+    return argv[1][0] == 't'   ? swit__cli_tail(argc, argv, &sigs)
+           : argv[1][0] == 'b' ? swit__cli_bench(argc, argv, &sigs)
+                               : swit__cli_dlq(argc, argv, &sigs);
   }
   if (argc >= 2 && !strcmp(argv[1], "test")) return swit__cli_test(argc, argv);
   if (argc == 2 && !strcmp(argv[1], "config-reference")) {

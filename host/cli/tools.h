@@ -12,6 +12,8 @@ int swit__cli_publish(int argc, char **argv);
 /* sigs: SIGINT and SIGTERM (blocked here, waited for). */
 int swit__cli_tail(int argc, char **argv, const sigset_t *sigs);
 int swit__cli_bench(int argc, char **argv, const sigset_t *sigs);
+/* `swit dlq replay` (dlq.c) */
+int swit__cli_dlq(int argc, char **argv, const sigset_t *sigs);
 
 /* `swit test` (test.c): execs busted, or returns an exit code. */
 int swit__cli_test(int argc, char **argv);

@@ -261,21 +261,29 @@ static int check_tls(swit_cfg_ctx *ctx, swit_config *cfg)
                            "%s must be set too", names[1 - i]);
 }
 
-/* server.<srv>.tls: both files or neither, each resolved and readable. */
+/* server.<srv>.tls: both files or neither, each resolved and readable;
+ * client_ca_file (resolved, readable) only with them. */
 static int check_server_tls(swit_cfg_ctx *ctx, swit_config *cfg,
                             const char *srv, swit_cfg_server_tls *tls)
 {
-  static const char *const names[] = { "cert_file", "key_file" };
-  char **files[] = { &tls->cert_file, &tls->key_file };
+  static const char *const names[] = { "cert_file", "key_file",
+                                       "client_ca_file" };
+  char **files[] = { &tls->cert_file, &tls->key_file, &tls->client_ca_file };
   char key[SWIT__CONFIG_KEYMAX];
   size_t i;
   int rc;
 
-  for (i = 0; i < 2; i++) {
+  for (i = 0; i < 3; i++) {
     snprintf(key, sizeof key, "server.%s.tls.%s", srv, names[i]);
     if (is_set(*files[i]) &&
         (rc = resolve_file(ctx, cfg->base_dir, files[i], key, 1)) < 0)
       return rc;
+  }
+  if (is_set(*files[2]) && !is_set(*files[0])) {
+    snprintf(key, sizeof key, "server.%s.tls.client_ca_file", srv);
+    return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                             "needs cert_file and key_file (mutual TLS is "
+                             "HTTPS first)");
   }
   if (is_set(*files[0]) == is_set(*files[1]))
     return 0;
@@ -416,6 +424,34 @@ static int check_limits(swit_cfg_ctx *ctx, swit_config *cfg)
   return 0;
 }
 
+/* messaging.subscribers.<name>.dedup: store sqlite needs a path (made
+ * absolute against base_dir; created at start), store memory takes
+ * none. */
+static int check_dedup(swit_cfg_ctx *ctx, swit_config *cfg)
+{
+  const swit_cfg_named *nm = &cfg->messaging.subscribers;
+  char key[SWIT__CONFIG_KEYMAX];
+
+  for (size_t i = 0; i < nm->n; i++) {
+    swit_cfg_dedup *d = &((swit_cfg_subscriber *)nm->elems + i)->dedup;
+    int sqlite = d->store == SWIT_DEDUP_SQLITE;
+    snprintf(key, sizeof key, "messaging.subscribers.%s.dedup.%s",
+             nm->names[i], sqlite && !is_set(d->path) ? "store" : "path");
+    if (sqlite && !is_set(d->path))
+      return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                               "store sqlite needs dedup.path (the SQLite "
+                               "file)");
+    if (!sqlite && is_set(d->path))
+      return swit__config_fail(ctx, swit__config_mark_get(ctx, key), key,
+                               "only with dedup.store: sqlite");
+    if (sqlite) {
+      int rc = resolve_file(ctx, cfg->base_dir, &d->path, key, 0);
+      if (rc < 0) return rc;
+    }
+  }
+  return 0;
+}
+
 static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
 {
   int rc = check_brokers(ctx, swit__config_fields, "",
@@ -435,6 +471,8 @@ static int validate(swit_cfg_ctx *ctx, swit_config *cfg)
     rc = check_scripts(ctx, cfg);
   if (rc == 0)
     rc = check_limits(ctx, cfg);
+  if (rc == 0)
+    rc = check_dedup(ctx, cfg);
   if (rc == 0)
     rc = keep_security(ctx, cfg);
   cfg->messaging.broker.type_mark =

@@ -92,14 +92,8 @@ typedef struct swit_cfg_named {
 /* ---------------------------------------------------------------------
  * The configuration (keys of seed-design.md plus `lua`) */
 
-typedef struct swit_cfg_publisher {
-  int64_t retry_attempts;   /* 3 */
-  int64_t retry_delay_ms;   /* "1s" */
-  int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
-  int transactional;        /* false: subscriptions of the group run exactly_once */
-} swit_cfg_publisher;
-
-/* messaging.subscribers.<name>.circuit_breaker (host/resil/circuit.c) */
+/* messaging.subscribers.<name>.circuit_breaker (host/resil/circuit.c),
+ * messaging.publishers.default.circuit_breaker (host/resil/pubcirc.c) */
 typedef struct swit_cfg_breaker {
   int enabled;              /* false */
   int64_t failure_threshold;/* 5: failures in a row that open it, 0 = off */
@@ -109,6 +103,14 @@ typedef struct swit_cfg_breaker {
   int64_t min_calls;        /* 10: outcomes in the window before the rate counts */
   int64_t window_ms;        /* "60s": the failure-rate window */
 } swit_cfg_breaker;
+
+typedef struct swit_cfg_publisher {
+  int64_t retry_attempts;   /* 3 */
+  int64_t retry_delay_ms;   /* "1s" */
+  int64_t timeout_ms;       /* "5s": how long a publish may wait for room/confirm */
+  int transactional;        /* false: subscriptions of the group run exactly_once */
+  swit_cfg_breaker circuit_breaker; /* per publish target (resil/pubcirc.c) */
+} swit_cfg_publisher;
 
 /* messaging.subscribers.<name>.errors (host/resil/classify.c) */
 typedef struct swit_cfg_errors {
@@ -123,7 +125,17 @@ typedef struct swit_cfg_dedup {
   char *header;             /* "x-swit-id": the message id's header */
   int64_t window_size;      /* 10000: ids remembered per subscription */
   int64_t window_ms;        /* "10m": how long an id is remembered */
+  int store;                /* SWIT_DEDUP_MEMORY */
+  char *path;               /* store sqlite: the file (resolved), else "" */
 } swit_cfg_dedup;
+
+enum { SWIT_DEDUP_MEMORY, SWIT_DEDUP_SQLITE };
+
+/* messaging.subscribers.<name>.dead_letter (core/settle.c) */
+typedef struct swit_cfg_dead_letter {
+  int include_metadata;     /* true: the x-swit-* headers */
+  int64_t ttl_ms;           /* 0: the copies never expire */
+} swit_cfg_dead_letter;
 
 /* messaging.subscribers.<name>.rate_limit (host/resil/limit.c); a rate
  * set in the file is at least SWIT_CFG_RATE_MIN */
@@ -146,6 +158,7 @@ typedef struct swit_cfg_subscriber {
   swit_cfg_breaker circuit_breaker;
   swit_cfg_errors errors;
   swit_cfg_dedup dedup;
+  swit_cfg_dead_letter dead_letter;
 } swit_cfg_subscriber;
 
 typedef struct swit_cfg_reconnect {
@@ -167,6 +180,7 @@ enum { SWIT_AUDIT_DROP, SWIT_AUDIT_BLOCK };
 typedef struct swit_cfg_server_tls {
   char *cert_file;          /* PEM chain, the server's certificate first */
   char *key_file;           /* PEM private key */
+  char *client_ca_file;     /* mTLS: the CAs of client certificates, or "" */
 } swit_cfg_server_tls;
 
 typedef struct swit_config {

@@ -39,6 +39,35 @@
 /* ---------------------------------------------------------------------
  * Named publishers and subscribers */
 
+
+#define CB(f) offsetof(swit_cfg_breaker, f)
+static const swit_cfg_field breaker_fields[] = {
+  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = CB(enabled),
+    .dflt = "false", .desc = "Open the circuit when calls keep failing "
+                             "(a subscription's handler: pause it; a "
+                             "publish target's publishes: refuse them)" },
+  { .name = "failure_threshold", .type = SWIT_CFG_INT,
+    .offset = CB(failure_threshold), .dflt = "5", .min = 0, .max = 1000000,
+    .desc = "Failures in a row that open it (0 = the rate alone)" },
+  { .name = "success_threshold", .type = SWIT_CFG_INT,
+    .offset = CB(success_threshold), .dflt = "2", .min = 1, .max = 10000,
+    .desc = "Half-open: trial calls let through (messages handled or "
+            "published), all of which must succeed to close it" },
+  { .name = "recovery_timeout", .type = SWIT_CFG_DURATION,
+    .offset = CB(recovery_ms), .dflt = "30s", .min = 1, .max = 24 * MS_H,
+    .desc = "Time open before the half-open trial" },
+  { .name = "failure_rate", .type = SWIT_CFG_DOUBLE,
+    .offset = CB(failure_rate), .dflt = "0", .min = 0, .max = 1,
+    .desc = "Share of failures within `window` that opens it (0 = off)" },
+  { .name = "min_calls", .type = SWIT_CFG_INT, .offset = CB(min_calls),
+    .dflt = "10", .min = 1, .max = 1000000,
+    .desc = "Outcomes within `window` before failure_rate applies" },
+  { .name = "window", .type = SWIT_CFG_DURATION, .offset = CB(window_ms),
+    .dflt = "60s", .min = 10, .max = 24 * MS_H,
+    .desc = "The failure-rate window (counted in ten slices)" },
+  { .name = NULL }
+};
+
 const swit_cfg_field swit__publisher_fields[] = {
   { .name = "retry_attempts", .type = SWIT_CFG_INT,
     .offset = offsetof(swit_cfg_publisher, retry_attempts), .dflt = "3",
@@ -61,33 +90,11 @@ const swit_cfg_field swit__publisher_fields[] = {
             "of every group) run exactly_once: what their handlers publish "
             "commits with the consumed offsets in a broker transaction "
             "(Kafka)" },
-  { .name = NULL }
-};
-
-#define CB(f) offsetof(swit_cfg_breaker, f)
-static const swit_cfg_field breaker_fields[] = {
-  { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = CB(enabled),
-    .dflt = "false", .desc = "Open the circuit (pause the subscription) when "
-                             "its handler keeps failing" },
-  { .name = "failure_threshold", .type = SWIT_CFG_INT,
-    .offset = CB(failure_threshold), .dflt = "5", .min = 0, .max = 1000000,
-    .desc = "Failures in a row that open it (0 = the rate alone)" },
-  { .name = "success_threshold", .type = SWIT_CFG_INT,
-    .offset = CB(success_threshold), .dflt = "2", .min = 1, .max = 10000,
-    .desc = "Half-open: trial messages let through, all of which must "
-            "succeed to close it" },
-  { .name = "recovery_timeout", .type = SWIT_CFG_DURATION,
-    .offset = CB(recovery_ms), .dflt = "30s", .min = 1, .max = 24 * MS_H,
-    .desc = "Time open before the half-open trial" },
-  { .name = "failure_rate", .type = SWIT_CFG_DOUBLE,
-    .offset = CB(failure_rate), .dflt = "0", .min = 0, .max = 1,
-    .desc = "Share of failures within `window` that opens it (0 = off)" },
-  { .name = "min_calls", .type = SWIT_CFG_INT, .offset = CB(min_calls),
-    .dflt = "10", .min = 1, .max = 1000000,
-    .desc = "Outcomes within `window` before failure_rate applies" },
-  { .name = "window", .type = SWIT_CFG_DURATION, .offset = CB(window_ms),
-    .dflt = "60s", .min = 10, .max = 24 * MS_H,
-    .desc = "The failure-rate window (counted in ten slices)" },
+  { .name = "circuit_breaker", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_publisher, circuit_breaker),
+    .fields = breaker_fields, .default_only = 1,
+    .desc = "A circuit breaker per publish target (topic): while open, "
+            "publishes to it fail at once (docs/resilience.md)" },
   { .name = NULL }
 };
 
@@ -112,6 +119,7 @@ static const swit_cfg_field errors_fields[] = {
 };
 
 #define DD(f) offsetof(swit_cfg_dedup, f)
+static const char *const dedup_stores[] = {"memory", "sqlite", NULL};
 static const swit_cfg_field dedup_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = DD(enabled),
     .dflt = "false", .desc = "Ack without handling a message whose id was "
@@ -125,6 +133,27 @@ static const swit_cfg_field dedup_fields[] = {
   { .name = "window", .type = SWIT_CFG_DURATION, .offset = DD(window_ms),
     .dflt = "10m", .min = 1, .max = 7 * 24 * MS_H,
     .desc = "How long a handled id is remembered" },
+  { .name = "store", .type = SWIT_CFG_ENUM, .offset = DD(store),
+    .dflt = "memory", .choices = dedup_stores,
+    .desc = "memory (lost at exit), or sqlite: kept in `path` across "
+            "restarts and shared by the processes using the file" },
+  { .name = "path", .type = SWIT_CFG_STR, .offset = DD(path), .dflt = "",
+    .desc = "store sqlite: the SQLite file (created; relative to the "
+            "config file); refused with store memory" },
+  { .name = NULL }
+};
+
+#define DL(f) offsetof(swit_cfg_dead_letter, f)
+static const swit_cfg_field dead_letter_fields[] = {
+  { .name = "include_metadata", .type = SWIT_CFG_BOOL,
+    .offset = DL(include_metadata), .dflt = "true",
+    .desc = "Dead letters carry x-swit-error, x-swit-attempts and "
+            "x-swit-origin-topic (`swit dlq replay` needs the last)" },
+  { .name = "ttl", .type = SWIT_CFG_DURATION, .offset = DL(ttl_ms),
+    .dflt = "0", .min = 0, .max = 365 * 24 * MS_H,
+    .desc = "Dead letters expire after this long in the broker (0 = never); "
+            "only brokers that expire single messages (rabbitmq): "
+            "others refuse it at start" },
   { .name = NULL }
 };
 
@@ -194,6 +223,11 @@ const swit_cfg_field swit__subscriber_fields[] = {
   { .name = "dedup", .type = SWIT_CFG_SECTION,
     .offset = offsetof(swit_cfg_subscriber, dedup), .fields = dedup_fields,
     .desc = "Deduplication by message id, in memory (docs/resilience.md)" },
+  { .name = "dead_letter", .type = SWIT_CFG_SECTION,
+    .offset = offsetof(swit_cfg_subscriber, dead_letter),
+    .fields = dead_letter_fields,
+    .desc = "What the dead-letter copies carry and how long they live "
+            "(docs/resilience.md)" },
   { .name = NULL }
 };
 
@@ -450,6 +484,11 @@ static const swit_cfg_field server_tls_fields[] = {
   { .name = "key_file", .type = SWIT_CFG_STR,
     .offset = offsetof(swit_cfg_server_tls, key_file),
     .desc = "Private key of cert_file (PEM), relative to the config file" },
+  { .name = "client_ca_file", .type = SWIT_CFG_STR,
+    .offset = offsetof(swit_cfg_server_tls, client_ca_file),
+    .desc = "Mutual TLS: CA certificates (PEM) a client's certificate must "
+            "chain to; a client without one is refused in the handshake. "
+            "Needs cert_file" },
   { .name = NULL }
 };
 

@@ -96,6 +96,10 @@ typedef struct swit_publish_opts {
    * confirming a message the broker dropped as unroutable; others ignore
    * it. */
   int mandatory;
+  /* > 0: the broker drops the message after this many ms (dead letters:
+   * messaging.subscribers.<name>.dead_letter.ttl). Only adapters with
+   * SWIT_CAP_TTL are given one; the host refuses the key for others. */
+  int64_t ttl_ms;
 } swit_publish_opts;
 
 /* Logging from adapters goes through the host. */
@@ -201,7 +205,8 @@ enum {
   /* messaging.broker.config keys not in config_fields are not refused at
    * load: the adapter reads them from the map and validates them itself
    * (Kafka: librdkafka properties, through librdkafka's setter). */
-  SWIT_CAP_CONFIG_PASSTHROUGH = 4
+  SWIT_CAP_CONFIG_PASSTHROUGH = 4,
+  SWIT_CAP_TTL = 8      /* publish honours swit_publish_opts.ttl_ms */
 };
 
 typedef struct swit_broker_ops {

@@ -404,10 +404,11 @@ size_t swit__txn_take_all(swit__worker *w, swit__item *out, size_t max);
 int swit__publish(struct swit_host_s *h, const swit_msg_view *m,
                   int timeout_ms, uint64_t *confirm, char *err, size_t errlen);
 /* A dead letter: timeout 0, confirm awaited, and `mandatory` (a copy no
- * queue would keep fails with SWIT_E_BROKER instead of being confirmed). */
+ * queue would keep fails with SWIT_E_BROKER instead of being confirmed);
+ * expiring after ttl_ms when > 0. */
 int swit__publish_dead_letter(swit__worker *w, const swit_msg_view *m,
-                              const unsigned char *carry, uint64_t *confirm,
-                              char *err, size_t errlen);
+                              const unsigned char *carry, int64_t ttl_ms,
+                              uint64_t *confirm, char *err, size_t errlen);
 
 /* subs.c: the subscription table */
 int swit__subs_init(struct swit_host_s *h);

@@ -82,10 +82,10 @@ int swit__publish(swit_host_t *h, const swit_msg_view *m, int timeout_ms,
 }
 
 int swit__publish_dead_letter(swit__worker *w, const swit_msg_view *m,
-                              const unsigned char *carry, uint64_t *confirm,
-                              char *err, size_t errlen)
+                              const unsigned char *carry, int64_t ttl_ms,
+                              uint64_t *confirm, char *err, size_t errlen)
 {
-  swit_publish_opts o = {.timeout_ms = 0, .mandatory = 1};
+  swit_publish_opts o = {.timeout_ms = 0, .mandatory = 1, .ttl_ms = ttl_ms};
   swit__pub_info pi = {w, 0, 1, carry};
   return publish_n(w->host, m, 1, &o, &pi, confirm, err, errlen);
 }

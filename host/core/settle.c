@@ -82,7 +82,10 @@ static int is_swit_header(const swit_header *h)
 }
 
 /* The dead-letter copy: the original headers (less x-swit-* ones from an
- * earlier dead-lettering, which this one replaces), then ours. */
+ * earlier dead-lettering, which this one replaces), then ours unless the
+ * subscriber's dead_letter.include_metadata is off; with its
+ * dead_letter.ttl (the host refused the key at start where the broker
+ * cannot expire a message). */
 int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
                              const unsigned char *carry, const char *reason,
                              size_t reason_len, char *err, size_t errlen)
@@ -104,16 +107,21 @@ int swit__settle_dead_letter(swit__worker *w, const swit__item *it,
   hv = w->dlq_headers;
   for (uint32_t i = 0; i < o->nheaders; i++)
     if (!is_swit_header(&o->headers[i])) hv[n++] = o->headers[i];
-  snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
-  hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
-  hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
-                          (uint32_t)strlen(attempts)};
-  hv[n++] = (swit_header){"x-swit-origin-topic", o->topic, 19, o->topic_len};
+  if (sub->scfg->dead_letter.include_metadata) {
+    snprintf(attempts, sizeof attempts, "%" PRIu32, it->attempt);
+    hv[n++] = (swit_header){"x-swit-error", reason, 12, (uint32_t)reason_len};
+    hv[n++] = (swit_header){"x-swit-attempts", attempts, 15,
+                            (uint32_t)strlen(attempts)};
+    hv[n++] = (swit_header){"x-swit-origin-topic", o->topic, 19,
+                            o->topic_len};
+  }
   v.topic = sub->dead_letter;
   v.topic_len = (uint32_t)strlen(sub->dead_letter);
   v.headers = hv;
   v.nheaders = (uint32_t)n;
-  return swit__publish_dead_letter(w, &v, carry, &confirm, err, errlen);
+  return swit__publish_dead_letter(w, &v, carry,
+                                   sub->scfg->dead_letter.ttl_ms, &confirm,
+                                   err, errlen);
 }
 
 /* Errors that trying again later can cure. */

@@ -238,6 +238,14 @@ int swit__subs_subscribe(swit_host_t *h, swit__sub *s, char *err,
              s->topic, s->group, h->ops->name);
     return SWIT_E_CONFIG;
   }
+  if (s->scfg->dead_letter.ttl_ms > 0 && !(h->ops->caps & SWIT_CAP_TTL)) {
+    snprintf(err, errlen, "subscribe '%s' (group '%s'): messaging.subscribers."
+             "<group or default>.dead_letter.ttl: broker '%s' cannot expire "
+             "single messages: remove the key, and expire the dead-letter "
+             "topic by the broker's own means (docs/resilience.md, "
+             "'Dead letters')", s->topic, s->group, h->ops->name);
+    return SWIT_E_CONFIG;
+  }
   rc = h->ops->subscribe(h->broker, &spec, swit__dispatch_sink, s,
                          &s->handle, err, errlen);
   if (rc == 0) atomic_store(&s->subscribed, 1);

@@ -942,6 +942,17 @@ static int tls_context(const swit__http_opts *o, SSL_CTX **out, char *err,
   if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_keyfile, SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1)
     goto fail;
+  if (o->tls_client_ca && *o->tls_client_ca) {       /* mutual TLS */
+    STACK_OF(X509_NAME) *names;
+    file = o->tls_client_ca;
+    what = "client_ca_file";
+    if (SSL_CTX_load_verify_locations(ctx, o->tls_client_ca, NULL) != 1 ||
+        !(names = SSL_load_client_CA_file(o->tls_client_ca)))
+      goto fail;
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
+  }
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   *out = ctx;
   return 0;

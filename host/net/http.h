@@ -43,6 +43,7 @@ typedef struct swit__http_opts {
   /* HTTPS when both are set (PEM files, already resolved); errors name
    * `tls_key` ("server.admin.tls"). */
   const char *tls_cert, *tls_keyfile, *tls_key;
+  const char *tls_client_ca;  /* mTLS: client certificates required */
 } swit__http_opts;
 
 /* Whether o's TLS files make a server context (nothing is kept): 0, or

@@ -207,6 +207,7 @@ int swit__ingress_start(swit_host_t *h, char *err, size_t errlen)
     .tls_cert = h->cfg->server.http.tls.cert_file,
     .tls_keyfile = h->cfg->server.http.tls.key_file,
     .tls_key = "server.http.tls",
+    .tls_client_ca = h->cfg->server.http.tls.client_ca_file,
   };
 
   if (!listen || !*listen || !strcmp(listen, "off")) return 0;

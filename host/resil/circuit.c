@@ -285,6 +285,7 @@ void swit__resil_free(swit_host_t *h)
   swit__limit_free(r);
   swit__classify_free(r);
   swit__dedup_free(r);
+  swit__pubcirc_free(r);
   pthread_mutex_destroy(&r->mu);
   free(r);
   h->resil = NULL;
@@ -309,7 +310,7 @@ int swit__resil_metrics_render(swit_host_t *h, swit__buf *b)
   uint32_t nn = r ? atomic_load(&r->nnamed) : 0;
 
   if (swit__classify_render(h, b) || swit__dedup_render(h, b) ||
-      swit__limit_render(h, b))
+      swit__limit_render(h, b) || swit__pubcirc_render(h, b))
     return SWIT_E_NOMEM;
   if (!max && !nn) return 0;
   for (int kind = 0; kind < 3; kind++) {
@@ -397,5 +398,6 @@ int swit__resil_status_json(swit_host_t *h, swit__buf *b)
                      (unsigned long long)atomic_load(&bk->opened));
   }
   swit__buf_add(b, "]", 1);
+  swit__pubcirc_status_json(h, b);
   return b->data ? 0 : SWIT_E_NOMEM;
 }

@@ -20,7 +20,20 @@
  * index (linear probing, backward-shift deletion) of ring slots, twice
  * the ring's size rounded up to a power of two; one mutex per
  * subscription, held for a lookup or an insert (O(1) expected).
+ *
+ * dedup.store sqlite keeps the finished ids in a SQLite file too
+ * (dedup.path; opened at start by swit__dedup_start, so `swit check`
+ * creates nothing): a subscription's set is filled from it (the newest
+ * window_size within the window) when its first message comes, and
+ * every id added to the set is written to it in batch_after, before the
+ * core acks the message: an id whose message was acked is in the file,
+ * so a redelivery after a crash or restart is a duplicate. WAL journal,
+ * synchronous=NORMAL: a write survives the process, not a power cut.
+ * Rows older than the window are pruned every PRUNE_EVERY writes. Several
+ * processes may share one file (busy_timeout). A failing write is
+ * counted and logged once; the set still works in memory.
  */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,20 +154,168 @@ void swit__dedup_add(swit__dedup_set *d, uint64_t h, int64_t now_ms)
 }
 
 /* ------------------------------------------------------------------ */
+/* The durable store (dedup.store: sqlite) */
+
+#define PRUNE_EVERY 1024
+
+/* One SQLite file, shared by the subscriptions whose config names it. */
+typedef struct dd_store {
+  struct dd_store *next;
+  const char *path;           /* the config's (resolved) */
+  sqlite3 *db;
+  sqlite3_stmt *put, *load, *prune;
+  pthread_mutex_t mu;         /* the connection and its statements */
+  uint32_t puts;              /* since the last prune */
+  atomic_uint_fast64_t errors;
+  atomic_int warned;
+} dd_store;
+
+static const char store_schema[] =
+  "PRAGMA journal_mode=WAL;"
+  "PRAGMA synchronous=NORMAL;"
+  "CREATE TABLE IF NOT EXISTS swit_dedup ("
+  "  topic TEXT NOT NULL, grp TEXT NOT NULL, id INTEGER NOT NULL,"
+  "  at_ms INTEGER NOT NULL, PRIMARY KEY (topic, grp, id)) WITHOUT ROWID;"
+  "CREATE INDEX IF NOT EXISTS swit_dedup_at ON swit_dedup (topic, grp, at_ms);";
+
+static void store_close(dd_store *st)
+{
+  sqlite3_finalize(st->put);
+  sqlite3_finalize(st->load);
+  sqlite3_finalize(st->prune);
+  sqlite3_close(st->db);
+  pthread_mutex_destroy(&st->mu);
+  free(st);
+}
+
+/* Open (create) the file; NULL with err naming the key and SQLite's
+ * reason. */
+static dd_store *store_open(const char *path, const char *name, char *err,
+                            size_t errlen)
+{
+  dd_store *st = calloc(1, sizeof *st);
+  int rc;
+
+  if (!st) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&st->mu, NULL);
+  st->path = path;
+  rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
+                       SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(st->db, 5000);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(st->db, store_schema, NULL, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO swit_dedup "
+                            "VALUES (?1, ?2, ?3, ?4)", -1, &st->put, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(st->db, "SELECT id, at_ms FROM swit_dedup "
+                            "WHERE topic = ?1 AND grp = ?2 AND at_ms > ?3 "
+                            "ORDER BY at_ms DESC LIMIT ?4", -1, &st->load,
+                            NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(st->db, "DELETE FROM swit_dedup WHERE topic = ?1 "
+                            "AND grp = ?2 AND at_ms <= ?3", -1, &st->prune,
+                            NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "messaging.subscribers.%s.dedup.path: cannot use "
+             "'%s' as a SQLite dedup store: %s", name, path,
+             st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+    store_close(st);
+    return NULL;
+  }
+  return st;
+}
+
+static void store_failed(swit_host_t *h, dd_store *st, const char *what)
+{
+  atomic_fetch_add(&st->errors, 1);
+  if (!atomic_exchange(&st->warned, 1))
+    swit__log(&h->log, SWIT_LOG_ERROR, "dedup store '%s': %s: %s (ids are "
+              "kept in memory only while it fails; counted in "
+              "swit_dedup_store_errors_total)", st->path, what,
+              sqlite3_errmsg(st->db));
+}
+
+/* ------------------------------------------------------------------ */
 /* The interceptor */
 
 typedef struct dd_sub {
   swit__dedup_set set;
   const char *header;         /* the config's */
   size_t header_len;
+  dd_store *store;            /* store sqlite: its file; else NULL */
+  const char *topic, *group;  /* the subscription's, for the store */
   atomic_uint_fast64_t dups, no_id;
 } dd_sub;
 
 struct swit__dedup {
   swit__resil *r;
   pthread_mutex_t mu;         /* creation */
+  dd_store *stores;           /* opened by swit__dedup_start */
   dd_sub *_Atomic by_sub[SWIT__MAX_SUBS + 1];
 };
+
+static dd_store *store_find(struct swit__dedup *d, const char *path)
+{
+  for (dd_store *st = d->stores; st; st = st->next)
+    if (!strcmp(st->path, path)) return st;
+  return NULL;
+}
+
+/* Fill s's set from its store: the newest ids within the window, at
+ * most its capacity, oldest first (the ring's order). */
+static void store_load(swit_host_t *h, dd_sub *s, int64_t now_ms)
+{
+  dd_store *st = s->store;
+  size_t n = 0;
+  struct { uint64_t id; int64_t at; } *rows =
+      malloc(s->set.cap * sizeof *rows);
+  int rc;
+
+  if (!rows) return;
+  pthread_mutex_lock(&st->mu);
+  sqlite3_bind_text(st->load, 1, s->topic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st->load, 2, s->group, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st->load, 3, now_ms - s->set.window_ms);
+  sqlite3_bind_int64(st->load, 4, s->set.cap);
+  while ((rc = sqlite3_step(st->load)) == SQLITE_ROW && n < s->set.cap) {
+    rows[n].id = (uint64_t)sqlite3_column_int64(st->load, 0);
+    rows[n].at = sqlite3_column_int64(st->load, 1);
+    n++;
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) store_failed(h, st, "reading");
+  sqlite3_reset(st->load);
+  pthread_mutex_unlock(&st->mu);
+  while (n--) swit__dedup_add(&s->set, rows[n].id, rows[n].at);
+  free(rows);
+}
+
+/* Keep id h of s in its store (and prune now and then). */
+static void store_put(swit_host_t *h, dd_sub *s, uint64_t id, int64_t now_ms)
+{
+  dd_store *st = s->store;
+
+  pthread_mutex_lock(&st->mu);
+  sqlite3_bind_text(st->put, 1, s->topic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st->put, 2, s->group, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st->put, 3, (sqlite3_int64)id);
+  sqlite3_bind_int64(st->put, 4, now_ms);
+  if (sqlite3_step(st->put) != SQLITE_DONE) store_failed(h, st, "writing");
+  sqlite3_reset(st->put);
+  if (++st->puts >= PRUNE_EVERY) {
+    st->puts = 0;
+    sqlite3_bind_text(st->prune, 1, s->topic, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st->prune, 2, s->group, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st->prune, 3, now_ms - s->set.window_ms);
+    if (sqlite3_step(st->prune) != SQLITE_DONE)
+      store_failed(h, st, "pruning");
+    sqlite3_reset(st->prune);
+  }
+  pthread_mutex_unlock(&st->mu);
+}
 
 static dd_sub no_dedup;
 #define NONE (&no_dedup)
@@ -180,6 +341,11 @@ static dd_sub *dd_slow(struct swit__dedup *d, swit__sub *sub)
                                     c->dedup.window_ms) == 0) {
         n->header = c->dedup.header;
         n->header_len = strlen(c->dedup.header);
+        n->topic = sub->topic;
+        n->group = sub->group;
+        if (c->dedup.store == SWIT_DEDUP_SQLITE &&
+            (n->store = store_find(d, c->dedup.path)))
+          store_load(d->r->host, n, swit__now_ms());
         s = n;
       } else {
         free(n);
@@ -263,13 +429,16 @@ static void d_batch_after(void *ws, swit__worker *w, size_t n,
   for (size_t i = 0; i < n; i++) {
     const swit_ffi_msg *m = &w->ffi.msgs[i];
     const swit__item *it = &w->items[i];
+    dd_sub *ds;
     if (!s->has[i] || (m->flags & SWIT_MSG_F_REJECTED)) continue;
     /* finished: acked or to be dead-lettered; not a retry to come */
     if (m->result > SWIT_FATAL ||
         (m->result == SWIT_RETRY && it->attempt < it->sub->max_attempts))
       continue;
-    swit__dedup_add(&atomic_load(&s->d->by_sub[it->sub->id])->set, s->hash[i],
-                    (int64_t)(now_us / 1000));
+    ds = atomic_load(&s->d->by_sub[it->sub->id]);
+    swit__dedup_add(&ds->set, s->hash[i], (int64_t)(now_us / 1000));
+    if (ds->store)          /* before the core acks it */
+      store_put(w->host, ds, s->hash[i], (int64_t)(now_us / 1000));
   }
 }
 
@@ -313,11 +482,38 @@ int swit__dedup_register(swit_host_t *h, char *err, size_t errlen)
   return 0;
 }
 
+/* Open every store a subscriber config names (swit_host_start, before
+ * the workers): 0, or SWIT_E_CONFIG with the key and SQLite's reason. */
+int swit__dedup_start(swit_host_t *h, char *err, size_t errlen)
+{
+  struct swit__dedup *d = h->resil ? h->resil->dedup : NULL;
+  const swit_cfg_named *subs = &h->cfg->messaging.subscribers;
+  const swit_cfg_subscriber *base = subs->elems;
+
+  for (size_t i = 0; d && i < subs->n; i++) {
+    const swit_cfg_dedup *c = &base[i].dedup;
+    dd_store *st;
+    if (!c->enabled || c->store != SWIT_DEDUP_SQLITE ||
+        store_find(d, c->path))
+      continue;
+    if (!(st = store_open(c->path, subs->names[i], err, errlen)))
+      return SWIT_E_CONFIG;
+    st->next = d->stores;
+    d->stores = st;
+  }
+  return 0;
+}
+
 void swit__dedup_free(swit__resil *r)
 {
   struct swit__dedup *d = r->dedup;
 
   if (!d) return;
+  while (d->stores) {
+    dd_store *st = d->stores;
+    d->stores = st->next;
+    store_close(st);
+  }
   for (size_t id = 1; id <= SWIT__MAX_SUBS; id++) {
     dd_sub *s = atomic_load(&d->by_sub[id]);
     if (!s || s == NONE) continue;
@@ -335,6 +531,16 @@ int swit__dedup_render(swit_host_t *h, swit__buf *b)
   size_t n = h->subs ? __atomic_load_n(&h->nsubs, __ATOMIC_ACQUIRE) : 0;
 
   if (!d) return 0;
+  if (d->stores)
+    swit__buf_printf(b, "# HELP swit_dedup_store_errors_total Failed reads "
+                     "and writes of a SQLite dedup store (dedup.path)\n"
+                     "# TYPE swit_dedup_store_errors_total counter\n");
+  for (dd_store *st = d->stores; st; st = st->next) {
+    swit__buf_printf(b, "swit_dedup_store_errors_total{path=\"");
+    swit__buf_prom(b, st->path, strlen(st->path), 1);
+    swit__buf_printf(b, "\"} %llu\n",
+                     (unsigned long long)atomic_load(&st->errors));
+  }
   for (int k = 0; k < 2; k++) {
     swit__buf_printf(b, k == 0
         ? "# HELP swit_dedup_duplicates_total Deliveries acked unhandled: "

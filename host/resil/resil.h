@@ -12,6 +12,8 @@
  *   circuit.c  one breaker per subscription that configures one: pauses it
  *              at the broker while open, gives back what was already queued,
  *              half-opens on its own timer thread
+ *   pubcirc.c  one breaker per publish target (topic): while open, its
+ *              publishes fail at once without reaching the broker
  *   dedup.c    deduplication by message id within a window (count and
  *              time), in memory: a duplicate is acked, never handled
  *   limit.c    intake limits: a token-bucket rate and a concurrency cap
@@ -155,6 +157,7 @@ size_t swit__limit_room(size_t n, size_t tokens, int64_t cap,
 typedef struct swit__circuit swit__circuit;
 typedef struct swit__classify swit__classify;
 struct swit__dedup;
+struct swit__pubcirc;
 
 enum { SWIT__ERR_RETRYABLE = 0, SWIT__ERR_NON_RETRYABLE = 1,
        SWIT__ERR_CRITICAL = 2 };
@@ -173,6 +176,7 @@ typedef struct swit__resil {
   atomic_uint maxsub;         /* highest subscription id with a circuit */
   swit__classify *classify;   /* the error rules, or NULL */
   struct swit__dedup *dedup;  /* dedup windows, or NULL */
+  struct swit__pubcirc *pubcirc; /* publish targets' breakers, or NULL */
   struct swit__limits *limits; /* intake limits, or NULL */
 } swit__resil;
 
@@ -187,6 +191,16 @@ int swit__classify_register(struct swit_host_s *h, char *err, size_t errlen);
 void swit__classify_free(swit__resil *r);
 /* Its counters for GET /metrics. */
 int swit__classify_render(struct swit_host_s *h, swit__buf *out);
+
+/* Publish targets' breakers (pubcirc.c): register when
+ * messaging.publishers.default.circuit_breaker is enabled; 0 or
+ * SWIT_E_CONFIG. State of a topic's breaker (SWIT__CB_*), -1 for none. */
+int swit__pubcirc_register(struct swit_host_s *h, char *err, size_t errlen);
+void swit__pubcirc_free(swit__resil *r);
+int swit__pubcirc_state(struct swit_host_s *h, const char *topic);
+int swit__pubcirc_render(struct swit_host_s *h, swit__buf *out);
+/* ,"publish_circuits":[{"topic":..,"state":..,"opened":..,"refused":..}] */
+void swit__pubcirc_status_json(struct swit_host_s *h, swit__buf *b);
 
 /* Deduplication (dedup.c). A set of id hashes: a ring in arrival order
  * and an index; the oldest go first past `cap`, and any older than
@@ -208,6 +222,9 @@ int swit__dedup_seen(swit__dedup_set *d, uint64_t h, int64_t now_ms);
 void swit__dedup_add(swit__dedup_set *d, uint64_t h, int64_t now_ms);
 /* Register when any subscriber config enables dedup; 0 or SWIT_E_*. */
 int swit__dedup_register(struct swit_host_s *h, char *err, size_t errlen);
+/* Open the SQLite files of dedup.store: sqlite (api/host.c, at start);
+ * 0 or SWIT_E_CONFIG with err naming the key. */
+int swit__dedup_start(struct swit_host_s *h, char *err, size_t errlen);
 void swit__dedup_free(swit__resil *r);
 int swit__dedup_render(struct swit_host_s *h, swit__buf *out);
 

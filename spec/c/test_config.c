@@ -374,7 +374,7 @@ static void it_rejects_unknown_keys_with_line_and_column(void)
   EXPECT_ERROR("messaging:\n  publishers:\n    fast:\n      retries: 2\n",
                "<string>:4:7: messaging.publishers.fast.retries: unknown key "
                "(expected one of retry_attempts, retry_delay, batch_size, "
-               "timeout, transactional)");
+               "timeout, transactional, circuit_breaker)");
 }
 
 static void it_rejects_values_of_the_wrong_type(void)

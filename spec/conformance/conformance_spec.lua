@@ -20,9 +20,10 @@ math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000
 
 -- Runs `script` with topic names prefixed: the script sees the prefix as
 -- the global-free upvalue P (first line of the chunk). `subscriber`:
--- more keys of messaging.subscribers.default (YAML flow, no braces).
-local function run(script, workers, subscriber)
-  local p = prefix()
+-- more keys of messaging.subscribers.default (YAML flow, no braces);
+-- `p`: a prefix to use again (default: a new one).
+local function run(script, workers, subscriber, p)
+  p = p or prefix()
   local yaml = ([[
 server: {name: conformance, admin: {listen: "127.0.0.1:0"}}
 messaging:
@@ -178,6 +179,150 @@ end)
       assert.equal(1, t.count(out, ("^parked m%d attempts=1 origin=cr error=not for us$"):format(i)), out)
     end
     assert.is_nil(out:find("default dlq", 1, true))
+  end)
+
+  -- swit dlq replay: dead letters go back to their origin topic without
+  -- the dead-lettering's headers and are handled again at attempt 1.
+  -- Brokers where a dead letter waits for a consumer that is not running
+  -- (descriptor `parks`: Kafka and JetStream keep the topic, RabbitMQ
+  -- the parking queue "<group>.<dead-letter topic>") replay after the
+  -- service stopped; the in-process broker refuses the tool; core NATS
+  -- keeps nothing for an absent subscriber (docs/resilience.md).
+  it("replays dead letters to their origin: swit dlq replay", function()
+    local p = prefix()
+    local dir, cfg, bin = tools_dir()
+    local function service(fixed)
+      return run(([[
+local swit = require "swit"
+swit.on(P .. "dj", { group = P .. "g" }, function(msg)
+  if %s then return swit.reject("broken " .. msg:payload()) end
+  print(("handled %%s attempt=%%d origin=%%s k=%%s h=%%s"):format(msg:payload(),
+    msg:attempt(), tostring(msg:header("x-swit-origin-topic")), tostring(msg:key()),
+    tostring(msg:header("h"))))
+end)
+swit.on_start(function()
+  if not %s then
+    for i = 1, 3 do
+      assert(swit.publish(P .. "dj", "m" .. i, { key = "k" .. i, headers = { h = "v" .. i } }))
+    end
+  end
+end)
+]]):format(fixed and "false" or "true", fixed and "true" or "false"), 1, nil, p)
+    end
+    local function replay(args)
+      return t.sh(("timeout 120 %s dlq replay %s %s %s"):format(bin, cfg, p .. "dj.dlq", args))
+    end
+    local code, _, err = replay("--max 0")
+    assert.equal(2, code, err)
+    assert.matches("expected a positive number", err)
+    code, _, err = replay("--to 'a b'")
+    assert.equal(2, code, err)
+    assert.matches("has a space", err)
+    if broker.in_process then
+      code, _, err = replay("--max 3")
+      os.execute("rm -rf " .. t.quote(dir))
+      assert.equal(2, code, err)
+      assert.matches("lives inside one process", err)
+      return
+    end
+    if not broker.parks then
+      os.execute("rm -rf " .. t.quote(dir))
+      return
+    end
+    finally(function() os.execute("rm -rf " .. t.quote(dir)) end)
+    local c, out, serr = service(false)
+    assert.equal(0, c, serr)
+    assert.is_nil(out:find("handled", 1, true), out)
+    c, out, serr = replay(("--group %sg --max 3 --timeout 90"):format(p))
+    assert.equal(0, c, serr)
+    assert.matches("3 replayed from", serr)
+    c, out, serr = service(true)
+    assert.equal(0, c, serr)
+    for i = 1, 3 do
+      assert.equal(1, t.count(out, ("^handled m%d attempt=1 origin=nil k=k%d h=v%d$")
+                                  :format(i, i, i)), out)
+    end
+  end)
+
+  -- messaging.subscribers.<name>.dead_letter: include_metadata off
+  -- leaves the x-swit-* headers out; ttl expires the copies where the
+  -- broker expires single messages (RabbitMQ), and is refused at start
+  -- elsewhere (the broker's own means are named in docs/resilience.md).
+  it("dead-letters without metadata, and with a ttl only where it expires", function()
+    local script = [[
+local swit = require "swit"
+swit.on(P .. "dm", { group = P .. "g" }, function(msg) return swit.reject("no") end)
+swit.on_start(function() assert(swit.publish(P .. "dm", "x", { headers = { h = "v" } })) end)
+]]
+    local code, out, err = run(script .. [[
+swit.on(P .. "dm.dlq", function(msg)
+  print(("dlq %s h=%s error=%s origin=%s"):format(msg:payload(), msg:header("h"),
+    tostring(msg:header("x-swit-error")), tostring(msg:header("x-swit-origin-topic"))))
+end)
+]], 1, "dead_letter: {include_metadata: false}")
+    assert.equal(0, code, err)
+    assert.equal(1, t.count(out, "^dlq x h=v error=nil origin=nil$"), out)
+
+    local p = prefix()
+    code, out, err = run(script, 1, "dead_letter: {ttl: 1ms}", p)
+    if not broker.expires then
+      assert.equal(2, code, err)
+      assert.matches("dead_letter.ttl: broker '%w+' cannot expire single messages", err)
+      return
+    end
+    assert.equal(0, code, err)
+    -- parked with a 1 ms TTL: gone before anything reads the parking queue
+    local dir, cfg, bin = tools_dir()
+    finally(function() os.execute("rm -rf " .. t.quote(dir)) end)
+    code, out, err = t.sh(("timeout 60 %s dlq replay %s %sdm.dlq --group %sg --idle 2")
+                          :format(bin, cfg, p, p))
+    assert.equal(0, code, err)
+    assert.matches("0 replayed from", err)
+  end)
+
+  -- rate_limit (docs/resilience.md, "Intake limits"): a flood published
+  -- at once is let in no faster than the token bucket allows: the last of
+  -- N starts no earlier than (N - burst) / rate after the flood began (a
+  -- bound a slow machine cannot break; the rate measured between the
+  -- first and the last start is printed for the notes, never asserted),
+  -- and each message is handled once.
+  it("lets a flood in at the subscription's rate_limit, losing nothing", function()
+    local N, rate, burst = 60, 50, 5
+    local code, out, err = run(([[
+local swit = require "swit"
+local ffi = require "ffi"
+pcall(ffi.cdef, "struct conf_ts { long s, ns; }; int clock_gettime(int, struct conf_ts *);")
+local ts = ffi.new("struct conf_ts")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.s) * 1000000 + math.floor(tonumber(ts.ns) / 1000)
+end
+swit.on(P .. "rl", function(msg) print(("+ %%s %%d"):format(msg:payload(), now_us())) end)
+swit.on_start(function()
+  print(("t0 %%d"):format(now_us()))
+  for i = 1, %d do assert(swit.publish(P .. "rl", tostring(i), { key = "k" .. i %% 7 })) end
+end)
+]]):format(N), 2, ("rate_limit: {rate: %d, burst: %d}"):format(rate, burst))
+    assert.equal(0, code, err)
+    local t0, first, last, seen = nil, nil, 0, {}
+    for _, line in ipairs(t.lines(out)) do
+      local kind, a, b = line:match("^(%S+) (%d+) ?(%d*)$")
+      if kind == "t0" then t0 = tonumber(a) end
+      if kind == "+" then
+        seen[a] = (seen[a] or 0) + 1
+        local us = tonumber(b)
+        if not first or us < first then first = us end
+        if us > last then last = us end
+      end
+    end
+    for i = 1, N do assert.equal(1, seen[tostring(i)], "message " .. i .. ": " .. out) end
+    assert.is_not_nil(t0, out)
+    assert.is_true(last - t0 >= (N - burst) / rate * 1e6,
+                   ("the last start %d us after the flood"):format(last - t0))
+    -- the first `burst` start at once; the rest come at the rate
+    io.stderr:write(("\n[%s] rate_limit %d/s, burst %d: measured %.2f/s " ..
+                     "(N - burst over first to last start)\n"):format(name,
+                     rate, burst, (N - burst) / ((last - first) / 1e6)))
   end)
 
   -- Deduplication (docs/resilience.md): the same ids published again after

@@ -154,21 +154,7 @@ describe("intake limits #lua", function()
       { "rate_limit: 5", "rate_limit: expected a mapping" },
       { "rate_limit: {rate: 10, every: 1s}", "rate_limit.every: unknown key" },
     }
-    for _, c in ipairs(cases) do
-      local dir = t.dir({ ["swit.yaml"] = ([[
-messaging:
-  broker: {type: memory}
-  subscribers:
-    spec:
-      %s
-lua: {scripts: []}
-]]):format(c[1]) })
-      local code, out, err = t.swit({ "check", dir .. "/swit.yaml" })
-      os.execute("rm -rf " .. t.quote(dir))
-      assert.equal(2, code, c[1] .. ": " .. (out or "") .. (err or ""))
-      assert.matches("swit%.yaml:5:%d+: messaging%.subscribers%.spec%." ..
-                     c[2]:gsub("[%p]", "%%%0"), err, 1)
-    end
+    t.refuses_subscriber_values(cases)
   end)
 
   it("swit.on refuses them as handler options: one limit per subscription", function()

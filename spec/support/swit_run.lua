@@ -119,6 +119,29 @@ function M.run_scripts(yaml, scripts, idle, env)
   return code, out, err
 end
 
+-- Each case { "<keys of messaging.subscribers.spec, one YAML line>",
+-- "<key path>: <message>" } is refused by `swit check` with exit 2 and
+-- "swit.yaml:5:<col>: messaging.subscribers.spec.<key path>: <message>".
+function M.refuses_subscriber_values(cases)
+  for _, c in ipairs(cases) do
+    local dir = M.dir({ ["swit.yaml"] = ([[
+messaging:
+  broker: {type: memory}
+  subscribers:
+    spec:
+      %s
+lua: {scripts: []}
+]]):format(c[1]) })
+    local code, out, err = M.swit({ "check", dir .. "/swit.yaml" })
+    os.execute("rm -rf " .. sh_quote(dir))
+    assert(code == 2, c[1] .. ": exit " .. tostring(code) .. ": " ..
+           (out or "") .. (err or ""))
+    local want = "swit%.yaml:5:%d+: messaging%.subscribers%.spec%." ..
+                 c[2]:gsub("[%p]", "%%%0")
+    assert(err:find(want), c[1] .. ": expected " .. c[2] .. " in: " .. err)
+  end
+end
+
 -- The usual config for one script on the memory broker.
 function M.config(scripts, extra)
   local list = {}

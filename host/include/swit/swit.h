@@ -294,7 +294,9 @@ SWIT_API void swit_config_reference(void (*emit)(void *ud, const char *line),
 
 /* Block until the host has been idle for `idle_ms`: on_start finished,
  * every subscription active, no message arrived, in flight or waiting for
- * a retry. 0; SWIT_E_TIMEDOUT after `timeout_ms` (<0: no limit);
+ * a retry, and none accepted by a broker that lives in this process (the
+ * memory broker) waits there to be delivered (unless a subscription is
+ * paused: an open circuit breaker holds them for its trial). 0; SWIT_E_TIMEDOUT after `timeout_ms` (<0: no limit);
  * SWIT_E_SCRIPT when an on_start function failed; SWIT_E_STATE when the
  * host is not running. Any thread but a handler's. */
 SWIT_API int swit_host_wait_idle(swit_host_t *h, int idle_ms,

@@ -31,4 +31,6 @@ return {
   redelivers = true,
   -- a new group can start at what was published before it came
   history = true,
+  -- a dead letter waits in the broker for `swit dlq replay`
+  parks = true,
 }

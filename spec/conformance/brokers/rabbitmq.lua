@@ -13,4 +13,8 @@ return {
   idle = "700ms",
   -- what a stop gives back is delivered again to the group
   redelivers = true,
+  -- a dead letter waits in the parking queue for `swit dlq replay`
+  parks = true,
+  -- dead_letter.ttl: the broker expires single messages (expiration)
+  expires = true,
 }
