@@ -25,6 +25,12 @@
  * (swit's commit period). swit manages offsets: group.id,
  * enable.auto.commit and enable.auto.offset.store are refused.
  *
+ * messaging.security (set after these defaults, before the user's keys):
+ * tls.* -> security.protocol SSL, ssl.ca.location, ssl.certificate.location,
+ * ssl.key.location (verify_server: false turns off certificate and name
+ * checks); authentication.username -> SASL_PLAINTEXT (SASL_SSL with TLS),
+ * sasl.mechanisms (PLAIN, SCRAM-SHA-256/512), sasl.username/password.
+ *
  * Runs on the thread that creates the host; the confs it builds are
  * templates the other files copy (rd_kafka_conf_dup) and never modify.
  */
@@ -166,6 +172,99 @@ static int set_defaults(kconf *kc, const swit_broker_env *env,
 }
 
 /* ---------------------------------------------------------------------
+ * messaging.security: TLS and SASL, set after the defaults and before the
+ * user's keys (a librdkafka property in messaging.broker.config still
+ * wins). librdkafka's refusal is reported with the swit key. */
+
+#define TLSK "messaging.security.transport.tls."
+#define AUTHK "messaging.security.authentication."
+
+static int sec_set(kconf *kc, const kv_ctx *c, const char *key,
+                   const char *name, const char *value)
+{
+  char text[512];
+  rd_kafka_conf_t *confs[] = { kc->producer, kc->consumer };
+  for (int i = 0; i < 2; i++)
+    if (rd_kafka_conf_set(confs[i], name, value, text, sizeof text) !=
+        RD_KAFKA_CONF_OK)
+      return swit__fail(c->err, c->errlen, SWIT_E_CONFIG, "%s: %s (%s)",
+                        key, text, name);
+  return 0;
+}
+
+static int set_security(kconf *kc, const swit_broker_env *env,
+                        const kv_ctx *c)
+{
+  static const char *const mechs[] = { "PLAIN", "SCRAM-SHA-256",
+                                       "SCRAM-SHA-512" };
+  const swit_broker_tls *t = &env->tls;
+  const char *mech = env->mechanism ? env->mechanism : "";
+  int sasl = env->username && *env->username;
+  int rc = 0, known = 0;
+
+  if (!sasl && ((env->password && *env->password) || *mech))
+    return swit__fail(c->err, c->errlen, SWIT_E_CONFIG, AUTHK "%s needs "
+                      AUTHK "username", *mech ? "mechanism" : "password");
+  if (sasl) {
+    for (size_t i = 0; i < sizeof mechs / sizeof *mechs; i++)
+      known |= strcmp(mech, mechs[i]) == 0;
+    if (!known)
+      return swit__fail(c->err, c->errlen, SWIT_E_CONFIG, AUTHK "mechanism: "
+                        "\"%s\" is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 "
+                        "(required with " AUTHK "username)", mech);
+  }
+  if (!t->enabled && !sasl)
+    return 0;
+  rc = sec_set(kc, c, t->enabled ? TLSK "enabled" : AUTHK "username",
+               "security.protocol",
+               sasl ? (t->enabled ? "SASL_SSL" : "SASL_PLAINTEXT") : "SSL");
+  if (!rc && sasl)
+    rc = sec_set(kc, c, AUTHK "mechanism", "sasl.mechanisms", mech);
+  if (!rc && sasl)
+    rc = sec_set(kc, c, AUTHK "username", "sasl.username", env->username);
+  if (!rc && sasl)
+    rc = sec_set(kc, c, AUTHK "password", "sasl.password",
+                 env->password ? env->password : "");
+  if (!t->enabled)
+    return rc;
+  if (!rc && t->ca_file && *t->ca_file)
+    rc = sec_set(kc, c, TLSK "ca_file", "ssl.ca.location", t->ca_file);
+  if (!rc && t->cert_file && *t->cert_file)
+    rc = sec_set(kc, c, TLSK "cert_file", "ssl.certificate.location",
+                 t->cert_file);
+  if (!rc && t->key_file && *t->key_file)
+    rc = sec_set(kc, c, TLSK "key_file", "ssl.key.location", t->key_file);
+  if (!rc && !t->verify_server)
+    rc = sec_set(kc, c, TLSK "verify_server",
+                 "enable.ssl.certificate.verification", "false");
+  if (!rc && !t->verify_server)
+    rc = sec_set(kc, c, TLSK "verify_server",
+                 "ssl.endpoint.identification.algorithm", "none");
+  return rc;
+}
+
+/* rd_kafka_new's refusal ("ssl.ca.location failed: ...") as an error
+ * naming the swit key that sets the property it names; other text names
+ * messaging.broker.config, where the rest of the properties come from. */
+int swit__kafka_new_fail(const char *text, char *err, size_t errlen)
+{
+  static const struct { const char *prop, *key; } map[] = {
+    { "ssl.ca.location", TLSK "ca_file" },
+    { "ssl.certificate.location", TLSK "cert_file" },
+    { "ssl.key.location", TLSK "key_file" },
+    { "ssl", TLSK "enabled" },
+    { "sasl", AUTHK "mechanism" },
+    { "security.protocol", TLSK "enabled" },
+  };
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (strncmp(text, map[i].prop, strlen(map[i].prop)) == 0)
+      return swit__fail(err, errlen, SWIT_E_CONFIG, "%s (or messaging.broker."
+                        "config.%s): %s", map[i].key, map[i].prop, text);
+  return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker.config: %s",
+                    text);
+}
+
+/* ---------------------------------------------------------------------
  * The user's keys */
 
 /* Properties swit owns; 0 if `name` is not one of them. */
@@ -284,7 +383,7 @@ int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,
     rc = swit__fail(err, errlen, SWIT_E_NOMEM, "kafka: out of memory");
     goto fail;
   }
-  if ((rc = set_defaults(kc, env, &c)))
+  if ((rc = set_defaults(kc, env, &c)) || (rc = set_security(kc, env, &c)))
     goto fail;
   for (size_t i = 0; i < kv->n; i++) {
     c.kv = &kv->items[i];

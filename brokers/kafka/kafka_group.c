@@ -81,8 +81,7 @@ static int group_consumer(kgroup *g, char *err, size_t errlen)
   swit__kafka_conf_callbacks(conf, 0);
   if (!(g->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, text, sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__fail(err, errlen, SWIT_E_CONFIG,
-                      "messaging.broker.config: %s", text);
+    return swit__kafka_new_fail(text, err, errlen);
   }
   conf = NULL; /* owned by the consumer now */
   rd_kafka_poll_set_consumer(g->rk);

@@ -74,6 +74,9 @@ typedef struct kconf {
   int stats;                    /* statistics.interval.ms > 0 */
 } kconf;
 
+/* rd_kafka_new's error text -> SWIT_E_CONFIG naming the swit key */
+int swit__kafka_new_fail(const char *text, char *err, size_t errlen);
+
 /* From the host's environment; env->settings NULL: the defaults of
  * swit__kafka_config_fields. */
 int swit__kafka_conf_build(kconf *kc, const swit_broker_env *env, char *err,

@@ -230,8 +230,7 @@ int swit__kafka_producer_start(kbroker *b, char *err, size_t errlen)
   if (!(b->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, text,
                                    sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__fail(err, errlen, SWIT_E_CONFIG,
-                      "messaging.broker.config: %s", text);
+    return swit__kafka_new_fail(text, err, errlen);
   }
   conf = NULL; /* owned by the producer now */
   atomic_store(&b->prod_stop, 0);

@@ -121,8 +121,7 @@ static int producer_new(kbroker *b, ktxn *t, uint32_t worker, char *err,
   rd_kafka_conf_set_stats_cb(conf, NULL);
   if (!(t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, text, sizeof text))) {
     rd_kafka_conf_destroy(conf);
-    return swit__fail(err, errlen, SWIT_E_CONFIG,
-                      "messaging.broker.config: %s", text);
+    return swit__kafka_new_fail(text, err, errlen);
   }
   return 0; /* conf owned by t->rk now */
 }

@@ -50,6 +50,16 @@ const swit_cfg_field swit__nats_config_fields[] = {
   { F("user", SWIT_CFG_STR, user, ""), .desc = "user name" },
   { F("password", SWIT_CFG_STR, password, ""), .desc = "password" },
   { F("token", SWIT_CFG_STR, token, ""), .desc = "authentication token" },
+  { F("nkey", SWIT_CFG_STR, nkey, ""),
+    .desc = "NKEY public key (U...) of the user; needs nkey_seed_file" },
+  { F("nkey_seed_file", SWIT_CFG_STR, nkey_seed_file, ""),
+    .desc = "file holding the NKEY seed (SU...) that signs the server's "
+            "nonce; needs nkey" },
+  { F("creds_file", SWIT_CFG_STR, creds_file, ""),
+    .desc = "decentralized auth: a .creds file (user JWT and NKEY seed)" },
+  { F("tls_hostname", SWIT_CFG_STR, tls_hostname, ""),
+    .desc = "name the server's certificate must carry (default: the host "
+            "of the endpoints; TLS with verify_server only)" },
   { F("stream", SWIT_CFG_STR, stream, ""),
     .desc = "JetStream stream to bind every subscription to; empty: the "
             "stream that captures the subject, created if none does" },

@@ -29,6 +29,9 @@ typedef struct swit_nats_settings {
   char *name;                  /* name: connection name, default server.name */
   char *user, *password;       /* user/password */
   char *token;                 /* token */
+  char *nkey, *nkey_seed_file;  /* NKEY public key and its seed file */
+  char *creds_file;            /* .creds file (JWT + NKEY seed) */
+  char *tls_hostname;          /* name the server certificate must carry */
   char *stream;                /* stream: "" = one stream per subject, auto */
   swit_cfg_list stream_subjects; /* stream_subjects: when swit creates `stream` */
   int create_streams;          /* create_streams: true */

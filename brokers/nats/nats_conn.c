@@ -16,10 +16,12 @@
  * Threads: cnats calls the callbacks from its own threads; they only read
  * the broker's immutable fields and atomics, and log.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nats_int.h"
 
@@ -55,6 +57,31 @@ static void on_connected(natsConnection *nc, void *ud)
              detail);
 }
 
+/* Why the last connect attempt failed (cnats' text, e.g. an
+ * authorization violation) and the keys that decide it; "" when cnats
+ * kept no reason. A failed TLS handshake reaches us only as "no server
+ * available" (cnats keeps the handshake's error to itself), so with TLS
+ * on that text points at the TLS keys. */
+static void last_reason(const nats_broker *b, natsConnection *nc, char *buf,
+                        size_t len)
+{
+  const char *text = NULL, *keys = "";
+  natsStatus s;
+  buf[0] = '\0';
+  if (!nc || (s = natsConnection_GetLastError(nc, &text)) == NATS_OK ||
+      !text || !*text)
+    return;
+  if (strstr(text, "uthoriz") || strstr(text, "uthentic"))
+    keys = " (check messaging.broker.config user/password, token, nkey, "
+           "creds_file or messaging.security.authentication)";
+  else if (strstr(text, "SSL") || strstr(text, "TLS") ||
+           strstr(text, "ertificate") ||
+           (b->env.tls.enabled && s == NATS_NO_SERVER))
+    keys = " (check messaging.security.transport.tls and "
+           "messaging.broker.config.tls_hostname)";
+  snprintf(buf, len, ": %s%s", text, keys);
+}
+
 /* Report the loss once, from whichever of the disconnected callback and
  * the first reconnect delay cnats runs first. */
 static void report_lost(nats_broker *b)
@@ -81,14 +108,14 @@ static void on_reconnected(natsConnection *nc, void *ud)
 static void on_closed(natsConnection *nc, void *ud)
 {
   nats_broker *b = ud;
-  (void)nc;
   if (atomic_load(&b->closing)) {
     swit__nats_report(b, SWIT_CONN_DISCONNECTED, NULL);
   } else {
-    char detail[400];
+    char detail[800], why[400];
+    last_reason(b, nc, why, sizeof why);
     snprintf(detail, sizeof detail, "connection to %s closed: reconnect "
-             "attempts exhausted (messaging.broker.reconnect.max_attempts)",
-             b->servers_text);
+             "attempts exhausted (messaging.broker.reconnect.max_attempts)%s",
+             b->servers_text, why);
     swit__nats_report(b, SWIT_CONN_FAILED, detail);
   }
   pthread_mutex_lock(&b->closed_mu);
@@ -103,13 +130,13 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *ud)
   int64_t d = b->env.backoff_ms
                   ? b->env.backoff_ms(b->env.host_ud, (uint32_t)attempts)
                   : 1000;
-  char detail[400];
-  (void)nc;
+  char detail[800], why[400];
   if (d < 0)
     return 0; /* cnats stops at MaxReconnect, then on_closed: failed */
   report_lost(b);
-  snprintf(detail, sizeof detail, "cannot reach %s (attempt %d); next try "
-           "in %lld ms", b->servers_text, attempts, (long long)d);
+  last_reason(b, nc, why, sizeof why);
+  snprintf(detail, sizeof detail, "cannot reach %s (attempt %d)%s; next "
+           "try in %lld ms", b->servers_text, attempts, why, (long long)d);
   swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
   return d;
 }
@@ -168,41 +195,153 @@ static int set_servers(nats_broker *b, char *err, size_t errlen)
                                      errlen);
 }
 
+/* A credentials file named by `key` must be readable now: cnats reads it
+ * only when it connects, where a typo would look like a refused login. */
+static int readable(const char *path, const char *key, char *err,
+                    size_t errlen)
+{
+  if (access(path, R_OK) == 0)
+    return 0;
+  return swit__fail(err, errlen, SWIT_E_CONFIG, "%s: cannot read %s: %s",
+                    key, path, strerror(errno));
+}
+
+#define CFG "messaging.broker.config."
+#define AUTH "messaging.security.authentication."
+
+/* One way to log in: user/password (broker config or
+ * messaging.security.authentication), token, NKEY, or a .creds file. */
 static int set_auth(nats_broker *b, char *err, size_t errlen)
 {
+  const swit_nats_settings *st = &b->st;
+  const char *user = st->user, *pass = st->password, *ukey = CFG "user";
   natsStatus s = NATS_OK;
-  if (*b->st.user && (s = natsOptions_SetUserInfo(b->opts, b->st.user,
-                                                  b->st.password)))
-    return opt_fail(s, "messaging.broker.config.user", err, errlen);
-  if (*b->st.token && (s = natsOptions_SetToken(b->opts, b->st.token)))
-    return opt_fail(s, "messaging.broker.config.token", err, errlen);
-  const char *name = *b->st.name ? b->st.name : b->env.server_name;
+  int ways;
+
+  if (b->env.username && *b->env.username) {
+    if (*st->user)
+      return swit__fail(err, errlen, SWIT_E_CONFIG, AUTH "username and "
+                        CFG "user are both set; keep one");
+    user = b->env.username;
+    pass = b->env.password ? b->env.password : "";
+    ukey = AUTH "username";
+  } else if (b->env.password && *b->env.password) {
+    return swit__fail(err, errlen, SWIT_E_CONFIG, AUTH "password needs "
+                      AUTH "username");
+  }
+  if (*pass && !*user)
+    return swit__fail(err, errlen, SWIT_E_CONFIG, CFG "password needs "
+                      CFG "user");
+  if (!*st->nkey != !*st->nkey_seed_file)
+    return swit__fail(err, errlen, SWIT_E_CONFIG, CFG "nkey and " CFG
+                      "nkey_seed_file go together");
+  ways = !!*user + !!*st->token + !!*st->nkey + !!*st->creds_file;
+  if (ways > 1)
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "nats: %s, " CFG "token, "
+                      CFG "nkey and " CFG "creds_file are exclusive; set "
+                      "one", ukey);
+  if (*user && (s = natsOptions_SetUserInfo(b->opts, user, pass)))
+    return opt_fail(s, ukey, err, errlen);
+  if (*st->token && (s = natsOptions_SetToken(b->opts, st->token)))
+    return opt_fail(s, CFG "token", err, errlen);
+  if (*st->nkey) {
+    if ((ways = readable(st->nkey_seed_file, CFG "nkey_seed_file", err,
+                         errlen)))
+      return ways;
+    if ((s = natsOptions_SetNKeyFromSeed(b->opts, st->nkey,
+                                         st->nkey_seed_file)))
+      return opt_fail(s, CFG "nkey", err, errlen);
+  }
+  if (*st->creds_file) {
+    if ((ways = readable(st->creds_file, CFG "creds_file", err, errlen)))
+      return ways;
+    if ((s = natsOptions_SetUserCredentialsFromFiles(b->opts, st->creds_file,
+                                                     NULL)))
+      return opt_fail(s, CFG "creds_file", err, errlen);
+  }
+  const char *name = *st->name ? st->name : b->env.server_name;
   if (name && (s = natsOptions_SetName(b->opts, name)))
-    return opt_fail(s, "messaging.broker.config.name", err, errlen);
+    return opt_fail(s, CFG "name", err, errlen);
   return 0;
 }
+
+/* The host part of a NATS URL ([scheme://][user[:pass]@]host[:port]),
+ * copied into buf; brackets of an IPv6 literal are dropped. */
+static void url_host(const char *url, char *buf, size_t len)
+{
+  const char *p = strstr(url, "://"), *at, *end;
+  p = p ? p + 3 : url;
+  at = strchr(p, '@');
+  if (at)
+    p = at + 1;
+  if (*p == '[') {
+    end = strchr(++p, ']');
+  } else {
+    end = p + strcspn(p, ":/");
+  }
+  size_t n = end ? (size_t)(end - p) : strlen(p);
+  if (n >= len)
+    n = len - 1;
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+}
+
+/* The name the server's certificate must carry: tls_hostname, or the one
+ * host every endpoint names. cnats checks no name unless it is given. */
+static int set_hostname(nats_broker *b, char *err, size_t errlen)
+{
+  char host[256], other[256];
+  natsStatus s;
+  if (*b->st.tls_hostname) {
+    snprintf(host, sizeof host, "%s", b->st.tls_hostname);
+  } else {
+    url_host(b->env.n_endpoints ? b->env.endpoints[0] : "127.0.0.1", host,
+             sizeof host);
+    for (size_t i = 1; i < b->env.n_endpoints; i++) {
+      url_host(b->env.endpoints[i], other, sizeof other);
+      if (strcmp(host, other))
+        return swit__fail(err, errlen, SWIT_E_CONFIG, CFG "tls_hostname: "
+                          "the endpoints name different hosts (%s, %s); "
+                          "set the name their certificates carry", host,
+                          other);
+    }
+  }
+  if (!*host)
+    return swit__fail(err, errlen, SWIT_E_CONFIG, "messaging.broker."
+                      "endpoints: no host to check the certificate against");
+  s = natsOptions_SetExpectedHostname(b->opts, host);
+  return s == NATS_OK ? 0 : opt_fail(s, CFG "tls_hostname", err, errlen);
+}
+
+#define TLSK "messaging.security.transport.tls."
 
 static int set_tls(nats_broker *b, char *err, size_t errlen)
 {
   const swit_broker_tls *t = &b->env.tls;
   natsStatus s;
-  if (!t->enabled)
+  if (!t->enabled) {
+    if (*b->st.tls_hostname)
+      return swit__fail(err, errlen, SWIT_E_CONFIG, CFG "tls_hostname needs "
+                        TLSK "enabled: true");
     return 0;
+  }
   if ((s = natsOptions_SetSecure(b->opts, true)))
-    return opt_fail(s, "messaging.security.transport.tls.enabled", err, errlen);
+    return opt_fail(s, TLSK "enabled", err, errlen);
   if (t->ca_file && *t->ca_file &&
       (s = natsOptions_LoadCATrustedCertificates(b->opts, t->ca_file)))
-    return opt_fail(s, "messaging.security.transport.tls.ca_file", err, errlen);
+    return opt_fail(s, TLSK "ca_file", err, errlen);
   if (t->cert_file && *t->cert_file &&
       (s = natsOptions_LoadCertificatesChain(b->opts, t->cert_file,
                                              t->key_file)))
-    return opt_fail(s, "messaging.security.transport.tls.cert_file", err,
-                    errlen);
-  if (!t->verify_server &&
-      (s = natsOptions_SkipServerVerification(b->opts, true)))
-    return opt_fail(s, "messaging.security.transport.tls.verify_server", err,
-                    errlen);
-  return 0;
+    return opt_fail(s, TLSK "cert_file", err, errlen);
+  if (!t->verify_server) {
+    if (*b->st.tls_hostname)
+      return swit__fail(err, errlen, SWIT_E_CONFIG, CFG "tls_hostname: no "
+                        "name is checked with " TLSK "verify_server: false");
+    s = natsOptions_SkipServerVerification(b->opts, true);
+    return s == NATS_OK ? 0 : opt_fail(s, TLSK "verify_server", err, errlen);
+  }
+  return set_hostname(b, err, errlen);
 }
 
 /* Reconnect, buffers and pings; every value was range-checked by the
@@ -308,7 +447,7 @@ static int js_context(nats_broker *b, char *err, size_t errlen)
 
 int swit__nats_open(nats_broker *b, char *err, size_t errlen)
 {
-  char detail[600], why[300];
+  char detail[800], why[400];
   swit__nats_report(b, SWIT_CONN_CONNECTING, b->servers_text);
   atomic_store(&b->lost, 1); /* until connected: backing off, not lost */
   natsStatus s = natsConnection_Connect(&b->nc, b->opts);
@@ -319,8 +458,9 @@ int swit__nats_open(nats_broker *b, char *err, size_t errlen)
                       swit__nats_errtext(s));
   }
   if (s == NATS_NOT_YET_CONNECTED) {
-    snprintf(detail, sizeof detail, "cannot reach %s; retrying in the "
-             "background", b->servers_text);
+    last_reason(b, b->nc, why, sizeof why);
+    snprintf(detail, sizeof detail, "cannot reach %s%s; retrying in the "
+             "background", b->servers_text, why);
     swit__nats_report(b, SWIT_CONN_BACKING_OFF, detail);
   } else {
     char url[256];

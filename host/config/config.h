@@ -226,7 +226,9 @@ typedef struct swit_config {
       struct {
         struct { int enabled; char *cert_file; char *key_file; char *ca_file; int verify_server; } tls; /* false,,,, true (NATS) */
       } transport;
-      struct { char *username; char *password; } authentication; /* RabbitMQ */
+      struct {
+        char *mechanism; char *username; char *password;
+      } authentication;
       struct {
         /* algorithm, key_provider and keyring are checked by host/sec/,
          * with the marks recorded here ("keyring" is a resolved path

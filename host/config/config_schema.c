@@ -333,21 +333,22 @@ static const swit_cfg_field resources_fields[] = {
 #define TLS messaging.security.transport.tls
 static const swit_cfg_field tls_fields[] = {
   { .name = "enabled", .type = SWIT_CFG_BOOL, .offset = OFF(TLS, enabled),
-    .dflt = "false", .brokers = ONLY("nats"),
-    .desc = "Use TLS to the broker (Kafka: librdkafka's security.protocol "
-            "and ssl.* keys in messaging.broker.config)" },
+    .dflt = "false", .brokers = ONLY("nats kafka"),
+    .desc = "Use TLS to the broker (Kafka: security.protocol SSL, or "
+            "SASL_SSL with a username)" },
   { .name = "cert_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, cert_file),
-    .brokers = ONLY("nats"),
+    .brokers = ONLY("nats kafka"),
     .desc = "Client certificate (PEM), relative to the config file" },
   { .name = "key_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, key_file),
-    .brokers = ONLY("nats"),
+    .brokers = ONLY("nats kafka"),
     .desc = "Client private key (PEM), relative to the config file" },
   { .name = "ca_file", .type = SWIT_CFG_STR, .offset = OFF(TLS, ca_file),
-    .brokers = ONLY("nats"),
+    .brokers = ONLY("nats kafka"),
     .desc = "CA bundle (PEM), relative to the config file" },
   { .name = "verify_server", .type = SWIT_CFG_BOOL,
-    .offset = OFF(TLS, verify_server), .dflt = "true", .brokers = ONLY("nats"),
-    .desc = "Verify the broker's certificate" },
+    .offset = OFF(TLS, verify_server), .dflt = "true", .brokers = ONLY("nats kafka"),
+    .desc = "Verify the broker's certificate and name (NATS: "
+            "messaging.broker.config.tls_hostname)" },
   { .name = NULL }
 };
 
@@ -361,14 +362,16 @@ static const swit_cfg_field transport_fields[] = {
 #define AUTH messaging.security.authentication
 static const swit_cfg_field auth_fields[] = {
   UNSUPPORTED("type", "One of none, sasl, basic, token"),
-  UNSUPPORTED("mechanism", "SASL mechanism, e.g. SCRAM-SHA-512 (Kafka: "
-              "librdkafka's sasl.* keys in messaging.broker.config)"),
+  { .name = "mechanism", .type = SWIT_CFG_STR, .offset = OFF(AUTH, mechanism),
+    .brokers = ONLY("kafka"),
+    .desc = "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 "
+            "(sasl.mechanisms; needs username)" },
   { .name = "username", .type = SWIT_CFG_STR, .offset = OFF(AUTH, username),
-    .brokers = ONLY("rabbitmq"),
-    .desc = "User name; replaces the endpoint URL's (NATS: "
-            "messaging.broker.config.user)" },
+    .brokers = ONLY("rabbitmq kafka nats"),
+    .desc = "User name (RabbitMQ: replaces the endpoint URL's; Kafka: "
+            "sasl.username; NATS: instead of messaging.broker.config.user)" },
   { .name = "password", .type = SWIT_CFG_STR, .offset = OFF(AUTH, password),
-    .brokers = ONLY("rabbitmq"),
+    .brokers = ONLY("rabbitmq kafka nats"),
     .desc = "Password; replaces the endpoint URL's; use ${VAR}" },
   { .name = NULL }
 };

@@ -162,7 +162,7 @@ typedef struct swit_broker_env {
   int64_t reconnect_delay_ms, reconnect_max_delay_ms, reconnect_max_attempts;
   swit_broker_tls tls;
   /* messaging.security.authentication (NULL or "": none) */
-  const char *username, *password;
+  const char *mechanism, *username, *password;
   swit_log_fn log;
   void *log_ud;
   /* Report a state change (any thread); `detail` may be NULL. */

@@ -28,6 +28,7 @@ void swit__broker_env_config(swit_broker_env *env, const swit_config *cfg)
       .enabled = tls->enabled, .cert_file = tls->cert_file,
       .key_file = tls->key_file, .ca_file = tls->ca_file,
       .verify_server = tls->verify_server};
+  env->mechanism = cfg->messaging.security.authentication.mechanism;
   env->username = cfg->messaging.security.authentication.username;
   env->password = cfg->messaging.security.authentication.password;
 }
